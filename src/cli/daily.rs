@@ -1,0 +1,311 @@
+//! set, get, list, unset, edit, exec, doctor.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{print_notes, CliError, CliResult, Format};
+use crate::doctor::{self, Status};
+use crate::keys::AgeIdentity;
+use crate::names::{self, Kind};
+use crate::secret::SecretValue;
+use crate::store::{self, Actor, EnvChange};
+use crate::verify::{self, Context, State};
+use crate::yaml::{self, Secrets};
+
+/// Loads and verifies the state, prints its notes, and remembers counters.
+fn verified(ctx: &Context) -> Result<State, CliError> {
+    let mut state = verify::load(ctx)?;
+    print_notes(&state.notes);
+    if let Err(e) = state.remember(&ctx.home) {
+        eprintln!("byreis: warning: could not record the counter seen: {e}");
+    }
+    Ok(state)
+}
+
+fn check_env(env: &str) -> CliResult {
+    names::check(Kind::Environment, env)?;
+    Ok(())
+}
+
+/// Reads the new value: from the argument, else stdin (hidden prompt on a TTY).
+fn read_value(value: Option<String>) -> Result<Zeroizing<String>, CliError> {
+    if let Some(v) = value {
+        eprintln!("byreis: note: a value on the command line can end up in shell history; omit it to read stdin");
+        return Ok(Zeroizing::new(v));
+    }
+    if std::io::stdin().is_terminal() {
+        let v = dialoguer::Password::new()
+            .with_prompt("Value")
+            .allow_empty_password(true)
+            .interact()
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        return Ok(Zeroizing::new(v));
+    }
+    let mut buf = Zeroizing::new(String::new());
+    std::io::stdin()
+        .take(yaml::MAX_SECRETS_BYTES as u64 + 1)
+        .read_to_string(&mut buf)
+        .map_err(|e| CliError::Other(format!("reading the value from stdin: {e}")))?;
+    if buf.len() > yaml::MAX_SECRETS_BYTES {
+        return Err(CliError::Other("the value is larger than 1 MiB".into()));
+    }
+    if buf.ends_with('\n') {
+        buf.pop();
+        if buf.ends_with('\r') {
+            buf.pop();
+        }
+    }
+    Ok(buf)
+}
+
+fn current(state: &State, env: &str, actor: &Actor) -> Result<Secrets, CliError> {
+    if state.manifest.environments.contains_key(env) {
+        Ok(state.secrets(env, &actor.identity)?)
+    } else {
+        Ok(Secrets::new())
+    }
+}
+
+pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliResult {
+    check_env(env)?;
+    names::check(Kind::SecretKey, key)?;
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    store::check_writable(&state, &actor)?;
+    let value = read_value(value)?;
+    let mut secrets = current(&state, env, &actor)?;
+    let created = !state.manifest.environments.contains_key(env);
+    secrets.insert(key.to_string(), SecretValue::new(value));
+    let counter = store::commit_change(
+        ctx,
+        state,
+        &actor,
+        EnvChange {
+            env: env.to_string(),
+            secrets,
+            action: "set",
+        },
+    )?;
+    eprintln!(
+        "byreis: set {key} in {env}{} (counter {counter}, signed commit and registry record written)",
+        if created { " (new environment)" } else { "" }
+    );
+    Ok(())
+}
+
+pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
+    check_env(env)?;
+    names::check(Kind::SecretKey, key)?;
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    store::check_writable(&state, &actor)?;
+    let mut secrets = current(&state, env, &actor)?;
+    if secrets.remove(key).is_none() {
+        return Err(CliError::Other(format!(
+            "{env} has no secret named {key}; nothing was changed"
+        )));
+    }
+    let counter = store::commit_change(
+        ctx,
+        state,
+        &actor,
+        EnvChange {
+            env: env.to_string(),
+            secrets,
+            action: "unset",
+        },
+    )?;
+    eprintln!("byreis: removed {key} from {env} (counter {counter})");
+    Ok(())
+}
+
+pub fn get(ctx: &Context, env: &str, key: &str, format: Format) -> CliResult {
+    check_env(env)?;
+    names::check(Kind::SecretKey, key)?;
+    let state = verified(ctx)?;
+    let identity = AgeIdentity::load(&ctx.home)?;
+    let secrets = state.secrets(env, &identity)?;
+    let Some(value) = secrets.get(key) else {
+        return Err(CliError::Other(format!(
+            "{env} has no secret named {key} (`byreis list {env}` shows the names)"
+        )));
+    };
+    let mut out = std::io::stdout().lock();
+    let text = match format {
+        Format::Text => Zeroizing::new(format!("{}\n", value.expose())),
+        Format::Json => Zeroizing::new(format!(
+            "{}\n",
+            json!({"env": env, "key": key, "value": value.expose()})
+        )),
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
+    if let Some(e) = env {
+        check_env(e)?;
+    }
+    let state = verified(ctx)?;
+    let identity = AgeIdentity::load(&ctx.home)?;
+    let me = identity.recipient();
+    let envs: Vec<String> = match env {
+        Some(e) => vec![e.to_string()],
+        None => state.manifest.environments.keys().cloned().collect(),
+    };
+    let mut listing = Vec::new();
+    for e in &envs {
+        let readable = state.readers(e).contains(&me) || env.is_some();
+        let names: Option<Vec<String>> = if readable {
+            Some(state.secrets(e, &identity)?.keys().cloned().collect())
+        } else {
+            // Still check the file, so a tampered environment is reported.
+            state.env_file(e)?;
+            None
+        };
+        listing.push((e.clone(), names));
+    }
+    match format {
+        Format::Json => {
+            let v: Vec<_> = listing
+                .iter()
+                .map(|(e, n)| json!({"env": e, "readable": n.is_some(), "keys": n}))
+                .collect();
+            println!(
+                "{}",
+                json!({"project": state.manifest.project, "counter": state.manifest.counter, "environments": v})
+            );
+        }
+        Format::Text => {
+            for (e, n) in &listing {
+                match n {
+                    Some(keys) if env.is_some() => keys.iter().for_each(|k| println!("{k}")),
+                    Some(keys) => {
+                        println!("{e}:");
+                        keys.iter().for_each(|k| println!("  {k}"));
+                    }
+                    None => println!("{e}: (you are not a reader)"),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const EDIT_HEADER: &str = "# byreis: editing {ENV}. One `NAME: value` per line; names are environment\n# variable names. Quote values with \"…\" to keep special characters exact.\n# Save and quit to apply; quit without saving (or exit non-zero) to cancel.\n";
+
+pub fn edit(ctx: &Context, env: &str) -> CliResult {
+    check_env(env)?;
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    store::check_writable(&state, &actor)?;
+    let before = current(&state, env, &actor)?;
+    let mut text = Zeroizing::new(EDIT_HEADER.replace("{ENV}", env));
+    text.push_str(&yaml::emit_secrets(&before));
+    let after = loop {
+        let edited = crate::editor::edit(&format!("{env}.yaml"), &text)?;
+        if edited.returned_at_once && *edited.text == *text {
+            eprintln!("byreis: warning: the editor returned at once without changes; if it opens a window in the background, give it its wait flag (for example EDITOR=\"code --wait\")");
+        }
+        match yaml::parse_secrets(&edited.text) {
+            Ok(s) => break s,
+            Err(e) if ctx.interactive => {
+                eprintln!("byreis: {e}");
+                let again = dialoguer::Confirm::new()
+                    .with_prompt("Edit again? (no discards your changes)")
+                    .default(true)
+                    .interact()
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+                if !again {
+                    return Err(CliError::Other(
+                        "edit cancelled; nothing was changed".into(),
+                    ));
+                }
+                text = edited.text;
+            }
+            Err(e) => return Err(CliError::Other(format!("{e}; nothing was changed"))),
+        }
+    };
+    if after == before {
+        eprintln!("byreis: no changes to {env}");
+        return Ok(());
+    }
+    let counter = store::commit_change(
+        ctx,
+        state,
+        &actor,
+        EnvChange {
+            env: env.to_string(),
+            secrets: after,
+            action: "edit",
+        },
+    )?;
+    eprintln!("byreis: saved {env} (counter {counter})");
+    Ok(())
+}
+
+pub fn exec(
+    ctx: &Context,
+    env: &str,
+    overrides: &[String],
+    override_all: bool,
+    command: &[std::ffi::OsString],
+) -> CliResult {
+    use std::os::unix::process::CommandExt as _;
+    check_env(env)?;
+    let state = verified(ctx)?;
+    let identity = AgeIdentity::load(&ctx.home)?;
+    let secrets = state.secrets(env, &identity)?;
+    let (child_env, replaced) = crate::exec::child_env(
+        std::env::vars_os(),
+        &secrets,
+        &state.manifest.exec_allow,
+        overrides,
+        override_all,
+    )?;
+    for name in &replaced {
+        eprintln!("byreis: note: secret {name} replaces the inherited variable of the same name");
+    }
+    let (program, args) = command.split_first().expect("clap requires a command");
+    // Resolve the program with the caller's PATH, not one from a secret.
+    let err = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(&child_env)
+        .exec();
+    Err(CliError::Other(format!(
+        "could not run {}: {err}",
+        program.to_string_lossy()
+    )))
+}
+
+pub fn doctor(ctx: &Context, format: Format) -> CliResult {
+    let checks = doctor::run(ctx);
+    let failed = doctor::failed(&checks);
+    match format {
+        Format::Json => println!("{}", json!({"ok": !failed, "checks": checks})),
+        Format::Text => {
+            for c in &checks {
+                let status = match c.status {
+                    Status::Ok => "ok  ",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                    Status::Skipped => "skip",
+                };
+                let code = c.code.map(|c| format!(" [{c}]")).unwrap_or_default();
+                let detail = if c.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", c.detail)
+                };
+                println!("{status} {:<16}{code}{detail}", c.check);
+            }
+        }
+    }
+    if failed {
+        return Err(CliError::Exit(super::EXIT_VERIFY));
+    }
+    Ok(())
+}

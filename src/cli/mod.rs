@@ -1,0 +1,238 @@
+//! The command line: clap definitions, terminal I/O and exit codes. Each
+//! verb is a function taking its arguments and a [`Context`]; the work is
+//! done by the library modules.
+
+mod daily;
+mod setup;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::diag::Code;
+use crate::keys::Home;
+use crate::verify::{Context, VerifyError};
+
+/// Exit code when verification refused (a diagnostic code was printed).
+pub const EXIT_VERIFY: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "byreis",
+    version,
+    about = "Secrets in git, encrypted with age, behind a signed and counted manifest",
+    long_about = "byreis keeps age-encrypted secrets in your project's git repository. A signed manifest with a monotonic counter records who can read each environment and the hash of every secrets file; an admin registry repository pins the current state. Every read verifies all of it first.\n\nExit codes: 0 ok; 1 error; 2 usage; 3 verification refused (the diagnostic code is printed); exec passes through the child's code."
+)]
+pub struct Cli {
+    /// Run as if byreis was started in DIR (like git -C).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create your age identity and ed25519 signing key under $BYREIS_HOME.
+    Keygen {
+        /// Your member name (a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Adopt an existing OpenSSH ssh-ed25519 private key instead of generating one.
+        #[arg(long, value_name = "PATH")]
+        signing_key: Option<PathBuf>,
+    },
+    /// Show your name, age recipient, signing key and fingerprints.
+    Whoami {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Admin registry commands.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Start using byreis in this git work tree (admin).
+    Init {
+        /// Project name (a-z 0-9 _ -).
+        #[arg(long)]
+        project: String,
+        /// The registry: a path to its clone, or a git URL.
+        #[arg(long, value_name = "LOCATION")]
+        registry: String,
+    },
+    /// Pin the registry's trust anchor for this repository on this machine.
+    Trust {
+        /// The anchor fingerprint an admin gave you over another channel.
+        #[arg(long, value_name = "FP")]
+        anchor: Option<String>,
+        /// Print the pinned anchor and exit.
+        #[arg(long)]
+        show: bool,
+    },
+    /// Set a secret (the value is read from stdin when omitted).
+    Set {
+        env: String,
+        key: String,
+        /// The value. Prefer stdin: values on the command line reach shell history.
+        value: Option<String>,
+    },
+    /// Print one secret's value.
+    Get {
+        env: String,
+        key: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// List secret names (never values).
+    List {
+        env: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Remove a secret.
+    Unset { env: String, key: String },
+    /// Edit an environment's secrets in $VISUAL/$EDITOR (private temp file).
+    Edit { env: String },
+    /// Run a command with an environment's secrets as environment variables.
+    Exec {
+        env: String,
+        /// Let the secret NAME replace an inherited variable of the same name.
+        #[arg(long = "override", value_name = "NAME")]
+        overrides: Vec<String>,
+        /// Let every secret replace inherited variables.
+        #[arg(long)]
+        override_all: bool,
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Check everything with public keys only; non-zero exit on failure.
+    Doctor {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Create a new admin registry repository at PATH, with you as first admin.
+    Init { path: PathBuf },
+}
+
+/// An error as the user sees it.
+#[derive(Debug)]
+pub enum CliError {
+    /// Verification refused: code, detail and the code's fix.
+    Verify(VerifyError),
+    /// Anything else, with its message.
+    Other(String),
+    /// Exit quietly with this code (already reported).
+    Exit(i32),
+}
+
+impl From<VerifyError> for CliError {
+    fn from(e: VerifyError) -> Self {
+        CliError::Verify(e)
+    }
+}
+
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Verify(v) => CliError::Verify(v),
+            other => CliError::Other(other.to_string()),
+        }
+    }
+}
+
+macro_rules! other_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self { CliError::Other(e.to_string()) }
+        }
+    )*};
+}
+other_from!(
+    crate::keys::KeyError,
+    crate::git::GitError,
+    crate::registry::RegistryError,
+    crate::names::NameError,
+    crate::editor::EditError,
+    crate::exec::ExecError,
+    crate::remote::RemoteError,
+    crate::yaml::YamlError,
+    std::io::Error
+);
+
+pub type CliResult = Result<(), CliError>;
+
+fn context(dir: Option<PathBuf>) -> Context {
+    let interactive =
+        std::io::stdin().is_terminal() && std::env::var_os("CI").is_none_or(|v| v.is_empty());
+    Context {
+        home: Home::from_env(),
+        dir: dir.unwrap_or_else(|| PathBuf::from(".")),
+        interactive,
+    }
+}
+
+/// Prints notes that come with a verified state (stale copy, old checkout).
+pub(crate) fn print_notes(notes: &[(Code, String)]) {
+    for (code, msg) in notes {
+        eprintln!("byreis: note[{code}]: {msg}");
+    }
+}
+
+/// Entry point: parses arguments, runs the verb, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let ctx = context(cli.dir);
+    let result = match cli.command {
+        Command::Keygen {
+            name,
+            email,
+            signing_key,
+        } => setup::keygen(&ctx, &name, email, signing_key),
+        Command::Whoami { format } => setup::whoami(&ctx, format),
+        Command::Registry {
+            command: RegistryCommand::Init { path },
+        } => setup::registry_init(&ctx, &path),
+        Command::Init { project, registry } => setup::init(&ctx, &project, &registry),
+        Command::Trust { anchor, show } => setup::trust(&ctx, anchor, show),
+        Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
+        Command::Get { env, key, format } => daily::get(&ctx, &env, &key, format),
+        Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),
+        Command::Unset { env, key } => daily::unset(&ctx, &env, &key),
+        Command::Edit { env } => daily::edit(&ctx, &env),
+        Command::Exec {
+            env,
+            overrides,
+            override_all,
+            command,
+        } => daily::exec(&ctx, &env, &overrides, override_all, &command),
+        Command::Doctor { format } => daily::doctor(&ctx, format),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(CliError::Exit(code)) => code,
+        Err(CliError::Verify(e)) => {
+            eprintln!("byreis: error[{}]: {}", e.code, e.detail);
+            eprintln!("  fix: {}", e.code.fix());
+            EXIT_VERIFY
+        }
+        Err(CliError::Other(msg)) => {
+            eprintln!("byreis: error: {msg}");
+            1
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! keygen, whoami, registry init, init, trust.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{CliError, CliResult, Format};
+use crate::diag::Code;
+use crate::keys::{self, AgeIdentity, Profile, Signer};
+use crate::names::{self, Kind};
+use crate::secret::ct_eq;
+use crate::store;
+use crate::trust::{self, Pin};
+use crate::verify::{self, Context, Project, VerifyError};
+
+pub fn keygen(
+    ctx: &Context,
+    name: &str,
+    email: Option<String>,
+    adopt: Option<PathBuf>,
+) -> CliResult {
+    names::check(Kind::Member, name)?;
+    if let Some(e) = &email {
+        if e.chars().any(|c| c.is_control() || c == '<' || c == '>') || e.len() > 254 {
+            return Err(CliError::Other(format!(
+                "invalid email {}",
+                names::quoted(e)
+            )));
+        }
+    }
+    let home = &ctx.home;
+    home.ensure()?;
+    let id_path = home.identity_path();
+    let key_path = home.signing_key_path();
+    let profile_path = home.profile_path();
+    // Refuse before writing anything, so a refusal leaves nothing half-made.
+    let mut targets = vec![id_path.clone(), profile_path.clone()];
+    if adopt.is_none() {
+        targets.push(key_path.clone());
+        targets.push(key_path.with_extension("pub"));
+    }
+    for t in &targets {
+        if t.exists() {
+            return Err(keys::KeyError::Exists(t.display().to_string()).into());
+        }
+    }
+    let signer_path = match &adopt {
+        Some(p) => {
+            let abs = p
+                .canonicalize()
+                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+            Signer::load(&abs)?;
+            abs
+        }
+        None => key_path.clone(),
+    };
+    let identity = AgeIdentity::generate();
+    keys::write_new(&id_path, identity.to_file_text().as_bytes(), 0o600)?;
+    let signer = match &adopt {
+        Some(_) => Signer::load(&signer_path)?,
+        None => {
+            let s = Signer::generate(&format!("{name}@byreis"))?;
+            keys::write_new(&key_path, s.to_openssh_private()?.as_bytes(), 0o600)?;
+            keys::write_new(
+                &key_path.with_extension("pub"),
+                format!("{}\n", s.public_openssh_with_comment()).as_bytes(),
+                0o644,
+            )?;
+            s
+        }
+    };
+    let profile = Profile {
+        name: name.to_string(),
+        email,
+        signing_key: signer_path,
+    };
+    keys::write_new(
+        &profile_path,
+        serde_yaml::to_string(&profile)
+            .expect("profile serializes")
+            .as_bytes(),
+        0o600,
+    )?;
+    eprintln!("byreis: created keys for {name} in {}", home.dir.display());
+    println!("age recipient:   {}", identity.recipient().as_str());
+    println!("signing key:     {}", signer.public.to_openssh());
+    println!("key fingerprint: {}", signer.public.fingerprint());
+    Ok(())
+}
+
+pub fn whoami(ctx: &Context, format: Format) -> CliResult {
+    let profile = Profile::load(&ctx.home)?.ok_or(keys::KeyError::NoSigningKey)?;
+    let identity = AgeIdentity::load(&ctx.home)?;
+    let signer = Signer::load_for(&profile)?;
+    let r = identity.recipient();
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "name": profile.name,
+                "email": profile.email,
+                "age_recipient": r.as_str(),
+                "age_fingerprint": r.fingerprint(),
+                "signing_key": signer.public.to_openssh(),
+                "signing_fingerprint": signer.public.fingerprint(),
+                "identity_source": identity.source,
+            })
+        ),
+        Format::Text => {
+            println!("name:                {}", profile.name);
+            if let Some(e) = &profile.email {
+                println!("email:               {}", names::escape(e));
+            }
+            println!("age recipient:       {}", r.as_str());
+            println!("age fingerprint:     {}", r.fingerprint());
+            println!("signing key:         {}", signer.public.to_openssh());
+            println!("signing fingerprint: {}", signer.public.fingerprint());
+            println!("identity from:       {}", identity.source);
+        }
+    }
+    Ok(())
+}
+
+pub fn registry_init(ctx: &Context, path: &Path) -> CliResult {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        ctx.dir.join(path)
+    };
+    let anchor = store::registry_init(&ctx.home, &path)?;
+    eprintln!("byreis: created the admin registry at {}", path.display());
+    eprintln!("byreis: give this anchor fingerprint to your team over a channel other than git (in person, a call, a signed chat); they will type it into `byreis trust`:");
+    println!("{anchor}");
+    Ok(())
+}
+
+pub fn init(ctx: &Context, project: &str, registry: &str) -> CliResult {
+    let anchor = store::init_project(ctx, project, registry)?;
+    eprintln!("byreis: initialised project {project} (counter 1); this machine now trusts anchor {anchor}");
+    eprintln!("byreis: commit is signed; teammates run `byreis trust` and type the anchor fingerprint you give them");
+    Ok(())
+}
+
+pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
+    let project = Project::open(&ctx.dir)?;
+    let existing = trust::load(&ctx.home, &project.repo.common_dir())?;
+    if show {
+        match &existing {
+            Some(p) => {
+                println!("{}", p.anchor);
+                eprintln!("registry: {}", names::escape(&p.registry));
+                eprintln!(
+                    "seen: roster version {}, counter {}",
+                    p.roster_version_seen, p.counter_seen
+                );
+            }
+            None => {
+                return Err(VerifyError {
+                    code: Code::AnchorNotTrusted,
+                    detail: "this machine has not pinned an anchor for this repository".into(),
+                }
+                .into())
+            }
+        }
+        return Ok(());
+    }
+    let location = project.registry_location()?;
+    if verify::is_url(&location) {
+        let dir = verify::registry_dir(&ctx.home, &location);
+        if dir.exists() {
+            crate::remote::update(&dir)?;
+        } else {
+            crate::remote::clone(&ctx.home, &location)?;
+        }
+    }
+    let registry = verify::open_registry(&ctx.home, &location)?;
+    let computed = keys::grouped_fingerprint(&registry.roster_v1_bytes()?);
+    eprintln!("byreis: registry {}", names::escape(&location));
+    let typed = match anchor {
+        Some(a) => a,
+        None if ctx.interactive => dialoguer::Input::<String>::new()
+            .with_prompt("Type the anchor fingerprint an admin gave you (over a channel other than this repository)")
+            .interact_text()
+            .map_err(|e| CliError::Other(e.to_string()))?,
+        None => {
+            return Err(CliError::Other(
+                "non-interactive run: pass --anchor FP with the fingerprint an admin gave you".into(),
+            ))
+        }
+    };
+    let (t, c) = (
+        keys::normalise_fingerprint(&typed),
+        keys::normalise_fingerprint(&computed),
+    );
+    if !ct_eq(t.as_bytes(), c.as_bytes()) {
+        return Err(VerifyError {
+            code: Code::RosterAnchorMismatch,
+            detail: "the fingerprint you typed does not match this registry's roster; nothing was trusted. Check you were given the right fingerprint and that byreis.yaml names the right registry".into(),
+        }
+        .into());
+    }
+    if keys::normalise_fingerprint(&project.config.anchor) != c {
+        return Err(VerifyError {
+            code: Code::AnchorMismatch,
+            detail: "byreis.yaml names a different anchor than this registry's; someone edited the config or the registry. Nothing was trusted".into(),
+        }
+        .into());
+    }
+    if let Some(old) = &existing {
+        if old.registry != location || keys::normalise_fingerprint(&old.anchor) != c {
+            eprintln!(
+                "byreis: warning: replacing the anchor this machine trusted ({} at {}) because you confirmed the new one",
+                old.anchor,
+                names::escape(&old.registry)
+            );
+        }
+    }
+    let same = existing
+        .as_ref()
+        .filter(|o| o.registry == location && keys::normalise_fingerprint(&o.anchor) == c);
+    let pin = Pin {
+        repository: trust::repository_key(&project.repo.common_dir()),
+        registry: location,
+        anchor: computed.clone(),
+        roster_version_seen: same.map_or(0, |o| o.roster_version_seen),
+        counter_seen: same.map_or(0, |o| o.counter_seen),
+        trusted_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    };
+    trust::save(&ctx.home, &project.repo.common_dir(), &pin)?;
+    eprintln!(
+        "byreis: this machine now trusts anchor {computed} for {}",
+        project.root.display()
+    );
+    // Verify the whole state now, so problems show at once.
+    let mut state = verify::load_with(project, registry, pin, true)?;
+    state.remember(&ctx.home)?;
+    eprintln!(
+        "byreis: verified: project {} at counter {}",
+        state.manifest.project, state.manifest.counter
+    );
+    Ok(())
+}

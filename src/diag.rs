@@ -1,0 +1,171 @@
+//! Stable diagnostic codes.
+//!
+//! Every refusal that comes from verification, and every `doctor` finding,
+//! carries one of these codes. They are part of byreis's interface: scripts
+//! match on them, `docs/diagnostics.md` explains each one (a test keeps the
+//! two in step), and a code is never renamed or reused.
+
+macro_rules! codes {
+    ($( $variant:ident => $code:literal, $what:literal, $fix:literal; )*) => {
+        /// A stable, kebab-case diagnostic code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code { $( $variant, )* }
+
+        impl Code {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [Code] = &[ $( Code::$variant, )* ];
+
+            /// The code as users see it, e.g. `file-hash-mismatch`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Code::$variant => $code, )* }
+            }
+
+            /// One line: what the finding means.
+            pub fn what(self) -> &'static str {
+                match self { $( Code::$variant => $what, )* }
+            }
+
+            /// One line: what to do about it.
+            pub fn fix(self) -> &'static str {
+                match self { $( Code::$variant => $fix, )* }
+            }
+        }
+    };
+}
+
+codes! {
+    ConfigMissing => "config-missing",
+        "the project has no byreis.yaml",
+        "run `byreis init` (admin) or check out the project's root (-C DIR)";
+    ConfigInvalid => "config-invalid",
+        "byreis.yaml cannot be parsed or has invalid fields",
+        "restore byreis.yaml from a trusted commit (git log -p byreis.yaml)";
+    AnchorNotTrusted => "anchor-not-trusted",
+        "this machine has not pinned a trust anchor for this repository",
+        "run `byreis trust` and compare the fingerprint with one an admin sent you; in CI set BYREIS_ANCHOR";
+    AnchorMismatch => "anchor-mismatch",
+        "the registry or anchor named by byreis.yaml differs from the one this machine trusts",
+        "someone who can write the project repo may be redirecting you to another registry; ask an admin over another channel, then `byreis trust` again only if they confirm the change";
+    RegistryUnavailable => "registry-unavailable",
+        "the registry copy cannot be opened",
+        "check the registry location in byreis.yaml and that the clone exists (`git clone` it, or fetch it)";
+    RegistryInvalid => "registry-invalid",
+        "the registry repository does not have the layout byreis expects",
+        "point byreis.yaml at a registry made by `byreis registry init`";
+    RosterAnchorMismatch => "roster-anchor-mismatch",
+        "roster version 1 does not hash to the pinned anchor",
+        "the registry is not the one you trusted; do not use it, and ask an admin";
+    RosterInvalid => "roster-invalid",
+        "a roster version is malformed, out of sequence, or not signed by enough admins",
+        "restore the registry from a trusted clone; an admin must re-sign the roster change";
+    RosterRollback => "roster-rollback",
+        "the registry shows an older roster than this machine has already seen",
+        "fetch the registry (git pull); if it is still old, someone rolled it back: tell an admin";
+    RecordMissing => "record-missing",
+        "the registry has no signed record for this project",
+        "an admin must run `byreis init` or finish the interrupted change; fetch the registry first";
+    RecordInvalid => "record-invalid",
+        "the project record's signature does not verify against the roster, or it is malformed",
+        "do not use these secrets; restore the registry from a trusted clone and tell an admin";
+    RecordExpired => "record-expired",
+        "the project record has passed its expiry date (freeze defence)",
+        "an admin renews it by re-signing the record (any admin write does so)";
+    RecordExpiring => "record-expiring",
+        "the project record expires within 14 days",
+        "an admin renews it before it expires (any admin write re-signs the record)";
+    RecordRollback => "record-rollback",
+        "the registry record's counter is lower than this machine has already seen",
+        "fetch the registry; if the counter is still lower, someone rolled the registry back: tell an admin";
+    ManifestMissing => "manifest-missing",
+        "the signed manifest .byreis/manifest.yaml (or its signature) is missing",
+        "check out the project's main branch, or fetch the commit the registry pins";
+    ManifestInvalid => "manifest-invalid",
+        "the manifest's signature does not verify against the roster, or its content is malformed",
+        "do not use these secrets; restore .byreis/ from the commit the registry pins and tell an admin";
+    ManifestNotPinned => "manifest-not-pinned",
+        "the manifest in the working tree is not the one the registry record pins",
+        "if you checked out an older commit, fetch the pinned commit; if your branch contains the pinned commit, the manifest was replaced: tell an admin";
+    ManifestRollback => "manifest-rollback",
+        "the branch contains the pinned commit but its manifest has a lower counter",
+        "someone restored an older state on top of the current one; revert that commit and tell an admin";
+    ManifestAhead => "manifest-ahead",
+        "the manifest has a higher counter than the registry record (an unfinished change)",
+        "the admin who made it must finish it; until then the registry record is the truth";
+    PinnedCommitMissing => "pinned-commit-missing",
+        "the project commit the registry pins is not in this clone",
+        "run `git fetch` in the project; if it still cannot be found, the project history was rewritten: tell an admin";
+    FileHashMismatch => "file-hash-mismatch",
+        "a secrets file does not match the hash in the signed manifest",
+        "restore it from the pinned commit (git checkout -- secrets/) and tell an admin; someone may have written a forged file";
+    FileUnlisted => "file-unlisted",
+        "a file under secrets/ is not listed in the signed manifest",
+        "remove it or ask an admin; only files the manifest lists are ever read";
+    FileMissing => "file-missing",
+        "a secrets file that the manifest lists is missing",
+        "restore it from the pinned commit (git checkout -- secrets/)";
+    FileNotRegular => "file-not-regular",
+        "a path under secrets/ is a symlink, a submodule, a directory or has a filter attribute",
+        "replace it with the regular file from the pinned commit; byreis never follows links";
+    RecipientsMismatch => "recipients-mismatch",
+        "a secrets file is encrypted to a different number or type of recipients than the manifest lists",
+        "someone wrote the file outside byreis; restore it from the pinned commit and tell an admin";
+    FileMalformed => "file-malformed",
+        "a secrets file is not an ASCII-armored age v1 file, or its plaintext is not a flat YAML mapping",
+        "restore it from the pinned commit and tell an admin";
+    AuditBroken => "audit-broken",
+        "the audit log's hash chain, signatures or head do not verify",
+        "restore .byreis/audit.jsonl from the pinned commit; never edit it by hand";
+    AllowedSignersStale => "allowed-signers-stale",
+        "the registry's allowed_signers differs from what the verified roster generates",
+        "an admin regenerates it (`byreis registry verify --fix`), since stock git verify-commit trusts that file";
+    CheckoutNotCurrent => "checkout-not-current",
+        "the working tree holds an older byreis state; reads use the pinned commit",
+        "nothing to do for reads; `git pull` to bring the working tree up to date";
+    WorktreeChanged => "worktree-changed",
+        "byreis's own files have uncommitted changes",
+        "commit or discard them (git status); byreis writes only from a clean state";
+    IdentityMissing => "identity-missing",
+        "no age identity is available",
+        "run `byreis keygen`, or set BYREIS_IDENTITY / BYREIS_IDENTITY_FILE";
+    IdentityNotRecipient => "identity-not-recipient",
+        "your identity is not a reader of this environment",
+        "ask an admin to add you (`byreis rotate --add`), or use the identity that is";
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_kebab_case() {
+        let mut seen = HashSet::new();
+        for c in Code::ALL {
+            let s = c.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s} is not kebab-case"
+            );
+            assert!(!c.what().is_empty() && !c.fix().is_empty());
+        }
+    }
+
+    #[test]
+    fn codes_are_documented() {
+        let doc = include_str!("../docs/diagnostics.md");
+        for c in Code::ALL {
+            assert!(
+                doc.contains(&format!("`{}`", c.as_str())),
+                "docs/diagnostics.md does not document {}",
+                c.as_str()
+            );
+        }
+    }
+}

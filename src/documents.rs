@@ -1,0 +1,159 @@
+//! The YAML documents byreis signs: roster, project record, manifest, and
+//! the unsigned project config. Field meanings are in `docs/formats.md`.
+//!
+//! Adding an optional field is not a format break; anything else bumps the
+//! `format` string, which readers check exactly.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const ROSTER_FORMAT: &str = "byreis-roster/1";
+pub const RECORD_FORMAT: &str = "byreis-record/1";
+pub const MANIFEST_FORMAT: &str = "byreis-manifest/1";
+pub const CONFIG_FORMAT: &str = "byreis-config/1";
+
+/// How many distinct admin signatures each kind of change needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub roster: usize,
+    pub recipients: usize,
+    pub values: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            roster: 1,
+            recipients: 1,
+            values: 1,
+        }
+    }
+}
+
+/// One admin in a roster version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `ssh-ed25519 AAAA…`
+    pub signing_key: String,
+    /// `age1…`
+    pub age_recipient: String,
+}
+
+/// `roster/N.yaml` in the registry. Version 1's SHA-256 is the trust anchor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Roster {
+    pub format: String,
+    pub version: u64,
+    /// `sha256:HEX` of roster version N-1's bytes; absent for version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    pub thresholds: Thresholds,
+    /// How long a project record stays valid after it is signed.
+    pub record_expiry_days: u32,
+    pub admins: Vec<Admin>,
+}
+
+/// `projects/NAME/record.yaml` in the registry: what is current.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub format: String,
+    pub project: String,
+    pub counter: u64,
+    /// `sha256:HEX` of `.byreis/manifest.yaml` at `counter`.
+    pub manifest: String,
+    /// The project commit (hex object id) in which that manifest landed.
+    pub project_commit: String,
+    /// `sha256:HEX` of the last audit line at `counter`.
+    pub audit_head: String,
+    pub roster_version: u64,
+    pub signer: String,
+    pub signer_key: String,
+    /// RFC 3339, informational.
+    pub issued: String,
+    /// RFC 3339; the record is refused after this moment.
+    pub expires: String,
+}
+
+/// A member: someone who can be a reader of environments.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub name: String,
+    /// `age1…`
+    pub recipient: String,
+    /// Typeable fingerprint of the recipient key bytes.
+    pub fingerprint: String,
+}
+
+/// One environment in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Member names that can decrypt `secrets/ENV.enc.yaml`, sorted.
+    pub readers: Vec<String>,
+    /// SHA-256 (hex) of the file's exact bytes.
+    pub sha256: String,
+}
+
+/// `.byreis/manifest.yaml` in the project: the signed statement of who reads
+/// what and the hash of every secrets file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub project: String,
+    pub counter: u64,
+    /// `sha256:HEX` of the previous manifest's bytes; absent at counter 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    pub roster_version: u64,
+    pub signer: String,
+    pub signer_key: String,
+    /// RFC 3339, informational (never used to decide validity).
+    pub time: String,
+    /// `sha256:HEX` of the last line of `.byreis/audit.jsonl`.
+    pub audit_head: String,
+    pub members: Vec<Member>,
+    /// Readers given to an environment when it is first created.
+    pub default_readers: Vec<String>,
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+    /// Secret names that `exec` would otherwise refuse (LD_PRELOAD, PATH…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_allow: Vec<String>,
+}
+
+impl Manifest {
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// `byreis.yaml` at the project root. Not trusted by itself: the registry
+/// location and anchor must match what this machine pinned (invariant 8).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub format: String,
+    pub project: String,
+    /// A path (relative to the project root, or absolute) to a registry
+    /// clone, or a git URL (https://, ssh://, git@host:path, file://).
+    pub registry: String,
+    /// Fingerprint of roster version 1.
+    pub anchor: String,
+}
+
+/// Serializes a document for signing.
+pub fn to_yaml<T: Serialize>(doc: &T) -> Vec<u8> {
+    serde_yaml::to_string(doc)
+        .expect("byreis documents serialize")
+        .into_bytes()
+}

@@ -1,0 +1,323 @@
+//! Everything byreis does with git objects, through libgit2 (git2). This is
+//! the only module that touches git2.
+//!
+//! libgit2 runs no hooks, applies no clean/smudge filters when byreis reads
+//! blobs, and ignores replace refs, so what byreis reads is what the object
+//! database holds (invariant 9).
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository};
+
+use crate::keys::Signer;
+use crate::sshsig::{self, Namespace};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{0} is not inside a git work tree (run `git init` first, or use -C DIR)")]
+    NotARepo(String),
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("the branch moved while byreis was writing (someone else committed); nothing was changed by this run, run it again")]
+    Raced,
+    #[error("{path} is not a regular file in commit {commit} (symlinks, submodules and directories are refused)")]
+    NotRegular { path: String, commit: String },
+    #[error("{0}")]
+    Sign(String),
+}
+
+/// Kind of tree entry at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Blob,
+    Executable,
+    Link,
+    Tree,
+    Submodule,
+}
+
+pub struct Repo {
+    repo: Repository,
+    workdir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repo({:?})", self.repo.path())
+    }
+}
+
+/// One file change in a commit: `None` deletes the path.
+pub struct Change {
+    pub path: String,
+    pub content: Option<Vec<u8>>,
+}
+
+impl Repo {
+    /// Opens the repository whose work tree contains `dir`.
+    pub fn discover(dir: &Path) -> Result<Repo, GitError> {
+        let repo =
+            Repository::discover(dir).map_err(|_| GitError::NotARepo(dir.display().to_string()))?;
+        Self::wrap(repo)
+    }
+
+    /// Opens exactly the repository at `dir` (no search upwards).
+    pub fn open(dir: &Path) -> Result<Repo, GitError> {
+        let repo =
+            Repository::open(dir).map_err(|_| GitError::NotARepo(dir.display().to_string()))?;
+        Self::wrap(repo)
+    }
+
+    fn wrap(repo: Repository) -> Result<Repo, GitError> {
+        let workdir = repo.workdir().map(Path::to_path_buf);
+        Ok(Repo { repo, workdir })
+    }
+
+    pub fn init(dir: &Path) -> Result<Repo, GitError> {
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        Self::wrap(Repository::init_opts(dir, &opts)?)
+    }
+
+    pub fn workdir(&self) -> Option<&Path> {
+        self.workdir.as_deref()
+    }
+
+    /// The repository's common git directory (shared by worktrees).
+    pub fn common_dir(&self) -> PathBuf {
+        self.repo.commondir().to_path_buf()
+    }
+
+    pub fn is_shallow(&self) -> bool {
+        self.repo.is_shallow()
+    }
+
+    /// The commit HEAD points at, or `None` on an unborn branch.
+    pub fn head(&self) -> Result<Option<Oid>, GitError> {
+        match self.repo.head() {
+            Ok(r) => Ok(r.target()),
+            Err(e)
+                if e.code() == git2::ErrorCode::UnbornBranch
+                    || e.code() == git2::ErrorCode::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn has_commit(&self, id: &str) -> bool {
+        Oid::from_str(id)
+            .ok()
+            .and_then(|oid| self.repo.find_commit(oid).ok())
+            .is_some()
+    }
+
+    /// Is `ancestor` reachable from `descendant` (or the same commit)?
+    pub fn contains(&self, descendant: Oid, ancestor: &str) -> bool {
+        let Ok(a) = Oid::from_str(ancestor) else {
+            return false;
+        };
+        a == descendant
+            || self
+                .repo
+                .graph_descendant_of(descendant, a)
+                .unwrap_or(false)
+    }
+
+    fn commit_tree(&self, commit: &str) -> Result<git2::Tree<'_>, GitError> {
+        let oid = Oid::from_str(commit)?;
+        Ok(self.repo.find_commit(oid)?.tree()?)
+    }
+
+    /// Reads a regular file at `path` in `commit`. `Ok(None)` if absent;
+    /// an error if it is a link, submodule or directory.
+    pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let tree = self.commit_tree(commit)?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if entry_kind(entry.filemode()) != EntryKind::Blob {
+            return Err(GitError::NotRegular {
+                path: path.to_string(),
+                commit: commit.to_string(),
+            });
+        }
+        let blob = self.repo.find_blob(entry.id())?;
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// Lists the entries directly under directory `dir` in `commit`.
+    pub fn list_dir(&self, commit: &str, dir: &str) -> Result<Vec<(String, EntryKind)>, GitError> {
+        let tree = self.commit_tree(commit)?;
+        let sub = match tree.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => self.repo.find_tree(e.id())?,
+            Ok(_) => return Ok(vec![(dir.to_string(), EntryKind::Blob)]),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(sub
+            .iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(e.name_bytes()).into_owned(),
+                    entry_kind(e.filemode()),
+                )
+            })
+            .collect())
+    }
+
+    /// Paths under `prefixes` whose index or work-tree state differs from HEAD
+    /// (untracked files included).
+    pub fn dirty_paths(&self, prefixes: &[&str]) -> Result<Vec<String>, GitError> {
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        for p in prefixes {
+            opts.pathspec(p);
+        }
+        let statuses = self.repo.statuses(Some(&mut opts))?;
+        Ok(statuses
+            .iter()
+            .filter(|s| s.status() != git2::Status::CURRENT)
+            .filter_map(|s| s.path().ok().map(str::to_string))
+            .collect())
+    }
+
+    /// Makes one signed commit on the current branch with `changes` applied
+    /// to HEAD's tree, moves the branch by compare-and-swap, then checks out
+    /// exactly the changed paths. Returns the new commit id.
+    ///
+    /// The caller has checked that the changed paths are clean, so the
+    /// forced checkout of those paths loses nothing.
+    pub fn commit_signed(
+        &self,
+        changes: &[Change],
+        message: &str,
+        signer: &Signer,
+        author: (&str, &str),
+    ) -> Result<Oid, GitError> {
+        let head = self.head()?;
+        let parent = head.map(|h| self.repo.find_commit(h)).transpose()?;
+        let mut index = git2::Index::new()?;
+        if let Some(p) = &parent {
+            index.read_tree(&p.tree()?)?;
+        }
+        for ch in changes {
+            match &ch.content {
+                Some(bytes) => {
+                    let oid = self.repo.blob(bytes)?;
+                    index.add(&index_entry(&ch.path, oid, bytes.len()))?;
+                }
+                None => {
+                    let _ = index.remove_path(Path::new(&ch.path));
+                }
+            }
+        }
+        let tree_id = index.write_tree_to(&self.repo)?;
+        let tree = self.repo.find_tree(tree_id)?;
+        let sig = git2::Signature::now(author.0, author.1)?;
+        let mut msg = message.trim_end().to_string();
+        msg.push('\n');
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let buf = self
+            .repo
+            .commit_create_buffer(&sig, &sig, &msg, &tree, &parents)?;
+        let content = buf
+            .as_str()
+            .map_err(|_| GitError::Sign("commit buffer is not UTF-8".into()))?;
+        let armored = sshsig::sign_armored(signer, Namespace::Git, content.as_bytes())
+            .map_err(|e| GitError::Sign(e.to_string()))?;
+        let commit = self.repo.commit_signed(content, armored.trim_end(), None)?;
+
+        // Move the branch HEAD names, only if it is still where we started.
+        let branch = self.head_branch()?;
+        let log = format!("byreis: {}", msg.lines().next().unwrap_or(""));
+        match head {
+            Some(old) => self
+                .repo
+                .reference_matching(&branch, commit, true, old, &log)
+                .map_err(|e| {
+                    if e.code() == git2::ErrorCode::Modified {
+                        GitError::Raced
+                    } else {
+                        GitError::Git(e)
+                    }
+                })?,
+            None => self
+                .repo
+                .reference(&branch, commit, false, &log)
+                .map_err(|e| {
+                    if e.code() == git2::ErrorCode::Exists {
+                        GitError::Raced
+                    } else {
+                        GitError::Git(e)
+                    }
+                })?,
+        };
+
+        if self.workdir.is_some() {
+            let mut co = git2::build::CheckoutBuilder::new();
+            co.force();
+            for ch in changes {
+                co.path(&ch.path);
+            }
+            self.repo.checkout_head(Some(&mut co))?;
+        }
+        Ok(commit)
+    }
+
+    /// The full name of the branch HEAD points to (`refs/heads/main`).
+    fn head_branch(&self) -> Result<String, GitError> {
+        let head = self.repo.find_reference("HEAD")?;
+        match head.symbolic_target()? {
+            Some(t) => Ok(t.to_string()),
+            None => Err(GitError::Git(git2::Error::from_str(
+                "HEAD is detached; check out a branch before byreis writes",
+            ))),
+        }
+    }
+
+    /// The raw commit object and its `gpgsig` signature, for verification.
+    pub fn commit_signature(&self, commit: &str) -> Result<Option<(String, Vec<u8>)>, GitError> {
+        let oid = Oid::from_str(commit)?;
+        match self.repo.extract_signature(&oid, None) {
+            Ok((sig, data)) => Ok(Some((
+                String::from_utf8_lossy(&sig).into_owned(),
+                data.to_vec(),
+            ))),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn entry_kind(mode: i32) -> EntryKind {
+    match mode {
+        0o100644 => EntryKind::Blob,
+        0o100755 => EntryKind::Executable,
+        0o120000 => EntryKind::Link,
+        0o040000 => EntryKind::Tree,
+        _ => EntryKind::Submodule,
+    }
+}
+
+fn index_entry(path: &str, id: Oid, len: usize) -> git2::IndexEntry {
+    git2::IndexEntry {
+        ctime: git2::IndexTime::new(0, 0),
+        mtime: git2::IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: 0o100644,
+        uid: 0,
+        gid: 0,
+        file_size: len as u32,
+        id,
+        flags: (path.len().min(0xfff)) as u16,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}

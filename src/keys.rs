@@ -1,0 +1,497 @@
+//! Keys on this machine: the age identity that decrypts, the ed25519 key
+//! that signs, and the public forms others see.
+//!
+//! Key files are created 0600 in a 0700 `$BYREIS_HOME`, never overwritten,
+//! and refused when group or others can read them.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
+use zeroize::Zeroizing;
+
+use crate::names::{self, Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "{path} is readable by group or others (mode {mode:o}); fix it with: chmod 600 {path}"
+    )]
+    Permissions { path: String, mode: u32 },
+    #[error("{0} already exists; byreis never overwrites a key (move it away first if you really mean to replace it)")]
+    Exists(String),
+    #[error("no age identity: run `byreis keygen --name NAME`, or set BYREIS_IDENTITY (the key itself) or BYREIS_IDENTITY_FILE")]
+    NoIdentity,
+    #[error("no signing key: run `byreis keygen --name NAME` (or `--signing-key PATH` to adopt an existing ssh-ed25519 key)")]
+    NoSigningKey,
+    #[error(
+        "{0}: no AGE-SECRET-KEY-1 line found; the file must be in the format age-keygen writes"
+    )]
+    BadIdentity(String),
+    #[error("{what}: {detail}")]
+    BadKey { what: String, detail: String },
+    #[error("{0}")]
+    Name(#[from] names::NameError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// `$BYREIS_HOME`, by default `~/.config/byreis`.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub dir: PathBuf,
+}
+
+impl Home {
+    pub fn from_env() -> Home {
+        let dir = match std::env::var_os("BYREIS_HOME") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => {
+                let base = std::env::var_os("XDG_CONFIG_HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
+                            .join(".config")
+                    });
+                base.join("byreis")
+            }
+        };
+        Home { dir }
+    }
+
+    /// Creates the directory (0700) if needed.
+    pub fn ensure(&self) -> Result<(), KeyError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(io_err(&self.dir))
+    }
+
+    pub fn identity_path(&self) -> PathBuf {
+        self.dir.join("identity.txt")
+    }
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.dir.join("signing_key")
+    }
+    pub fn profile_path(&self) -> PathBuf {
+        self.dir.join("profile.yaml")
+    }
+}
+
+/// Who this machine's user is: written by `keygen`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Absolute path of the OpenSSH ed25519 private key.
+    pub signing_key: PathBuf,
+}
+
+impl Profile {
+    pub fn load(home: &Home) -> Result<Option<Profile>, KeyError> {
+        let path = home.profile_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let p: Profile = crate::yaml::from_untrusted(&text).map_err(|e| KeyError::BadKey {
+            what: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        names::check(Kind::Member, &p.name)?;
+        Ok(Some(p))
+    }
+}
+
+/// Refuses a key file that group or others can read.
+pub fn check_private_mode(path: &Path) -> Result<(), KeyError> {
+    let meta = fs::metadata(path).map_err(io_err(path))?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file with `mode`; refuses to replace anything.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError::Exists(path.display().to_string())
+            } else {
+                io_err(path)(e)
+            }
+        })?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// An age X25519 public key, compared by its 32 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgeRecipient {
+    bytes: [u8; 32],
+    canonical: String,
+}
+
+impl std::fmt::Debug for AgeRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.canonical)
+    }
+}
+
+impl AgeRecipient {
+    pub fn parse(s: &str) -> Result<AgeRecipient, KeyError> {
+        let bad = |detail: &str| KeyError::BadKey {
+            what: format!("age recipient {}", names::quoted(s)),
+            detail: detail.to_string(),
+        };
+        let parsed = age::x25519::Recipient::from_str(s)
+            .map_err(|e| bad(&format!("{e} (expected an age1… X25519 public key)")))?;
+        let canonical = parsed.to_string();
+        let (_, data) = bech32::decode(&canonical).map_err(|e| bad(&e.to_string()))?;
+        let bytes: [u8; 32] = data
+            .try_into()
+            .map_err(|_| bad("the key is not 32 bytes"))?;
+        Ok(AgeRecipient { bytes, canonical })
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+    /// The canonical (lower-case bech32) spelling.
+    pub fn as_str(&self) -> &str {
+        &self.canonical
+    }
+    pub fn to_age(&self) -> age::x25519::Recipient {
+        age::x25519::Recipient::from_str(&self.canonical).expect("canonical form parses")
+    }
+    /// Typeable fingerprint of the key bytes.
+    pub fn fingerprint(&self) -> String {
+        grouped_fingerprint(&self.bytes)
+    }
+}
+
+/// An ssh-ed25519 public key used to verify byreis signatures.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningPub {
+    bytes: [u8; 32],
+}
+
+impl std::fmt::Debug for SigningPub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.fingerprint())
+    }
+}
+
+impl SigningPub {
+    /// Parses `ssh-ed25519 AAAA… [comment]`.
+    pub fn parse(s: &str) -> Result<SigningPub, KeyError> {
+        let key = PublicKey::from_openssh(s.trim()).map_err(|e| KeyError::BadKey {
+            what: format!("signing key {}", names::quoted(s)),
+            detail: format!("{e} (expected an `ssh-ed25519 AAAA…` public key)"),
+        })?;
+        Self::from_ssh(&key)
+    }
+
+    pub fn from_ssh(key: &PublicKey) -> Result<SigningPub, KeyError> {
+        match key.key_data().ed25519() {
+            Some(k) => Ok(SigningPub {
+                bytes: *AsRef::<[u8; 32]>::as_ref(k),
+            }),
+            None => Err(KeyError::BadKey {
+                what: "signing key".into(),
+                detail: format!(
+                    "{} keys are not supported; byreis signs with ssh-ed25519",
+                    key.algorithm()
+                ),
+            }),
+        }
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> SigningPub {
+        SigningPub { bytes }
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    fn ssh(&self) -> PublicKey {
+        PublicKey::new(
+            ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(self.bytes)),
+            "",
+        )
+    }
+
+    /// `ssh-ed25519 AAAA…` without a comment.
+    pub fn to_openssh(&self) -> String {
+        self.ssh().to_openssh().expect("ed25519 key encodes")
+    }
+
+    /// `SHA256:…`, the form `ssh-keygen -l` prints.
+    pub fn fingerprint(&self) -> String {
+        self.ssh().fingerprint(HashAlg::Sha256).to_string()
+    }
+}
+
+/// SHA-256 of `bytes`, first 160 bits in lower-case base32, in 8 groups of
+/// four: `abcd-efgh-…`. Short enough to type, long enough that nobody can
+/// make another key or roster with the same fingerprint.
+pub fn grouped_fingerprint(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let b32 = base32(&digest[..20]);
+    b32.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Normalises a typed fingerprint: lower case, no spaces, dashes or colons.
+pub fn normalise_fingerprint(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-' && *c != ':')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buf = (buf << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// The age identity that decrypts for this user.
+pub struct AgeIdentity {
+    inner: age::x25519::Identity,
+    pub source: String,
+}
+
+impl std::fmt::Debug for AgeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AgeIdentity({}, [redacted])", self.source)
+    }
+}
+
+impl AgeIdentity {
+    pub fn generate() -> AgeIdentity {
+        AgeIdentity {
+            inner: age::x25519::Identity::generate(),
+            source: "generated".into(),
+        }
+    }
+
+    /// Parses identity-file text (comments allowed), as age-keygen writes it.
+    pub fn parse(text: &str, source: &str) -> Result<AgeIdentity, KeyError> {
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with("AGE-SECRET-KEY-1") {
+                let inner =
+                    age::x25519::Identity::from_str(line).map_err(|e| KeyError::BadKey {
+                        what: source.to_string(),
+                        detail: e.to_string(),
+                    })?;
+                return Ok(AgeIdentity {
+                    inner,
+                    source: source.to_string(),
+                });
+            }
+        }
+        Err(KeyError::BadIdentity(source.to_string()))
+    }
+
+    /// From `BYREIS_IDENTITY`, `BYREIS_IDENTITY_FILE`, or `$BYREIS_HOME/identity.txt`.
+    pub fn load(home: &Home) -> Result<AgeIdentity, KeyError> {
+        if let Some(v) = std::env::var_os("BYREIS_IDENTITY").filter(|v| !v.is_empty()) {
+            let text = Zeroizing::new(v.to_string_lossy().into_owned());
+            return Self::parse(&text, "BYREIS_IDENTITY");
+        }
+        let path = match std::env::var_os("BYREIS_IDENTITY_FILE").filter(|v| !v.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let p = home.identity_path();
+                if !p.exists() {
+                    return Err(KeyError::NoIdentity);
+                }
+                p
+            }
+        };
+        check_private_mode(&path)?;
+        let text = Zeroizing::new(fs::read_to_string(&path).map_err(io_err(&path))?);
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn recipient(&self) -> AgeRecipient {
+        AgeRecipient::parse(&self.inner.to_public().to_string()).expect("own key parses")
+    }
+
+    pub fn age(&self) -> &age::x25519::Identity {
+        &self.inner
+    }
+
+    /// The identity file as age-keygen writes it.
+    pub fn to_file_text(&self) -> Zeroizing<String> {
+        let secret = self.inner.to_string();
+        Zeroizing::new(format!(
+            "# created: {}\n# public key: {}\n{}\n",
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+            self.recipient().as_str(),
+            secret.expose_secret()
+        ))
+    }
+}
+
+/// The ed25519 key that signs manifests, records and commits.
+pub struct Signer {
+    key: PrivateKey,
+    pub public: SigningPub,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({}, [redacted])", self.public.fingerprint())
+    }
+}
+
+impl Signer {
+    pub fn generate(comment: &str) -> Result<Signer, KeyError> {
+        let mut key =
+            PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+                .map_err(|e| KeyError::BadKey {
+                    what: "new signing key".into(),
+                    detail: e.to_string(),
+                })?;
+        key.set_comment(comment);
+        Self::from_private(key)
+    }
+
+    fn from_private(key: PrivateKey) -> Result<Signer, KeyError> {
+        let public = SigningPub::from_ssh(key.public_key())?;
+        Ok(Signer { key, public })
+    }
+
+    /// Reads an OpenSSH ed25519 private key file (0600 or stricter).
+    pub fn load(path: &Path) -> Result<Signer, KeyError> {
+        check_private_mode(path)?;
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
+        let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::BadKey {
+            what: path.display().to_string(),
+            detail: format!("{e} (expected an OpenSSH private key)"),
+        })?;
+        if key.is_encrypted() {
+            return Err(KeyError::BadKey {
+                what: path.display().to_string(),
+                detail: "passphrase-protected keys are not supported yet; use an unencrypted key file kept 0600".into(),
+            });
+        }
+        Self::from_private(key)
+    }
+
+    /// The signing key named by the profile.
+    pub fn load_for(profile: &Profile) -> Result<Signer, KeyError> {
+        if !profile.signing_key.exists() {
+            return Err(KeyError::NoSigningKey);
+        }
+        Self::load(&profile.signing_key)
+    }
+
+    pub fn to_openssh_private(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| KeyError::BadKey {
+                what: "signing key".into(),
+                detail: e.to_string(),
+            })
+    }
+
+    pub fn public_openssh_with_comment(&self) -> String {
+        self.key
+            .public_key()
+            .to_openssh()
+            .expect("ed25519 key encodes")
+    }
+
+    pub(crate) fn private(&self) -> &PrivateKey {
+        &self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_known() {
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+        assert_eq!(base32(b""), "");
+        let fp = grouped_fingerprint(b"x");
+        assert_eq!(fp.len(), 8 * 4 + 7);
+        assert_eq!(
+            normalise_fingerprint(&fp.to_uppercase().replace('-', " ")),
+            fp.replace('-', "")
+        );
+    }
+
+    #[test]
+    fn recipients_compare_by_bytes() {
+        let id = AgeIdentity::generate();
+        let r = id.recipient();
+        let upper = AgeRecipient::parse(&r.as_str().to_uppercase()).unwrap();
+        assert_eq!(r, upper);
+        assert!(AgeRecipient::parse("age1notakey").is_err());
+        let text = id.to_file_text();
+        let again = AgeIdentity::parse(&text, "t").unwrap();
+        assert_eq!(again.recipient(), r);
+    }
+
+    #[test]
+    fn signing_key_round_trip() {
+        let s = Signer::generate("t").unwrap();
+        let text = s.to_openssh_private().unwrap();
+        let back =
+            Signer::from_private(PrivateKey::from_openssh(text.as_bytes()).unwrap()).unwrap();
+        assert_eq!(back.public, s.public);
+        let p = SigningPub::parse(&s.public.to_openssh()).unwrap();
+        assert_eq!(p, s.public);
+        assert!(p.fingerprint().starts_with("SHA256:"));
+    }
+}

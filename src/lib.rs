@@ -1,0 +1,23 @@
+#![forbid(unsafe_code)]
+//! byreis: age-encrypted secrets in git, with a signed, counted manifest.
+
+pub mod agefile;
+pub mod audit;
+pub mod cli;
+pub mod diag;
+pub mod doctor;
+pub mod documents;
+pub mod editor;
+pub mod exec;
+pub mod git;
+pub mod keys;
+pub mod names;
+pub mod registry;
+pub mod remote;
+pub mod secret;
+pub mod signed;
+pub mod sshsig;
+pub mod store;
+pub mod trust;
+pub mod verify;
+pub mod yaml;

@@ -1,0 +1,379 @@
+//! The admin registry repository: roster versions, project records and the
+//! generated `allowed_signers`. Read from the registry's HEAD commit (git
+//! objects, not the working tree), so uncommitted edits there count for
+//! nothing.
+
+use std::path::{Path, PathBuf};
+
+use crate::documents::{self, Admin, Record, Roster, ROSTER_FORMAT};
+use crate::git::{Change, GitError, Repo};
+use crate::keys::{self, AgeRecipient, Signer, SigningPub};
+use crate::names::{self, Kind};
+use crate::signed::{self, sha256_hex, SignedError, Verified};
+use crate::sshsig::{self, Namespace};
+
+pub const ALLOWED_SIGNERS: &str = "allowed_signers";
+
+/// Files copied from `registry-template/` by `registry init`.
+pub const TEMPLATE: &[(&str, &str)] = &[
+    ("README.md", include_str!("../registry-template/README.md")),
+    (
+        ".github/PULL_REQUEST_TEMPLATE.md",
+        include_str!("../registry-template/.github/PULL_REQUEST_TEMPLATE.md"),
+    ),
+    (
+        ".github/CODEOWNERS",
+        include_str!("../registry-template/.github/CODEOWNERS"),
+    ),
+    (
+        "requests/README.md",
+        include_str!("../registry-template/requests/README.md"),
+    ),
+];
+
+pub fn roster_path(version: u64) -> String {
+    format!("roster/{version}.yaml")
+}
+pub fn record_path(project: &str) -> String {
+    format!("projects/{project}/record.yaml")
+}
+pub fn sig_path(path: &str) -> String {
+    format!("{path}.sig")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Git(#[from] GitError),
+    #[error("{0} has no commits; it is not a byreis registry")]
+    Empty(String),
+    #[error("{path} is missing from the registry")]
+    Missing { path: String },
+    #[error("{path}: {source}")]
+    Signed {
+        path: String,
+        #[source]
+        source: SignedError,
+    },
+    #[error("roster/1.yaml hashes to anchor {found}, not the trusted anchor {expected}")]
+    Anchor { found: String, expected: String },
+    #[error("roster version {0}: {1}")]
+    Roster(u64, String),
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// The verified roster chain, version 1 to the newest.
+#[derive(Debug)]
+pub struct RosterChain {
+    pub versions: Vec<Verified<Roster>>,
+    pub anchor: String,
+}
+
+impl RosterChain {
+    pub fn latest(&self) -> &Roster {
+        self.versions.last().expect("a chain has version 1").value()
+    }
+    pub fn version(&self, v: u64) -> Option<&Roster> {
+        self.versions
+            .get((v as usize).checked_sub(1)?)
+            .map(|r| r.value())
+    }
+}
+
+/// Signing keys of a roster's admins, in roster order.
+pub fn admin_keys(roster: &Roster) -> Vec<SigningPub> {
+    roster
+        .admins
+        .iter()
+        .map(|a| SigningPub::parse(&a.signing_key).expect("verified rosters have valid keys"))
+        .collect()
+}
+
+/// Checks a roster's content (names, keys, thresholds).
+fn check_roster(r: &Roster, version: u64) -> Result<(), String> {
+    if r.format != ROSTER_FORMAT {
+        return Err(format!("unknown format {:?}", names::escape(&r.format)));
+    }
+    if r.version != version {
+        return Err(format!(
+            "file roster/{version}.yaml says version {}",
+            r.version
+        ));
+    }
+    if r.admins.is_empty() {
+        return Err("no admins".into());
+    }
+    let t = &r.thresholds;
+    for (what, k) in [
+        ("roster", t.roster),
+        ("recipients", t.recipients),
+        ("values", t.values),
+    ] {
+        if k == 0 || k > r.admins.len() {
+            return Err(format!(
+                "threshold {what} = {k} is not between 1 and the number of admins"
+            ));
+        }
+    }
+    let mut seen_keys = Vec::new();
+    for (i, a) in r.admins.iter().enumerate() {
+        names::check(Kind::Member, &a.name).map_err(|e| e.to_string())?;
+        if r.admins[..i].iter().any(|b| b.name == a.name) {
+            return Err(format!("admin {} listed twice", a.name));
+        }
+        let k = SigningPub::parse(&a.signing_key).map_err(|e| e.to_string())?;
+        if seen_keys.contains(&k) {
+            return Err(format!("admin {}'s signing key is listed twice", a.name));
+        }
+        seen_keys.push(k);
+        AgeRecipient::parse(&a.age_recipient).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+pub struct Registry {
+    pub repo: Repo,
+    pub dir: PathBuf,
+    head: String,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({})", self.dir.display())
+    }
+}
+
+impl Registry {
+    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        let repo = Repo::open(dir)?;
+        let head = repo
+            .head()?
+            .ok_or_else(|| RegistryError::Empty(dir.display().to_string()))?
+            .to_string();
+        Ok(Registry {
+            repo,
+            dir: dir.to_path_buf(),
+            head,
+        })
+    }
+
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        Ok(self.repo.read_file(&self.head, path)?)
+    }
+
+    fn read_required(&self, path: &str) -> Result<Vec<u8>, RegistryError> {
+        self.read(path)?.ok_or_else(|| RegistryError::Missing {
+            path: path.to_string(),
+        })
+    }
+
+    /// The exact bytes of roster version 1 (whose fingerprint is the anchor).
+    pub fn roster_v1_bytes(&self) -> Result<Vec<u8>, RegistryError> {
+        self.read_required(&roster_path(1))
+    }
+
+    /// Walks roster versions 1, 2, … from the anchor, verifying each.
+    pub fn roster_chain(&self, anchor: &str) -> Result<RosterChain, RegistryError> {
+        let mut versions: Vec<Verified<Roster>> = Vec::new();
+        let mut v = 1u64;
+        loop {
+            let path = roster_path(v);
+            let Some(bytes) = self.read(&path)? else {
+                break;
+            };
+            let sig = String::from_utf8_lossy(&self.read_required(&sig_path(&path))?).into_owned();
+            if v == 1 {
+                let found = keys::grouped_fingerprint(&bytes);
+                if keys::normalise_fingerprint(&found) != keys::normalise_fingerprint(anchor) {
+                    return Err(RegistryError::Anchor {
+                        found,
+                        expected: anchor.to_string(),
+                    });
+                }
+            }
+            // Parse first (bytes are pinned by the anchor or by the
+            // previous version's signers below), to learn the new admins.
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| RegistryError::Roster(v, "not UTF-8".into()))?;
+            let candidate: Roster =
+                signed::parse_yaml(text).map_err(|e| RegistryError::Roster(v, e))?;
+            check_roster(&candidate, v).map_err(|e| RegistryError::Roster(v, e))?;
+            let signed_err = |source| RegistryError::Signed {
+                path: path.clone(),
+                source,
+            };
+            if let Some(prev) = versions.last() {
+                if candidate.previous.as_deref() != Some(&format!("sha256:{}", prev.sha256())) {
+                    return Err(RegistryError::Roster(
+                        v,
+                        "does not name the previous version's hash".into(),
+                    ));
+                }
+                // Threshold of the previous version's admins.
+                signed::verify(
+                    &bytes,
+                    &sig,
+                    Namespace::Roster,
+                    &admin_keys(prev),
+                    prev.thresholds.roster,
+                    |_| Ok(()),
+                )
+                .map_err(signed_err)?;
+            } else if candidate.previous.is_some() {
+                return Err(RegistryError::Roster(
+                    v,
+                    "version 1 names a previous version".into(),
+                ));
+            }
+            // Threshold of its own admins.
+            let verified = signed::verify(
+                &bytes,
+                &sig,
+                Namespace::Roster,
+                &admin_keys(&candidate),
+                candidate.thresholds.roster,
+                signed::parse_yaml::<Roster>,
+            )
+            .map_err(signed_err)?;
+            versions.push(verified);
+            v += 1;
+        }
+        if versions.is_empty() {
+            return Err(RegistryError::Missing {
+                path: roster_path(1),
+            });
+        }
+        Ok(RosterChain {
+            versions,
+            anchor: anchor.to_string(),
+        })
+    }
+
+    /// The raw record and signature of `project`, if present.
+    pub fn record_raw(&self, project: &str) -> Result<Option<(Vec<u8>, String)>, RegistryError> {
+        let path = record_path(project);
+        let Some(bytes) = self.read(&path)? else {
+            return Ok(None);
+        };
+        let sig = self.read(&sig_path(&path))?.unwrap_or_default();
+        Ok(Some((bytes, String::from_utf8_lossy(&sig).into_owned())))
+    }
+
+    /// The committed `allowed_signers`, if any.
+    pub fn allowed_signers(&self) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.read(ALLOWED_SIGNERS)
+    }
+
+    /// Pushes the registry if it is a managed clone of a URL registry.
+    pub fn push_if_remote(&self, home: &crate::keys::Home) -> Result<(), RegistryError> {
+        if self.dir.starts_with(home.dir.join("registries")) {
+            crate::remote::push(&self.dir).map_err(|e| RegistryError::Remote(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a signed record for `project` in one signed commit.
+    pub fn write_record(
+        &self,
+        record: &Record,
+        signer: &Signer,
+        author: (&str, &str),
+    ) -> Result<String, RegistryError> {
+        let bytes = documents::to_yaml(record);
+        let sig = sshsig::sign_armored(signer, Namespace::Record, &bytes)
+            .map_err(|e| RegistryError::Roster(record.roster_version, e.to_string()))?;
+        let path = record_path(&record.project);
+        let changes = vec![
+            Change {
+                path: sig_path(&path),
+                content: Some(sig.into_bytes()),
+            },
+            Change {
+                path,
+                content: Some(bytes),
+            },
+        ];
+        let msg = format!(
+            "byreis: record {} counter {}\n\nSigned by {} ({}).",
+            record.project, record.counter, record.signer, record.signer_key
+        );
+        let oid = self.repo.commit_signed(&changes, &msg, signer, author)?;
+        Ok(oid.to_string())
+    }
+}
+
+/// `allowed_signers` lines for a roster: `NAME namespaces="git" ssh-ed25519 …`.
+pub fn render_allowed_signers(roster: &Roster) -> String {
+    let mut out = format!(
+        "# Generated by byreis from roster version {} — do not edit by hand.\n# `byreis doctor` regenerates this from the verified roster and flags any difference.\n",
+        roster.version
+    );
+    for a in &roster.admins {
+        let key = SigningPub::parse(&a.signing_key).expect("verified roster");
+        out.push_str(&format!(
+            "{} namespaces=\"git\" {}\n",
+            a.name,
+            key.to_openssh()
+        ));
+    }
+    out
+}
+
+/// Creates a new registry at `dir` with `admin` as its only admin.
+/// Returns the anchor fingerprint.
+pub fn init(dir: &Path, admin: Admin, signer: &Signer) -> Result<String, RegistryError> {
+    let roster = Roster {
+        format: ROSTER_FORMAT.into(),
+        version: 1,
+        previous: None,
+        thresholds: Default::default(),
+        record_expiry_days: 90,
+        admins: vec![admin.clone()],
+    };
+    check_roster(&roster, 1).map_err(|e| RegistryError::Roster(1, e))?;
+    let bytes = documents::to_yaml(&roster);
+    let sig = sshsig::sign_armored(signer, Namespace::Roster, &bytes)
+        .map_err(|e| RegistryError::Roster(1, e.to_string()))?;
+    let anchor = keys::grouped_fingerprint(&bytes);
+    let mut changes: Vec<Change> = TEMPLATE
+        .iter()
+        .map(|(p, c)| Change {
+            path: p.to_string(),
+            content: Some(c.as_bytes().to_vec()),
+        })
+        .collect();
+    changes.push(Change {
+        path: ALLOWED_SIGNERS.into(),
+        content: Some(render_allowed_signers(&roster).into_bytes()),
+    });
+    changes.push(Change {
+        path: roster_path(1),
+        content: Some(bytes),
+    });
+    changes.push(Change {
+        path: sig_path(&roster_path(1)),
+        content: Some(sig.into_bytes()),
+    });
+    let repo = Repo::init(dir)?;
+    let email = admin
+        .email
+        .clone()
+        .unwrap_or_else(|| format!("{}@byreis.invalid", admin.name));
+    repo.commit_signed(
+        &changes,
+        &format!("byreis: registry created, roster version 1\n\nAnchor: {anchor}"),
+        signer,
+        (&admin.name, &email),
+    )?;
+    Ok(anchor)
+}
+
+/// SHA-256 of bytes as `sha256:HEX`.
+pub fn tagged_hash(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}

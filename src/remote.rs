@@ -1,0 +1,82 @@
+//! Network operations on registries given by URL, through the user's own
+//! `git` (so their credential helpers and SSH config apply). Only called by
+//! commands whose job needs them (invariant 7); URLs are passed after `--`
+//! and hooks are disabled.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::keys::Home;
+use crate::verify::{self, managed_clone_dir};
+
+#[derive(Debug, thiserror::Error)]
+#[error("git {what} failed for {target}: {detail}")]
+pub struct RemoteError {
+    what: &'static str,
+    target: String,
+    detail: String,
+}
+
+fn git(dir: Option<&Path>) -> Command {
+    let mut c = Command::new("git");
+    if let Some(d) = dir {
+        c.arg("-C").arg(d);
+    }
+    c.args([
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-c",
+        "protocol.ext.allow=never",
+    ]);
+    c
+}
+
+fn run(mut c: Command, what: &'static str, target: &str) -> Result<(), RemoteError> {
+    let out = c.output().map_err(|e| RemoteError {
+        what,
+        target: target.into(),
+        detail: format!("{e} (is git installed?)"),
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(RemoteError {
+            what,
+            target: target.into(),
+            detail: crate::names::escape(String::from_utf8_lossy(&out.stderr).trim()),
+        })
+    }
+}
+
+/// Clones registry `url` to its managed directory under `$BYREIS_HOME`.
+pub fn clone(home: &Home, url: &str) -> Result<(), RemoteError> {
+    if !verify::is_url(url) {
+        return Err(RemoteError {
+            what: "clone",
+            target: url.into(),
+            detail: "not a URL with a known scheme".into(),
+        });
+    }
+    let dir = managed_clone_dir(home, url);
+    if let Some(parent) = dir.parent() {
+        let _ = home.ensure();
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mut c = git(None);
+    c.args(["clone", "--quiet", "--"]).arg(url).arg(&dir);
+    run(c, "clone", url)
+}
+
+/// Fast-forwards a managed clone to its remote.
+pub fn update(dir: &Path) -> Result<(), RemoteError> {
+    let mut c = git(Some(dir));
+    c.args(["pull", "--quiet", "--ff-only"]);
+    run(c, "pull", &dir.display().to_string())
+}
+
+/// Pushes a managed clone's current branch.
+pub fn push(dir: &Path) -> Result<(), RemoteError> {
+    let mut c = git(Some(dir));
+    c.args(["push", "--quiet", "origin", "HEAD"]);
+    run(c, "push", &dir.display().to_string())
+}

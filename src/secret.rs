@@ -1,0 +1,47 @@
+//! Types that hold secret bytes: zeroized on drop, redacted in `Debug`.
+
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+/// One secret value. Its `Debug` never prints the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(Zeroizing<String>);
+
+impl SecretValue {
+    pub fn new(value: Zeroizing<String>) -> Self {
+        SecretValue(value)
+    }
+
+    /// The value itself. Call only where it is about to be shown, exported
+    /// or encrypted, after verification.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([redacted])")
+    }
+}
+
+/// Constant-time equality of two byte strings of possibly different length.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let v = SecretValue::new(Zeroizing::new("hunter2".into()));
+        assert!(!format!("{v:?}").contains("hunter2"));
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"ab"));
+    }
+}

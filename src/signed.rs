@@ -1,0 +1,151 @@
+//! Signed documents: exact bytes plus detached SSHSIG signatures.
+//!
+//! A [`Verified<T>`] can only be made here, by checking the signature over
+//! the bytes on disk and then parsing those same bytes. Nothing byreis
+//! trusts is ever re-serialized before it is verified.
+
+use sha2::{Digest, Sha256};
+
+use crate::keys::SigningPub;
+use crate::sshsig::{self, Namespace, SigError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignedError {
+    #[error("{0}")]
+    Sig(#[from] SigError),
+    #[error("no signature found")]
+    NoSignature,
+    #[error("only {got} of the {need} required distinct admin signatures verify")]
+    Threshold { got: usize, need: usize },
+    #[error("signed content is not valid: {0}")]
+    Content(String),
+}
+
+/// A document whose signature verified and which was parsed from the
+/// verified bytes. The only constructors are in this module.
+#[derive(Debug, Clone)]
+pub struct Verified<T> {
+    value: T,
+    bytes: Vec<u8>,
+    /// Indices, in the key list given to the verifier, of the keys whose
+    /// signatures verified (each key once).
+    signers: Vec<usize>,
+}
+
+impl<T> Verified<T> {
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    pub fn sha256(&self) -> String {
+        sha256_hex(&self.bytes)
+    }
+    pub fn signers(&self) -> &[usize] {
+        &self.signers
+    }
+}
+
+impl<T> std::ops::Deref for Verified<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Verifies that at least `threshold` distinct keys of `allowed` signed
+/// `bytes` in namespace `ns` (signatures by other keys are ignored, invalid
+/// ones are errors), then parses the bytes with `parse`.
+pub fn verify<T>(
+    bytes: &[u8],
+    sig_text: &str,
+    ns: Namespace,
+    allowed: &[SigningPub],
+    threshold: usize,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Verified<T>, SignedError> {
+    let blocks = sshsig::split_armored(sig_text);
+    if blocks.is_empty() {
+        return Err(SignedError::NoSignature);
+    }
+    let mut signers = Vec::new();
+    let mut first_err = None;
+    for block in &blocks {
+        match sshsig::verify_armored(block, ns, bytes, allowed) {
+            Ok(i) if !signers.contains(&i) => signers.push(i),
+            Ok(_) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let need = threshold.max(1);
+    if signers.len() < need {
+        return Err(match (first_err, signers.len()) {
+            (Some(e), 0) => SignedError::Sig(e),
+            _ => SignedError::Threshold {
+                got: signers.len(),
+                need,
+            },
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| SignedError::Content("not UTF-8".into()))?;
+    let value = parse(text).map_err(SignedError::Content)?;
+    Ok(Verified {
+        value,
+        bytes: bytes.to_vec(),
+        signers,
+    })
+}
+
+/// Parses a signed YAML document (already verified) into `T`, with the same
+/// strictness as untrusted input.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    crate::yaml::from_untrusted(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Signer;
+
+    #[test]
+    fn threshold_counts_each_key_once() {
+        let a = Signer::generate("a").unwrap();
+        let b = Signer::generate("b").unwrap();
+        let keys = [a.public.clone(), b.public.clone()];
+        let msg = b"k: 1\n";
+        let sa = sshsig::sign_armored(&a, Namespace::Roster, msg).unwrap();
+        let sb = sshsig::sign_armored(&b, Namespace::Roster, msg).unwrap();
+        let p = |t: &str| parse_yaml::<serde_yaml::Value>(t);
+        assert!(verify(msg, &sa, Namespace::Roster, &keys, 1, p).is_ok());
+        let twice = format!("{sa}{sa}");
+        assert!(matches!(
+            verify(msg, &twice, Namespace::Roster, &keys, 2, p),
+            Err(SignedError::Threshold { got: 1, need: 2 })
+        ));
+        let both = format!("{sa}{sb}");
+        assert_eq!(
+            verify(msg, &both, Namespace::Roster, &keys, 2, p)
+                .unwrap()
+                .signers(),
+            &[0, 1]
+        );
+        assert!(verify(msg, &sa, Namespace::Manifest, &keys, 1, p).is_err());
+    }
+}

@@ -1,0 +1,511 @@
+//! Signed writes: everything that changes a project's state goes through
+//! [`commit_change`], which re-encrypts to the verified readers, bumps the
+//! counter, appends a signed audit entry, signs the manifest, makes one
+//! signed project commit and then the signed registry record.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::agefile;
+use crate::audit;
+use crate::diag::Code;
+use crate::documents::{
+    self, Admin, Config, Environment, Manifest, Member, Record, CONFIG_FORMAT, MANIFEST_FORMAT,
+    RECORD_FORMAT,
+};
+use crate::git::{Change, Repo};
+use crate::keys::{self, AgeIdentity, Home, Profile, Signer};
+use crate::names::{self, Kind};
+use crate::registry::{self, Registry};
+use crate::signed::sha256_hex;
+use crate::sshsig::{self, Namespace};
+use crate::trust::{self, Pin};
+use crate::verify::{
+    self, Context, Source, State, VerifyError, CONFIG_PATH, MANIFEST_PATH, MANIFEST_SIG_PATH,
+    OWNED_PATHS,
+};
+use crate::yaml::Secrets;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Verify(#[from] VerifyError),
+    #[error("{0}")]
+    Key(#[from] keys::KeyError),
+    #[error("{0}")]
+    Git(#[from] crate::git::GitError),
+    #[error("{0}")]
+    Registry(#[from] registry::RegistryError),
+    #[error("{0}")]
+    Encrypt(#[from] agefile::AgeFileError),
+    #[error("{0}")]
+    Audit(#[from] audit::AuditError),
+    #[error("{0}")]
+    Sign(#[from] sshsig::SigError),
+    #[error("{0}")]
+    Remote(#[from] crate::remote::RemoteError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The admin making a change: identity, signing key and roster entry.
+pub struct Actor {
+    pub profile: Profile,
+    pub signer: Signer,
+    pub identity: AgeIdentity,
+}
+
+impl Actor {
+    pub fn load(home: &Home) -> Result<Actor, StoreError> {
+        let profile = Profile::load(home)?.ok_or(keys::KeyError::NoSigningKey)?;
+        let signer = Signer::load_for(&profile)?;
+        let identity = AgeIdentity::load(home)?;
+        Ok(Actor {
+            profile,
+            signer,
+            identity,
+        })
+    }
+
+    fn email(&self) -> String {
+        self.profile
+            .email
+            .clone()
+            .unwrap_or_else(|| format!("{}@byreis.invalid", self.profile.name))
+    }
+
+    /// This actor's entry in `roster`, found by signing key.
+    pub fn admin_in<'r>(&self, roster: &'r documents::Roster) -> Option<&'r Admin> {
+        roster.admins.iter().find(|a| {
+            keys::SigningPub::parse(&a.signing_key).is_ok_and(|k| k == self.signer.public)
+        })
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn expiry(days: u32) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(i64::from(days)))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Creates a registry at `dir`; returns its anchor fingerprint.
+pub fn registry_init(home: &Home, dir: &Path) -> Result<String, StoreError> {
+    if dir.exists()
+        && dir
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(StoreError::Refused(format!(
+            "{} exists and is not empty; `registry init` creates a new registry in an empty or new directory",
+            dir.display()
+        )));
+    }
+    let actor = Actor::load(home)?;
+    let admin = Admin {
+        name: actor.profile.name.clone(),
+        email: actor.profile.email.clone(),
+        signing_key: actor.signer.public.to_openssh(),
+        age_recipient: actor.identity.recipient().as_str().to_string(),
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Refused(format!("{}: {e}", dir.display())))?;
+    Ok(registry::init(dir, admin, &actor.signer)?)
+}
+
+/// A change to one environment's secrets.
+pub struct EnvChange {
+    pub env: String,
+    pub secrets: Secrets,
+    pub action: &'static str,
+}
+
+/// Which secret names were added, changed and removed (names only).
+pub fn name_diff(old: &Secrets, new: &Secrets) -> serde_json::Value {
+    let added: Vec<&String> = new.keys().filter(|k| !old.contains_key(*k)).collect();
+    let removed: Vec<&String> = old.keys().filter(|k| !new.contains_key(*k)).collect();
+    let changed: Vec<&String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k).is_some_and(|o| o != *v))
+        .map(|(k, _)| k)
+        .collect();
+    serde_json::json!({"keys_added": added, "keys_changed": changed, "keys_removed": removed})
+}
+
+/// Checks that `state` can be written: the working tree holds the pinned
+/// state, byreis's files are clean, and the actor is an admin.
+pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
+    let latest = state.roster.latest();
+    let Some(admin) = actor.admin_in(latest) else {
+        return Err(StoreError::Refused(format!(
+            "your signing key {} is not an admin key in roster version {}; only admins sign changes (proposals from members are planned, not built yet)",
+            actor.signer.public.fingerprint(),
+            latest.version
+        )));
+    };
+    if state.source != Source::Worktree {
+        return Err(VerifyError {
+            code: Code::CheckoutNotCurrent,
+            detail: "your checkout is not at the state the registry pins; check out the branch that holds it (git pull) before writing".into(),
+        }
+        .into());
+    }
+    let dirty = state.project.repo.dirty_paths(OWNED_PATHS)?;
+    if !dirty.is_empty() {
+        return Err(VerifyError {
+            code: Code::WorktreeChanged,
+            detail: format!(
+                "uncommitted changes in byreis's files: {}; commit or discard them first (nothing was changed)",
+                dirty.iter().map(|p| names::escape(p)).collect::<Vec<_>>().join(", ")
+            ),
+        }
+        .into());
+    }
+    Ok(admin)
+}
+
+/// Applies `change` as one signed, counted, audited transaction.
+pub fn commit_change(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+    change: EnvChange,
+) -> Result<u64, StoreError> {
+    let admin = check_writable(&state, actor)?.clone();
+    let old = &state.manifest;
+    let env = change.env.clone();
+    names::check(Kind::Environment, &env).map_err(|e| StoreError::Refused(e.to_string()))?;
+
+    // Old values, for the name-level audit detail.
+    let old_secrets = if old.environments.contains_key(&env) {
+        state.secrets(&env, &actor.identity)?
+    } else {
+        Secrets::new()
+    };
+    let readers: Vec<String> = match old.environments.get(&env) {
+        Some(e) => e.readers.clone(),
+        None => old.default_readers.clone(),
+    };
+    if readers.is_empty() {
+        return Err(StoreError::Refused(format!(
+            "environment {env} would have no readers"
+        )));
+    }
+    let recipients = state.readers(&env);
+    let file = agefile::encrypt(&change.secrets, &recipients)?;
+
+    let mut details = name_diff(&old_secrets, &change.secrets);
+    details["env"] = serde_json::Value::String(env.clone());
+    let counter = old.counter + 1;
+    let roster_version = state.roster.latest().version;
+    let prev_line = state.audit.last().map(|v| v.hash.clone());
+    let entry = audit::Entry {
+        seq: state.audit.len() as u64 + 1,
+        time: now(),
+        project: old.project.clone(),
+        actor: admin.name.clone(),
+        actor_key: actor.signer.public.fingerprint(),
+        action: change.action.to_string(),
+        counter_from: old.counter,
+        counter_to: counter,
+        roster_version,
+        prev: prev_line,
+        details,
+    };
+    let line = audit::make_line(&entry, &actor.signer)?;
+    let audit_bytes = state
+        .project
+        .repo
+        .read_file(&state.record.project_commit, audit::PATH)?
+        .unwrap_or_default();
+    let mut audit_text = audit_bytes;
+    audit_text.extend_from_slice(line.as_bytes());
+    audit_text.push(b'\n');
+
+    let mut manifest = old.value().clone();
+    manifest.counter = counter;
+    manifest.previous = Some(registry::tagged_hash(old.bytes()));
+    manifest.roster_version = roster_version;
+    manifest.signer = admin.name.clone();
+    manifest.signer_key = actor.signer.public.fingerprint();
+    manifest.time = entry.time.clone();
+    manifest.audit_head = audit::line_hash(&line);
+    manifest.environments.insert(
+        env.clone(),
+        Environment {
+            readers,
+            sha256: sha256_hex(&file),
+        },
+    );
+    let changes = vec![
+        Change {
+            path: names::env_file(&env),
+            content: Some(file),
+        },
+        Change {
+            path: audit::PATH.into(),
+            content: Some(audit_text),
+        },
+    ];
+    let message = format!("byreis: {} {env} (counter {counter})", change.action);
+    let target = Target {
+        repo: &state.project.repo,
+        registry: &state.registry,
+        roster: state.roster.latest(),
+    };
+    land(
+        ctx,
+        &target,
+        &mut state.pin,
+        state.pin_stored,
+        actor,
+        &admin,
+        manifest,
+        changes,
+        &message,
+    )?;
+    Ok(counter)
+}
+
+/// Where a change lands.
+struct Target<'a> {
+    repo: &'a Repo,
+    registry: &'a Registry,
+    roster: &'a documents::Roster,
+}
+
+/// Signs `manifest`, commits it with `changes` to the project, then writes
+/// the registry record pinning that commit.
+#[allow(clippy::too_many_arguments)]
+fn land(
+    ctx: &Context,
+    target: &Target<'_>,
+    pin: &mut Pin,
+    pin_stored: bool,
+    actor: &Actor,
+    admin: &Admin,
+    manifest: Manifest,
+    mut changes: Vec<Change>,
+    message: &str,
+) -> Result<(), StoreError> {
+    let mbytes = documents::to_yaml(&manifest);
+    let msig = sshsig::sign_armored(&actor.signer, Namespace::Manifest, &mbytes)?;
+    let manifest_hash = registry::tagged_hash(&mbytes);
+    changes.push(Change {
+        path: MANIFEST_PATH.into(),
+        content: Some(mbytes),
+    });
+    changes.push(Change {
+        path: MANIFEST_SIG_PATH.into(),
+        content: Some(msig.into_bytes()),
+    });
+    let author = (admin.name.as_str(), actor.email());
+    let commit =
+        target
+            .repo
+            .commit_signed(&changes, message, &actor.signer, (author.0, &author.1))?;
+    let roster = target.roster;
+    let record = Record {
+        format: RECORD_FORMAT.into(),
+        project: manifest.project.clone(),
+        counter: manifest.counter,
+        manifest: manifest_hash,
+        project_commit: commit.to_string(),
+        audit_head: manifest.audit_head.clone(),
+        roster_version: roster.version,
+        signer: admin.name.clone(),
+        signer_key: actor.signer.public.fingerprint(),
+        issued: now(),
+        expires: expiry(roster.record_expiry_days),
+    };
+    target
+        .registry
+        .write_record(&record, &actor.signer, (author.0, &author.1))?;
+    target.registry.push_if_remote(&ctx.home)?;
+    pin.counter_seen = pin.counter_seen.max(record.counter);
+    pin.roster_version_seen = pin.roster_version_seen.max(roster.version);
+    if pin_stored {
+        trust::save(&ctx.home, &target.repo.common_dir(), pin)?;
+    }
+    Ok(())
+}
+
+/// `byreis init`: config, first manifest, first audit entry, one signed
+/// project commit, then the signed record; pins the anchor on this machine.
+pub fn init_project(
+    ctx: &Context,
+    project_name: &str,
+    registry_arg: &str,
+) -> Result<String, StoreError> {
+    names::check(Kind::Project, project_name).map_err(|e| StoreError::Refused(e.to_string()))?;
+    let repo = Repo::discover(&ctx.dir)?;
+    let root = repo
+        .workdir()
+        .ok_or_else(|| {
+            StoreError::Refused("the repository is bare; run init in a work tree".into())
+        })?
+        .to_path_buf();
+    let here = ctx.dir.canonicalize().unwrap_or_else(|_| ctx.dir.clone());
+    if here != root.canonicalize().unwrap_or_else(|_| root.clone()) {
+        return Err(StoreError::Refused(format!(
+            "run `byreis init` at the root of the work tree ({}), or pass -C {}",
+            root.display(),
+            root.display()
+        )));
+    }
+    if root.join(CONFIG_PATH).exists() || root.join(".byreis").exists() {
+        return Err(StoreError::Refused(format!(
+            "{} already has {CONFIG_PATH} or .byreis/; this project is initialised",
+            root.display()
+        )));
+    }
+    let actor = Actor::load(&ctx.home)?;
+
+    // The location as written in the config: URLs as given; paths relative
+    // to the project root when possible.
+    let (config_location, location) = if verify::is_url(registry_arg) {
+        (registry_arg.to_string(), registry_arg.to_string())
+    } else {
+        let abs = std::fs::canonicalize(registry_arg)
+            .map_err(|e| StoreError::Refused(format!("registry {registry_arg}: {e}")))?;
+        let rel = relative_to(&abs, &root.canonicalize().unwrap_or(root.clone()));
+        (rel, abs.display().to_string())
+    };
+    if verify::is_url(&location) && !verify::registry_dir(&ctx.home, &location).exists() {
+        crate::remote::clone(&ctx.home, &location)?;
+    }
+    let registry = verify::open_registry(&ctx.home, &location)?;
+    let anchor = keys::grouped_fingerprint(&registry.roster_v1_bytes()?);
+    let chain = registry.roster_chain(&anchor)?;
+    let latest = chain.latest();
+    let Some(admin) = actor.admin_in(latest).cloned() else {
+        return Err(StoreError::Refused(format!(
+            "your signing key {} is not an admin in this registry; `byreis init` is for admins",
+            actor.signer.public.fingerprint()
+        )));
+    };
+    if registry.record_raw(project_name)?.is_some() {
+        return Err(StoreError::Refused(format!(
+            "the registry already has a project named {project_name}; pick another name"
+        )));
+    }
+    let my_recipient = actor.identity.recipient();
+    if keys::AgeRecipient::parse(&admin.age_recipient)? != my_recipient {
+        return Err(StoreError::Refused(format!(
+            "your age identity ({}) is not the one the roster lists for {} ({}); use the matching identity",
+            my_recipient.as_str(),
+            admin.name,
+            admin.age_recipient
+        )));
+    }
+
+    let time = now();
+    let entry = audit::Entry {
+        seq: 1,
+        time: time.clone(),
+        project: project_name.to_string(),
+        actor: admin.name.clone(),
+        actor_key: actor.signer.public.fingerprint(),
+        action: "init".into(),
+        counter_from: 0,
+        counter_to: 1,
+        roster_version: latest.version,
+        prev: None,
+        details: serde_json::json!({"members_added": [admin.name.clone()]}),
+    };
+    let line = audit::make_line(&entry, &actor.signer)?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        project: project_name.to_string(),
+        counter: 1,
+        previous: None,
+        roster_version: latest.version,
+        signer: admin.name.clone(),
+        signer_key: actor.signer.public.fingerprint(),
+        time,
+        audit_head: audit::line_hash(&line),
+        members: vec![Member {
+            name: admin.name.clone(),
+            recipient: my_recipient.as_str().to_string(),
+            fingerprint: my_recipient.fingerprint(),
+        }],
+        default_readers: vec![admin.name.clone()],
+        environments: BTreeMap::new(),
+        exec_allow: Vec::new(),
+    };
+    let _ = &root;
+    let config = Config {
+        format: CONFIG_FORMAT.into(),
+        project: project_name.to_string(),
+        registry: config_location,
+        anchor: anchor.clone(),
+    };
+    let changes = vec![
+        Change {
+            path: CONFIG_PATH.into(),
+            content: Some(documents::to_yaml(&config)),
+        },
+        Change {
+            path: audit::PATH.into(),
+            content: Some(format!("{line}\n").into_bytes()),
+        },
+    ];
+    let pin = Pin {
+        repository: trust::repository_key(&repo.common_dir()),
+        registry: location,
+        anchor: anchor.clone(),
+        roster_version_seen: latest.version,
+        counter_seen: 0,
+        trusted_at: now(),
+    };
+    let dirty = repo.dirty_paths(OWNED_PATHS)?;
+    if !dirty.is_empty() {
+        return Err(StoreError::Refused(format!(
+            "untracked or changed byreis paths: {}",
+            dirty.join(", ")
+        )));
+    }
+    let mut pin = pin;
+    let target = Target {
+        repo: &repo,
+        registry: &registry,
+        roster: latest,
+    };
+    land(
+        ctx,
+        &target,
+        &mut pin,
+        true,
+        &actor,
+        &admin,
+        manifest,
+        changes,
+        &format!("byreis: init project {project_name}"),
+    )?;
+    Ok(anchor)
+}
+
+fn relative_to(path: &Path, base: &Path) -> String {
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return path.display().to_string();
+    }
+    let mut out = std::path::PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        out.display().to_string()
+    }
+}

@@ -1,0 +1,91 @@
+//! What this machine trusts, per project repository (invariant 8), and the
+//! highest roster version and counter it has seen (invariant 2).
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Home, KeyError};
+use crate::signed::sha256_hex;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    /// The repository's git directory, canonical path.
+    pub repository: String,
+    /// Resolved registry location: an absolute path or a URL.
+    pub registry: String,
+    /// Grouped fingerprint of roster version 1.
+    pub anchor: String,
+    pub roster_version_seen: u64,
+    pub counter_seen: u64,
+    pub trusted_at: String,
+}
+
+fn pin_path(home: &Home, git_common_dir: &Path) -> PathBuf {
+    let canon = git_common_dir
+        .canonicalize()
+        .unwrap_or_else(|_| git_common_dir.to_path_buf());
+    let id = sha256_hex(canon.to_string_lossy().as_bytes());
+    home.dir.join("trust").join(format!("{}.yaml", &id[..32]))
+}
+
+pub fn repository_key(git_common_dir: &Path) -> String {
+    git_common_dir
+        .canonicalize()
+        .unwrap_or_else(|_| git_common_dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The pin for this repository, if any.
+pub fn load(home: &Home, git_common_dir: &Path) -> Result<Option<Pin>, KeyError> {
+    let path = pin_path(home, git_common_dir);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    crate::yaml::from_untrusted(&text)
+        .map(Some)
+        .map_err(|e| KeyError::BadKey {
+            what: path.display().to_string(),
+            detail: format!("{e}; remove the file and run `byreis trust` again"),
+        })
+}
+
+/// Writes the pin atomically (temp file, fsync, rename), mode 0600.
+pub fn save(home: &Home, git_common_dir: &Path, pin: &Pin) -> Result<(), KeyError> {
+    home.ensure()?;
+    let path = pin_path(home, git_common_dir);
+    let dir = path.parent().expect("pin path has a parent");
+    let io = |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(
+        serde_yaml::to_string(pin)
+            .expect("pin serializes")
+            .as_bytes(),
+    )
+    .and_then(|_| f.sync_all())
+    .map_err(io)?;
+    fs::rename(&tmp, &path).map_err(io)
+}

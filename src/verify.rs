@@ -1,0 +1,914 @@
+//! Verification of a project's state, in the order the design brief sets:
+//!
+//! 1. the project config names a registry and anchor this machine pinned;
+//! 2. the registry's roster chain walks from that anchor, each version
+//!    signed by a threshold of the one before and of itself, and is not
+//!    older than this machine has seen;
+//! 3. the project record is signed by an admin and has not expired, and its
+//!    counter is not lower than this machine has seen;
+//! 4. the manifest is the one the record pins (served from the working tree
+//!    when its bytes match, else from the pinned commit's git objects) and
+//!    its signature, counter, roster version and audit head check out;
+//! 5. every file under `secrets/` is a regular file the manifest lists, and
+//!    a file's bytes are used only after their SHA-256 matched.
+//!
+//! Only a [`State`] that went through [`load`] can hand out a value.
+
+use std::fs;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use crate::agefile;
+use crate::audit;
+use crate::diag::Code;
+use crate::documents::{Config, Manifest, Record, CONFIG_FORMAT, MANIFEST_FORMAT, RECORD_FORMAT};
+use crate::git::{EntryKind, Repo};
+use crate::keys::{self, AgeIdentity, AgeRecipient, Home, SigningPub};
+use crate::names::{self, Kind};
+use crate::registry::{self, Registry, RosterChain};
+use crate::signed::{self, sha256_hex, Verified};
+use crate::sshsig::Namespace;
+use crate::trust::{self, Pin};
+use crate::yaml::{self, Secrets};
+
+pub const CONFIG_PATH: &str = "byreis.yaml";
+pub const MANIFEST_PATH: &str = ".byreis/manifest.yaml";
+pub const MANIFEST_SIG_PATH: &str = ".byreis/manifest.yaml.sig";
+pub const SECRETS_DIR: &str = "secrets";
+/// Paths byreis owns in the project repo.
+pub const OWNED_PATHS: &[&str] = &[CONFIG_PATH, ".byreis", SECRETS_DIR];
+
+/// A verification failure: a stable code and what exactly was found.
+#[derive(Debug)]
+pub struct VerifyError {
+    pub code: Code,
+    pub detail: String,
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.detail)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+pub fn fail<T>(code: Code, detail: impl Into<String>) -> Result<T, VerifyError> {
+    Err(VerifyError {
+        code,
+        detail: detail.into(),
+    })
+}
+
+/// How this run was started.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub home: Home,
+    pub dir: PathBuf,
+    /// A person can answer prompts (a TTY on stdin and `CI` unset).
+    pub interactive: bool,
+}
+
+/// The project repository and its (unverified) config.
+#[derive(Debug)]
+pub struct Project {
+    pub repo: Repo,
+    pub root: PathBuf,
+    pub config: Config,
+}
+
+/// Reads a regular file in the work tree, refusing links and anything else.
+pub fn read_worktree_file(
+    root: &Path,
+    rel: &str,
+    limit: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join(rel);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other(format!(
+            "{rel} is not a regular file"
+        )));
+    }
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)?;
+    let mut buf = Vec::new();
+    f.by_ref().take(limit as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "{rel} is larger than {limit} bytes"
+        )));
+    }
+    Ok(Some(buf))
+}
+
+/// Is `s` a git URL rather than a path? Only known schemes are URLs.
+pub fn is_url(s: &str) -> bool {
+    ["https://", "ssh://", "file://", "git://"]
+        .iter()
+        .any(|p| s.starts_with(p))
+        || (s.contains('@') && s.contains(':') && !s.starts_with('/') && !s.starts_with('.'))
+}
+
+impl Project {
+    pub fn open(dir: &Path) -> Result<Project, VerifyError> {
+        let repo = Repo::discover(dir).map_err(|e| VerifyError {
+            code: Code::ConfigMissing,
+            detail: e.to_string(),
+        })?;
+        let Some(root) = repo.workdir().map(Path::to_path_buf) else {
+            return fail(
+                Code::ConfigMissing,
+                "the project repository is bare; run byreis in a work tree",
+            );
+        };
+        let bytes = match read_worktree_file(&root, CONFIG_PATH, 64 << 10) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return fail(
+                    Code::ConfigMissing,
+                    format!("no {CONFIG_PATH} in {} (is this a byreis project? an admin runs `byreis init`)", root.display()),
+                )
+            }
+            Err(e) => return fail(Code::ConfigInvalid, format!("{CONFIG_PATH}: {e}")),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| VerifyError {
+            code: Code::ConfigInvalid,
+            detail: format!("{CONFIG_PATH} is not UTF-8"),
+        })?;
+        let config: Config = yaml::from_untrusted(&text).map_err(|e| VerifyError {
+            code: Code::ConfigInvalid,
+            detail: format!("{CONFIG_PATH}: {e}"),
+        })?;
+        if config.format != CONFIG_FORMAT {
+            return fail(
+                Code::ConfigInvalid,
+                format!(
+                    "{CONFIG_PATH}: unknown format {}",
+                    names::quoted(&config.format)
+                ),
+            );
+        }
+        names::check(Kind::Project, &config.project).map_err(|e| VerifyError {
+            code: Code::ConfigInvalid,
+            detail: format!("{CONFIG_PATH}: {e}"),
+        })?;
+        Ok(Project { repo, root, config })
+    }
+
+    /// The registry location named by the config, resolved: URLs as they
+    /// are, paths relative to the project root made absolute.
+    pub fn registry_location(&self) -> Result<String, VerifyError> {
+        resolve_location(&self.root, &self.config.registry)
+    }
+}
+
+pub fn resolve_location(base: &Path, loc: &str) -> Result<String, VerifyError> {
+    if loc.is_empty() || loc.starts_with('-') || loc.chars().any(char::is_control) {
+        return fail(
+            Code::ConfigInvalid,
+            format!("registry location {} is not allowed", names::quoted(loc)),
+        );
+    }
+    if is_url(loc) {
+        return Ok(loc.to_string());
+    }
+    let p = base.join(loc);
+    let p = p.canonicalize().map_err(|e| VerifyError {
+        code: Code::RegistryUnavailable,
+        detail: format!("registry {}: {e}", p.display()),
+    })?;
+    Ok(p.display().to_string())
+}
+
+/// Where the served bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The working tree holds exactly the pinned manifest.
+    Worktree,
+    /// An older or unrelated checkout: served from the pinned commit.
+    PinnedCommit,
+}
+
+/// A fully verified project state.
+#[derive(Debug)]
+pub struct State {
+    pub project: Project,
+    pub registry: Registry,
+    pub pin: Pin,
+    /// Whether the pin was stored on this machine (false: from BYREIS_ANCHOR).
+    pub pin_stored: bool,
+    pub roster: RosterChain,
+    pub record: Verified<Record>,
+    pub manifest: Verified<Manifest>,
+    pub audit: Vec<audit::Verified>,
+    pub source: Source,
+    /// Things a reader should know (stale copy, old checkout).
+    pub notes: Vec<(Code, String)>,
+}
+
+/// The managed clone of a URL registry.
+pub fn managed_clone_dir(home: &Home, url: &str) -> PathBuf {
+    home.dir
+        .join("registries")
+        .join(&sha256_hex(url.as_bytes())[..32])
+}
+
+/// The local directory that holds registry `location`.
+pub fn registry_dir(home: &Home, location: &str) -> PathBuf {
+    if is_url(location) {
+        managed_clone_dir(home, location)
+    } else {
+        PathBuf::from(location)
+    }
+}
+
+pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyError> {
+    let dir = registry_dir(home, location);
+    if !dir.exists() {
+        return fail(
+            Code::RegistryUnavailable,
+            if is_url(location) {
+                format!("no local copy of registry {location}; run `byreis trust` to clone it")
+            } else {
+                format!("registry {location} does not exist")
+            },
+        );
+    }
+    Registry::open(&dir).map_err(|e| VerifyError {
+        code: Code::RegistryInvalid,
+        detail: format!("{}: {e}", dir.display()),
+    })
+}
+
+/// Which pin applies to this run: the stored one, or BYREIS_ANCHOR.
+fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), VerifyError> {
+    let location = project.registry_location()?;
+    let env_anchor = std::env::var("BYREIS_ANCHOR")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let stored = trust::load(&ctx.home, &project.repo.common_dir()).map_err(|e| VerifyError {
+        code: Code::AnchorNotTrusted,
+        detail: e.to_string(),
+    })?;
+    let config_anchor = keys::normalise_fingerprint(&project.config.anchor);
+    let (pin, stored_flag) = match stored {
+        Some(pin) => {
+            if let Some(a) = &env_anchor {
+                if keys::normalise_fingerprint(a) != keys::normalise_fingerprint(&pin.anchor) {
+                    return fail(
+                        Code::AnchorMismatch,
+                        format!(
+                            "BYREIS_ANCHOR {} differs from the anchor this machine pinned ({})",
+                            names::quoted(a),
+                            pin.anchor
+                        ),
+                    );
+                }
+            }
+            (pin, true)
+        }
+        None => match env_anchor {
+            Some(a) => (
+                Pin {
+                    repository: trust::repository_key(&project.repo.common_dir()),
+                    registry: location.clone(),
+                    anchor: a,
+                    roster_version_seen: 0,
+                    counter_seen: 0,
+                    trusted_at: String::new(),
+                },
+                false,
+            ),
+            None => {
+                let how = if ctx.interactive {
+                    "run `byreis trust` and type the anchor fingerprint an admin gave you over another channel"
+                } else {
+                    "this run is non-interactive (no TTY, or CI is set): set BYREIS_ANCHOR to the anchor fingerprint an admin gave you, or run `byreis trust --anchor FP` first"
+                };
+                return fail(
+                    Code::AnchorNotTrusted,
+                    format!(
+                        "this machine trusts no registry anchor for {}; {how}",
+                        project.root.display()
+                    ),
+                );
+            }
+        },
+    };
+    if pin.registry != location {
+        return fail(
+            Code::AnchorMismatch,
+            format!(
+                "{CONFIG_PATH} now names registry {} but this machine trusts {}. Whoever can write the project repo can edit {CONFIG_PATH}; a changed registry could hand you values no admin signed. Confirm the move with an admin over another channel, then run `byreis trust` again.",
+                names::quoted(&location),
+                names::quoted(&pin.registry)
+            ),
+        );
+    }
+    if config_anchor != keys::normalise_fingerprint(&pin.anchor) {
+        return fail(
+            Code::AnchorMismatch,
+            format!(
+                "{CONFIG_PATH} names anchor {} but this machine trusts {}. Confirm with an admin over another channel before running `byreis trust` again.",
+                names::quoted(&project.config.anchor),
+                pin.anchor
+            ),
+        );
+    }
+    Ok((pin, stored_flag))
+}
+
+/// Verifies `doc` signed by an admin: the signer must be an admin of the
+/// roster version the document names, and still an admin of the newest
+/// version this registry has (a removed admin's signature never counts,
+/// whatever date it carries).
+fn verify_admin_signed<T>(
+    roster: &RosterChain,
+    doc_version: u64,
+    bytes: &[u8],
+    sig: &str,
+    ns: Namespace,
+    threshold_of: impl Fn(&crate::documents::Thresholds) -> usize,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Verified<T>, String> {
+    let Some(at) = roster.version(doc_version) else {
+        return Err(format!(
+            "names roster version {doc_version}, which the registry does not have"
+        ));
+    };
+    let latest = roster.latest();
+    let keys: Vec<SigningPub> = registry::admin_keys(at)
+        .into_iter()
+        .filter(|k| registry::admin_keys(latest).contains(k))
+        .collect();
+    let v = signed::verify(bytes, sig, ns, &keys, threshold_of(&at.thresholds), parse)
+        .map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
+/// Verifies a manifest's bytes and signature against the roster.
+pub fn verify_manifest(
+    roster: &RosterChain,
+    bytes: &[u8],
+    sig: &str,
+) -> Result<Verified<Manifest>, String> {
+    // The roster version is read before the signature is checked only to
+    // choose which keys to check against; nothing else is used until then.
+    let probe: Manifest =
+        signed::parse_yaml(std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?)?;
+    let v = verify_admin_signed(
+        roster,
+        probe.roster_version,
+        bytes,
+        sig,
+        Namespace::Manifest,
+        |t| t.values,
+        signed::parse_yaml::<Manifest>,
+    )?;
+    check_manifest(&v)?;
+    Ok(v)
+}
+
+fn check_manifest(m: &Manifest) -> Result<(), String> {
+    if m.format != MANIFEST_FORMAT {
+        return Err(format!("unknown format {}", names::quoted(&m.format)));
+    }
+    let mut recips: Vec<AgeRecipient> = Vec::new();
+    for (i, mem) in m.members.iter().enumerate() {
+        names::check(Kind::Member, &mem.name).map_err(|e| e.to_string())?;
+        if m.members[..i].iter().any(|o| o.name == mem.name) {
+            return Err(format!("member {} listed twice", mem.name));
+        }
+        let r = AgeRecipient::parse(&mem.recipient).map_err(|e| e.to_string())?;
+        if recips.contains(&r) {
+            return Err(format!("member {}'s key is listed twice", mem.name));
+        }
+        recips.push(r);
+    }
+    let known = |n: &String| m.members.iter().any(|mem| &mem.name == n);
+    for r in &m.default_readers {
+        if !known(r) {
+            return Err(format!(
+                "default reader {} is not a member",
+                names::quoted(r)
+            ));
+        }
+    }
+    for (env, e) in &m.environments {
+        names::check(Kind::Environment, env).map_err(|e| e.to_string())?;
+        for r in &e.readers {
+            if !known(r) {
+                return Err(format!(
+                    "environment {env}: reader {} is not a member",
+                    names::quoted(r)
+                ));
+            }
+        }
+    }
+    for n in &m.exec_allow {
+        names::check(Kind::SecretKey, n).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Loads and verifies everything, or says exactly what failed.
+pub fn load(ctx: &Context) -> Result<State, VerifyError> {
+    let project = Project::open(&ctx.dir)?;
+    let (pin, pin_stored) = effective_pin(ctx, &project)?;
+    let registry = open_registry(&ctx.home, &pin.registry)?;
+    load_with(project, registry, pin, pin_stored)
+}
+
+/// Steps 2-5 with the registry already chosen (used by `init` and `trust`).
+pub fn load_with(
+    project: Project,
+    registry: Registry,
+    pin: Pin,
+    pin_stored: bool,
+) -> Result<State, VerifyError> {
+    let mut notes = Vec::new();
+    // 2. Roster chain from the anchor.
+    let roster = registry.roster_chain(&pin.anchor).map_err(|e| {
+        let code = match e {
+            registry::RegistryError::Anchor { .. } => Code::RosterAnchorMismatch,
+            registry::RegistryError::Git(_) | registry::RegistryError::Empty(_) => {
+                Code::RegistryInvalid
+            }
+            registry::RegistryError::Missing { .. } => Code::RegistryInvalid,
+            _ => Code::RosterInvalid,
+        };
+        VerifyError {
+            code,
+            detail: format!("registry {}: {e}", registry.dir.display()),
+        }
+    })?;
+    let latest_version = roster.latest().version;
+    if latest_version < pin.roster_version_seen {
+        return fail(
+            Code::RosterRollback,
+            format!("the registry's newest roster is version {latest_version}, but this machine has seen version {}", pin.roster_version_seen),
+        );
+    }
+
+    // 3. The project record.
+    let project_name = project.config.project.clone();
+    let Some((rbytes, rsig)) = registry
+        .record_raw(&project_name)
+        .map_err(|e| VerifyError {
+            code: Code::RegistryInvalid,
+            detail: e.to_string(),
+        })?
+    else {
+        return fail(
+            Code::RecordMissing,
+            format!("the registry has no record for project {project_name}"),
+        );
+    };
+    let probe: Record =
+        signed::parse_yaml(&String::from_utf8_lossy(&rbytes)).map_err(|e| VerifyError {
+            code: Code::RecordInvalid,
+            detail: format!("{}: {e}", registry::record_path(&project_name)),
+        })?;
+    let record = verify_admin_signed(
+        &roster,
+        probe.roster_version,
+        &rbytes,
+        &rsig,
+        Namespace::Record,
+        |t| t.values,
+        signed::parse_yaml::<Record>,
+    )
+    .map_err(|e| VerifyError {
+        code: Code::RecordInvalid,
+        detail: format!("{}: {e}", registry::record_path(&project_name)),
+    })?;
+    if record.format != RECORD_FORMAT || record.project != project_name {
+        return fail(
+            Code::RecordInvalid,
+            format!(
+                "the record is for project {}",
+                names::quoted(&record.project)
+            ),
+        );
+    }
+    match chrono::DateTime::parse_from_rfc3339(&record.expires) {
+        Ok(exp) => {
+            let exp = exp.with_timezone(&chrono::Utc);
+            let now = chrono::Utc::now();
+            if exp < now {
+                return fail(
+                    Code::RecordExpired,
+                    format!("the registry record for {project_name} expired at {} (signed by {}); an admin renews it with any signed write, or `byreis registry refresh` when available", record.expires, record.signer),
+                );
+            }
+            if exp - now < chrono::Duration::days(14) {
+                notes.push((
+                    Code::RecordExpiring,
+                    format!("the registry record expires at {}", record.expires),
+                ));
+            }
+        }
+        Err(_) => {
+            return fail(
+                Code::RecordInvalid,
+                "the record's expiry is not an RFC 3339 time",
+            )
+        }
+    }
+    if record.counter < pin.counter_seen {
+        return fail(
+            Code::RecordRollback,
+            format!(
+                "the registry record has counter {}, but this machine has already seen counter {}",
+                record.counter, pin.counter_seen
+            ),
+        );
+    }
+
+    // 4. The manifest the record pins.
+    let root = project.root.clone();
+    let wt_manifest =
+        read_worktree_file(&root, MANIFEST_PATH, yaml::MAX_DOC_BYTES).map_err(|e| VerifyError {
+            code: Code::ManifestInvalid,
+            detail: e.to_string(),
+        })?;
+    let head = project.repo.head().ok().flatten();
+    let head_contains_pin = head.is_some_and(|h| project.repo.contains(h, &record.project_commit));
+    let pinned_hash = record.manifest.clone();
+    let wt_is_pinned = wt_manifest
+        .as_deref()
+        .is_some_and(|b| registry::tagged_hash(b) == pinned_hash);
+
+    let (source, mbytes, msig) = if wt_is_pinned {
+        let sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        (Source::Worktree, wt_manifest.expect("checked"), sig)
+    } else {
+        // Not the pinned manifest: tell an old checkout from a rollback.
+        if let Some(b) = &wt_manifest {
+            let wt_sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig)) {
+                Ok(m) if m.project == project_name && m.counter > record.counter => {
+                    return fail(
+                        Code::ManifestAhead,
+                        format!("the working tree's manifest has counter {} but the registry record says {}: a change was not finished", m.counter, record.counter),
+                    )
+                }
+                Ok(m) if head_contains_pin => {
+                    return fail(
+                        if m.counter < record.counter { Code::ManifestRollback } else { Code::ManifestNotPinned },
+                        format!("this branch contains the pinned commit {} but its manifest has counter {} (the registry pins counter {})", short(&record.project_commit), m.counter, record.counter),
+                    )
+                }
+                Ok(_) => {}
+                Err(e) if head_contains_pin || head.is_none() => {
+                    return fail(Code::ManifestInvalid, format!("{MANIFEST_PATH}: {e}"));
+                }
+                Err(_) => {}
+            }
+        } else if head_contains_pin {
+            return fail(
+                Code::ManifestMissing,
+                format!("{MANIFEST_PATH} is missing from the working tree"),
+            );
+        }
+        if !project.repo.has_commit(&record.project_commit) {
+            return fail(
+                Code::PinnedCommitMissing,
+                format!("the registry pins project commit {} (counter {}), which this clone does not have; run `git fetch` in {}", record.project_commit, record.counter, root.display()),
+            );
+        }
+        let read = |p: &str| {
+            project
+                .repo
+                .read_file(&record.project_commit, p)
+                .map_err(|e| VerifyError {
+                    code: Code::ManifestInvalid,
+                    detail: e.to_string(),
+                })
+        };
+        let Some(b) = read(MANIFEST_PATH)? else {
+            return fail(
+                Code::ManifestMissing,
+                format!(
+                    "the pinned commit {} has no {MANIFEST_PATH}",
+                    short(&record.project_commit)
+                ),
+            );
+        };
+        if registry::tagged_hash(&b) != pinned_hash {
+            return fail(
+                Code::ManifestNotPinned,
+                format!("the pinned commit's manifest does not hash to the record's {pinned_hash}"),
+            );
+        }
+        let sig = read(MANIFEST_SIG_PATH)?.unwrap_or_default();
+        notes.push((
+            Code::CheckoutNotCurrent,
+            format!("your checkout is not at the current state; serving counter {} from pinned commit {}", record.counter, short(&record.project_commit)),
+        ));
+        (Source::PinnedCommit, b, sig)
+    };
+    let manifest =
+        verify_manifest(&roster, &mbytes, &String::from_utf8_lossy(&msig)).map_err(|e| {
+            VerifyError {
+                code: Code::ManifestInvalid,
+                detail: format!("{MANIFEST_PATH}: {e}"),
+            }
+        })?;
+    if manifest.project != project_name {
+        return fail(
+            Code::ManifestInvalid,
+            format!(
+                "the manifest is for project {}",
+                names::quoted(&manifest.project)
+            ),
+        );
+    }
+    if manifest.counter != record.counter {
+        return fail(
+            Code::ManifestNotPinned,
+            format!(
+                "manifest counter {} differs from the record's {}",
+                manifest.counter, record.counter
+            ),
+        );
+    }
+    if manifest.audit_head != record.audit_head {
+        return fail(
+            Code::AuditBroken,
+            "the manifest's audit head differs from the registry record's",
+        );
+    }
+
+    let mut state = State {
+        project,
+        registry,
+        pin,
+        pin_stored,
+        roster,
+        record,
+        manifest,
+        audit: Vec::new(),
+        source,
+        notes,
+    };
+
+    // The audit log, chained up to the head the manifest records.
+    let audit_bytes = state.read_owned(audit::PATH, 64 << 20)?.unwrap_or_default();
+    let keys = state.all_admin_keys();
+    state.audit = audit::verify_log(
+        &String::from_utf8_lossy(&audit_bytes),
+        &keys,
+        &project_name,
+        Some(&state.manifest.audit_head),
+    )
+    .map_err(|e| VerifyError {
+        code: Code::AuditBroken,
+        detail: format!("{}: {e}", audit::PATH),
+    })?;
+
+    // 5. The files under secrets/.
+    state.check_listing()?;
+    Ok(state)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+impl State {
+    /// Signing keys of every admin of every roster version (audit entries
+    /// made under older versions stay verifiable).
+    pub fn all_admin_keys(&self) -> Vec<SigningPub> {
+        let mut keys: Vec<SigningPub> = Vec::new();
+        for r in &self.roster.versions {
+            for k in registry::admin_keys(r) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys
+    }
+
+    /// Reads a byreis-owned file from the served source.
+    fn read_owned(&self, rel: &str, limit: usize) -> Result<Option<Vec<u8>>, VerifyError> {
+        match self.source {
+            Source::Worktree => {
+                read_worktree_file(&self.project.root, rel, limit).map_err(|e| VerifyError {
+                    code: Code::FileNotRegular,
+                    detail: e.to_string(),
+                })
+            }
+            Source::PinnedCommit => self
+                .project
+                .repo
+                .read_file(&self.record.project_commit, rel)
+                .map_err(|e| VerifyError {
+                    code: Code::FileNotRegular,
+                    detail: e.to_string(),
+                }),
+        }
+    }
+
+    /// Every entry under `secrets/` must be a regular file the manifest lists.
+    fn check_listing(&self) -> Result<(), VerifyError> {
+        let entries: Vec<(String, EntryKind)> = match self.source {
+            Source::Worktree => {
+                let dir = self.project.root.join(SECRETS_DIR);
+                match fs::symlink_metadata(&dir) {
+                    Err(_) => Vec::new(),
+                    Ok(m) if !m.file_type().is_dir() => {
+                        return fail(
+                            Code::FileNotRegular,
+                            format!("{SECRETS_DIR} is not a directory"),
+                        )
+                    }
+                    Ok(_) => {
+                        let mut v = Vec::new();
+                        for entry in walkdir::WalkDir::new(&dir)
+                            .min_depth(1)
+                            .max_depth(1)
+                            .follow_links(false)
+                        {
+                            let entry = entry.map_err(|e| VerifyError {
+                                code: Code::FileNotRegular,
+                                detail: e.to_string(),
+                            })?;
+                            let kind = if entry.file_type().is_file() {
+                                EntryKind::Blob
+                            } else if entry.file_type().is_symlink() {
+                                EntryKind::Link
+                            } else {
+                                EntryKind::Tree
+                            };
+                            v.push((entry.file_name().to_string_lossy().into_owned(), kind));
+                        }
+                        v
+                    }
+                }
+            }
+            Source::PinnedCommit => self
+                .project
+                .repo
+                .list_dir(&self.record.project_commit, SECRETS_DIR)
+                .map_err(|e| VerifyError {
+                    code: Code::FileNotRegular,
+                    detail: e.to_string(),
+                })?,
+        };
+        for (name, kind) in &entries {
+            let shown = format!("{SECRETS_DIR}/{}", names::escape(name));
+            if *kind != EntryKind::Blob {
+                return fail(Code::FileNotRegular, format!("{shown} is not a regular file (symlinks, submodules and directories are refused)"));
+            }
+            match names::env_of_file(name) {
+                Some(env) if self.manifest.environments.contains_key(env) => {}
+                _ => {
+                    return fail(
+                        Code::FileUnlisted,
+                        format!("{shown} is not listed in the signed manifest"),
+                    )
+                }
+            }
+        }
+        for env in self.manifest.environments.keys() {
+            let file = format!("{env}.enc.yaml");
+            if !entries.iter().any(|(n, _)| *n == file) {
+                return fail(
+                    Code::FileMissing,
+                    format!(
+                        "{} is listed in the manifest but missing",
+                        names::env_file(env)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of `env`'s file, after its SHA-256 matched the manifest and
+    /// its header lists exactly as many recipients as the environment has.
+    pub fn env_file(&self, env: &str) -> Result<Vec<u8>, VerifyError> {
+        names::check(Kind::Environment, env).map_err(|e| VerifyError {
+            code: Code::FileMissing,
+            detail: e.to_string(),
+        })?;
+        let Some(entry) = self.manifest.environments.get(env) else {
+            let known: Vec<&str> = self
+                .manifest
+                .environments
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return fail(
+                Code::FileMissing,
+                format!(
+                    "no environment {env} (known: {})",
+                    if known.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        };
+        let path = names::env_file(env);
+        let Some(bytes) = self.read_owned(&path, agefile::MAX_FILE_BYTES)? else {
+            return fail(Code::FileMissing, format!("{path} is missing"));
+        };
+        if sha256_hex(&bytes) != entry.sha256 {
+            return fail(
+                Code::FileHashMismatch,
+                format!("{path} does not match the signed manifest (someone changed it outside byreis); no value from it is used"),
+            );
+        }
+        let count = agefile::count_stanzas(&bytes).map_err(|e| VerifyError {
+            code: Code::FileMalformed,
+            detail: format!("{path}: {e}"),
+        })?;
+        if count.x25519 != entry.readers.len()
+            || count.real() != entry.readers.len()
+            || count.grease > 1
+        {
+            return fail(
+                Code::RecipientsMismatch,
+                format!(
+                    "{path} has {} recipient stanzas but the manifest lists {} readers",
+                    count.real(),
+                    entry.readers.len()
+                ),
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// Recipients of `env` as the verified manifest lists them.
+    pub fn readers(&self, env: &str) -> Vec<AgeRecipient> {
+        let names = match self.manifest.environments.get(env) {
+            Some(e) => e.readers.clone(),
+            None => self.manifest.default_readers.clone(),
+        };
+        names
+            .iter()
+            .filter_map(|n| self.manifest.member(n))
+            .map(|m| AgeRecipient::parse(&m.recipient).expect("verified manifest"))
+            .collect()
+    }
+
+    /// Decrypts `env` with `identity`, after every check above.
+    pub fn secrets(&self, env: &str, identity: &AgeIdentity) -> Result<Secrets, VerifyError> {
+        let bytes = self.env_file(env)?;
+        if !self.readers(env).contains(&identity.recipient()) {
+            return fail(
+                Code::IdentityNotRecipient,
+                format!(
+                    "your key {} (from {}) is not a reader of {env}",
+                    identity.recipient().as_str(),
+                    identity.source
+                ),
+            );
+        }
+        agefile::decrypt(&bytes, identity).map_err(|e| VerifyError {
+            code: match e {
+                agefile::AgeFileError::NotRecipient => Code::RecipientsMismatch,
+                _ => Code::FileMalformed,
+            },
+            detail: format!("{}: {e}", names::env_file(env)),
+        })
+    }
+
+    /// Remembers the highest roster version and counter seen (best effort
+    /// for pins that are stored; a run pinned by BYREIS_ANCHOR stores nothing).
+    pub fn remember(&mut self, home: &Home) -> Result<(), keys::KeyError> {
+        if !self.pin_stored {
+            return Ok(());
+        }
+        let rv = self
+            .roster
+            .latest()
+            .version
+            .max(self.pin.roster_version_seen);
+        let c = self.record.counter.max(self.pin.counter_seen);
+        if rv != self.pin.roster_version_seen || c != self.pin.counter_seen {
+            self.pin.roster_version_seen = rv;
+            self.pin.counter_seen = c;
+            trust::save(home, &self.project.repo.common_dir(), &self.pin)?;
+        }
+        Ok(())
+    }
+}
