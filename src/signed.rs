@@ -69,8 +69,9 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Verifies that at least `threshold` distinct keys of `allowed` signed
-/// `bytes` in namespace `ns` (signatures by other keys are ignored, invalid
-/// ones are errors), then parses the bytes with `parse`.
+/// `bytes` in namespace `ns`, then parses the bytes with `parse`. Blocks by
+/// keys outside `allowed` do not count; any block that is malformed, in
+/// another namespace or fails to verify is an error.
 pub fn verify<T>(
     bytes: &[u8],
     sig_text: &str,
@@ -89,9 +90,15 @@ pub fn verify<T>(
         match sshsig::verify_armored(block, ns, bytes, allowed) {
             Ok(i) if !signers.contains(&i) => signers.push(i),
             Ok(_) => {}
-            Err(e) => {
+            // A block by a key outside `allowed` may be a valid signature by
+            // someone this check does not count (a roster change carries
+            // signatures of both the old and the new admins).
+            Err(e @ SigError::UnknownSigner(_)) => {
                 first_err.get_or_insert(e);
             }
+            // A block that is malformed, in another namespace, or does not
+            // verify under an allowed key is never ignored.
+            Err(e) => return Err(SignedError::Sig(e)),
         }
     }
     let need = threshold.max(1);

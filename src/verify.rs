@@ -338,7 +338,7 @@ fn verify_admin_signed<T>(
     ns: Namespace,
     threshold_of: impl Fn(&crate::documents::Thresholds) -> usize,
     parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<Verified<T>, String> {
+) -> Result<(Verified<T>, Vec<SigningPub>), String> {
     let Some(at) = roster.version(doc_version) else {
         return Err(format!(
             "names roster version {doc_version}, which the registry does not have"
@@ -351,7 +351,33 @@ fn verify_admin_signed<T>(
         .collect();
     let v = signed::verify(bytes, sig, ns, &keys, threshold_of(&at.thresholds), parse)
         .map_err(|e| e.to_string())?;
-    Ok(v)
+    Ok((v, keys))
+}
+
+/// The `signer` and `signer_key` fields of a document must name the admin
+/// whose key made the first verified signature.
+fn check_signer_fields(
+    roster: &RosterChain,
+    keys: &[SigningPub],
+    signers: &[usize],
+    name: &str,
+    key: &str,
+) -> Result<(), String> {
+    let k = &keys[signers[0]];
+    let admin = roster
+        .latest()
+        .admins
+        .iter()
+        .find(|a| SigningPub::parse(&a.signing_key).is_ok_and(|ak| ak == *k));
+    match admin {
+        Some(a) if a.name == name && k.fingerprint() == key => Ok(()),
+        _ => Err(format!(
+            "signer fields ({}, {}) do not name the admin whose key signed ({})",
+            names::escape(name),
+            names::escape(key),
+            k.fingerprint()
+        )),
+    }
 }
 
 /// Verifies a manifest's bytes and signature against the roster.
@@ -364,7 +390,7 @@ pub fn verify_manifest(
     // choose which keys to check against; nothing else is used until then.
     let probe: Manifest =
         signed::parse_yaml(std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?)?;
-    let v = verify_admin_signed(
+    let (v, keys) = verify_admin_signed(
         roster,
         probe.roster_version,
         bytes,
@@ -373,6 +399,7 @@ pub fn verify_manifest(
         |t| t.values,
         signed::parse_yaml::<Manifest>,
     )?;
+    check_signer_fields(roster, &keys, v.signers(), &v.signer, &v.signer_key)?;
     check_manifest(&v)?;
     Ok(v)
 }
@@ -486,6 +513,9 @@ pub fn load_with(
         |t| t.values,
         signed::parse_yaml::<Record>,
     )
+    .and_then(|(r, keys)| {
+        check_signer_fields(&roster, &keys, r.signers(), &r.signer, &r.signer_key).map(|_| r)
+    })
     .map_err(|e| VerifyError {
         code: Code::RecordInvalid,
         detail: format!("{}: {e}", registry::record_path(&project_name)),

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole byreis story on throwaway local repositories, no network:
+# an admin creates a registry and a project, sets secrets, a teammate
+# pins the anchor, everything verifies with stock tools, and a forged
+# file is refused. Usage: scripts/demo.sh [--keep]
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --quiet --manifest-path "$here/Cargo.toml"
+BYREIS="$here/target/debug/byreis"
+work=$(mktemp -d "${TMPDIR:-/tmp}/byreis-demo.XXXXXX")
+[ "${1:-}" = "--keep" ] || trap 'rm -rf "$work"' EXIT
+export GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=demo GIT_AUTHOR_EMAIL=demo@example.invalid \
+  GIT_COMMITTER_NAME=demo GIT_COMMITTER_EMAIL=demo@example.invalid
+unset CI BYREIS_ANCHOR BYREIS_IDENTITY BYREIS_IDENTITY_FILE
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+alice() { BYREIS_HOME="$work/alice" "$BYREIS" "$@"; }
+bob() { BYREIS_HOME="$work/bob" "$BYREIS" "$@"; }
+
+step "Alice (admin) creates her keys"
+show alice keygen --name alice --email alice@example.com
+
+step "Alice creates the admin registry; the anchor fingerprint goes to the team out of band"
+anchor=$(alice registry init "$work/registry")
+echo "anchor: $anchor"
+
+step "Alice starts using byreis in the app repo"
+git init -q -b main "$work/app" && cd "$work/app"
+echo "# app" > README.md && git add README.md && git commit -qm "app"
+show alice init --project demo --registry ../registry
+printf 'postgres://app:s3cret@db/app' | alice set prod DATABASE_URL
+printf 'sk_live_123' | alice set prod STRIPE_KEY
+printf 'postgres://app:dev@localhost/app' | alice set staging DATABASE_URL
+show alice list
+show alice get prod DATABASE_URL
+
+step "edit, driven by a scripted editor (a real one opens \$EDITOR on a private temp file)"
+printf '#!/bin/sh\nsed -i "s/sk_live_123/sk_live_456/" "$1"\n' > "$work/editor.sh" && chmod +x "$work/editor.sh"
+EDITOR="$work/editor.sh" alice edit prod
+show alice get prod STRIPE_KEY
+
+step "exec gives the secrets to a process as environment variables"
+show alice exec prod -- sh -c 'echo "the app sees DATABASE_URL of length ${#DATABASE_URL}"'
+
+step "Stock tools agree: age decrypts, git verifies the commit, ssh-keygen the manifest"
+show age -d -i "$work/alice/identity.txt" secrets/staging.enc.yaml
+show git -c gpg.ssh.allowedSignersFile="$work/registry/allowed_signers" verify-commit HEAD
+key=$(alice whoami --format json | sed -n 's/.*"signing_key":"\([^"]*\)".*/\1/p')
+echo "alice namespaces=\"manifest@byreis.dev\" $key" > "$work/manifest_signers"
+show ssh-keygen -Y verify -f "$work/manifest_signers" -I alice -n manifest@byreis.dev \
+  -s .byreis/manifest.yaml.sig < .byreis/manifest.yaml
+
+step "Bob clones the app; byreis refuses until he pins the anchor Alice gave him"
+git clone -q "$work/app" "$work/bob-app"
+bob keygen --name bob >/dev/null
+BYREIS_HOME="$work/bob" "$BYREIS" -C "$work/bob-app" doctor || echo "(exit $? — as expected)"
+show bob -C "$work/bob-app" trust --anchor "$anchor"
+show bob -C "$work/bob-app" doctor
+
+step "An outsider re-encrypts prod to Alice's public key (age has no sender authentication)"
+recipient=$(alice whoami --format json | sed -n 's/.*"age_recipient":"\([^"]*\)".*/\1/p')
+printf 'DATABASE_URL: "postgres://attacker"\n' | age -e -a -r "$recipient" > secrets/prod.enc.yaml
+alice get prod DATABASE_URL || echo "(exit $? — refused: the file is not the one the signed manifest lists)"
+git checkout -q -- secrets/prod.enc.yaml
+show alice doctor
+
+step "History: signed commits, counted"
+git -c gpg.ssh.allowedSignersFile="$work/registry/allowed_signers" log --format='%h %G? %GS  %s'
+echo
+echo "Demo finished. Work dir: $work$( [ "${1:-}" = "--keep" ] || echo ' (removed on exit; pass --keep to keep it)')"
