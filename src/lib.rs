@@ -14,6 +14,7 @@ pub mod keys;
 pub mod names;
 pub mod registry;
 pub mod remote;
+pub mod rotation;
 pub mod secret;
 pub mod signed;
 pub mod sshsig;

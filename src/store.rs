@@ -200,29 +200,60 @@ pub fn commit_change(
 
     let mut details = name_diff(&old_secrets, &change.secrets);
     details["env"] = serde_json::Value::String(env.clone());
+    let (mut manifest, audit_change) =
+        next_manifest(&state, actor, &admin, change.action, details)?;
+    manifest.environments.insert(
+        env.clone(),
+        Environment {
+            readers,
+            sha256: sha256_hex(&file),
+        },
+    );
+    let counter = manifest.counter;
+    let changes = vec![
+        Change {
+            path: names::env_file(&env),
+            content: Some(file),
+        },
+        audit_change,
+    ];
+    let message = format!("byreis: {} {env} (counter {counter})", change.action);
+    land_state(ctx, &mut state, actor, &admin, manifest, changes, &message)?;
+    Ok(counter)
+}
+
+/// The next manifest (counter +1, chained to the current one, signed by
+/// `admin` under the newest roster) and the audit log with one new signed
+/// entry for `action`. The caller changes members and environments.
+pub(crate) fn next_manifest(
+    state: &State,
+    actor: &Actor,
+    admin: &Admin,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(Manifest, Change), StoreError> {
+    let old = &state.manifest;
     let counter = old.counter + 1;
     let roster_version = state.roster.latest().version;
-    let prev_line = state.audit.last().map(|v| v.hash.clone());
     let entry = audit::Entry {
         seq: state.audit.len() as u64 + 1,
         time: now(),
         project: old.project.clone(),
         actor: admin.name.clone(),
         actor_key: actor.signer.public.fingerprint(),
-        action: change.action.to_string(),
+        action: action.to_string(),
         counter_from: old.counter,
         counter_to: counter,
         roster_version,
-        prev: prev_line,
+        prev: state.audit.last().map(|v| v.hash.clone()),
         details,
     };
     let line = audit::make_line(&entry, &actor.signer)?;
-    let audit_bytes = state
+    let mut audit_text = state
         .project
         .repo
         .read_file(&state.record.project_commit, audit::PATH)?
         .unwrap_or_default();
-    let mut audit_text = audit_bytes;
     audit_text.extend_from_slice(line.as_bytes());
     audit_text.push(b'\n');
 
@@ -232,26 +263,27 @@ pub fn commit_change(
     manifest.roster_version = roster_version;
     manifest.signer = admin.name.clone();
     manifest.signer_key = actor.signer.public.fingerprint();
-    manifest.time = entry.time.clone();
+    manifest.time = entry.time;
     manifest.audit_head = audit::line_hash(&line);
-    manifest.environments.insert(
-        env.clone(),
-        Environment {
-            readers,
-            sha256: sha256_hex(&file),
-        },
-    );
-    let changes = vec![
-        Change {
-            path: names::env_file(&env),
-            content: Some(file),
-        },
+    Ok((
+        manifest,
         Change {
             path: audit::PATH.into(),
             content: Some(audit_text),
         },
-    ];
-    let message = format!("byreis: {} {env} (counter {counter})", change.action);
+    ))
+}
+
+/// Lands `manifest` and `changes` on the state's project and registry.
+pub(crate) fn land_state(
+    ctx: &Context,
+    state: &mut State,
+    actor: &Actor,
+    admin: &Admin,
+    manifest: Manifest,
+    changes: Vec<Change>,
+    message: &str,
+) -> Result<(), StoreError> {
     let target = Target {
         repo: &state.project.repo,
         registry: &state.registry,
@@ -263,12 +295,11 @@ pub fn commit_change(
         &mut state.pin,
         state.pin_stored,
         actor,
-        &admin,
+        admin,
         manifest,
         changes,
-        &message,
-    )?;
-    Ok(counter)
+        message,
+    )
 }
 
 /// Where a change lands.

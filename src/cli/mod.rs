@@ -3,6 +3,7 @@
 //! done by the library modules.
 
 mod daily;
+mod rotate;
 mod setup;
 
 use std::io::IsTerminal as _;
@@ -116,6 +117,26 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Change who reads which environment, re-encrypting every affected file.
+    ///
+    /// Removal does not take back what someone already read: they keep every
+    /// value and every old commit. See docs/forward-secrecy-runbook.md.
+    Rotate {
+        /// Add a member: NAME=age1… (X25519 recipient).
+        #[arg(long, value_name = "NAME=RECIPIENT")]
+        add: Vec<String>,
+        /// Remove a member.
+        #[arg(long, value_name = "NAME")]
+        remove: Vec<String>,
+        /// Limit the change to these environments (default: all).
+        #[arg(long = "env", value_name = "ENV")]
+        envs: Vec<String>,
+        /// Do not ask for confirmation (required when not interactive).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Check everything with public keys only; non-zero exit on failure.
     Doctor {
         #[arg(long, value_enum, default_value_t)]
@@ -220,6 +241,13 @@ pub fn main() -> i32 {
             override_all,
             command,
         } => daily::exec(&ctx, &env, &overrides, override_all, &command),
+        Command::Rotate {
+            add,
+            remove,
+            envs,
+            yes,
+            format,
+        } => rotate::rotate(&ctx, &add, remove, envs, yes, format),
         Command::Doctor { format } => daily::doctor(&ctx, format),
     };
     match result {

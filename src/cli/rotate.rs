@@ -1,0 +1,91 @@
+//! rotate.
+
+use serde_json::json;
+
+use super::{print_notes, CliError, CliResult, Format};
+use crate::keys::AgeRecipient;
+use crate::rotation::{self, Request};
+use crate::store::Actor;
+use crate::verify::{self, Context};
+
+pub fn rotate(
+    ctx: &Context,
+    add: &[String],
+    remove: Vec<String>,
+    envs: Vec<String>,
+    yes: bool,
+    format: Format,
+) -> CliResult {
+    let mut req = Request {
+        remove,
+        envs,
+        ..Default::default()
+    };
+    for a in add {
+        let Some((name, key)) = a.split_once('=') else {
+            return Err(CliError::Other(format!(
+                "--add takes NAME=RECIPIENT, got {}",
+                crate::names::quoted(a)
+            )));
+        };
+        req.add.push((name.to_string(), AgeRecipient::parse(key)?));
+    }
+    let state = verify::load(ctx)?;
+    print_notes(&state.notes);
+    let actor = Actor::load(&ctx.home)?;
+    crate::store::check_writable(&state, &actor)?;
+    let (preview, ..) = rotation::plan(&state, &actor, &req)?;
+    for (n, envs) in &preview.added {
+        eprintln!("byreis: add {n} to {}", envs.join(", "));
+    }
+    for (n, envs) in &preview.removed {
+        eprintln!("byreis: remove {n} from {}", envs.join(", "));
+    }
+    eprintln!(
+        "byreis: files to re-encrypt: {}",
+        if preview.files.is_empty() {
+            "none".into()
+        } else {
+            preview.files.join(", ")
+        }
+    );
+    // The warning goes to stderr always, --yes or not.
+    for e in &preview.exposures {
+        eprint!("{}", rotation::warning(e));
+    }
+    if !yes {
+        if !ctx.interactive {
+            return Err(CliError::Other(
+                "non-interactive run: pass --yes to confirm the rotation; nothing was changed"
+                    .into(),
+            ));
+        }
+        let ok = dialoguer::Confirm::new()
+            .with_prompt("Rotate?")
+            .default(false)
+            .interact()
+            .map_err(|e| CliError::Other(e.to_string()))?;
+        if !ok {
+            return Err(CliError::Other("cancelled; nothing was changed".into()));
+        }
+    }
+    let (plan, counter) = rotation::run(ctx, state, &actor, &req)?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "counter": counter,
+                "added": plan.added,
+                "removed": plan.removed,
+                "files": plan.files,
+                "forward_secrecy_warnings": plan.exposures.iter().map(rotation::warning).collect::<Vec<_>>(),
+                "exposures": plan.exposures,
+            })
+        ),
+        Format::Text => eprintln!(
+            "byreis: rotated (counter {counter}): {} file(s) re-encrypted with fresh file keys",
+            plan.files.len()
+        ),
+    }
+    Ok(())
+}

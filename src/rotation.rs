@@ -1,0 +1,321 @@
+//! `rotate`: change who reads which environment, in one signed, counted,
+//! audited change. Every affected file is decrypted and re-encrypted to its
+//! new readers with a fresh file key (never a header rewrap: a removed
+//! party knew the old file key).
+//!
+//! Not yet built (issue: rotate): resume/abort after an interruption,
+//! parallel re-encryption, `--from-request`, re-add confirmation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::agefile;
+use crate::documents::{Environment, Member};
+use crate::git::Change;
+use crate::keys::AgeRecipient;
+use crate::names::{self, Kind};
+use crate::signed::sha256_hex;
+use crate::store::{self, Actor, StoreError};
+use crate::verify::{Context, State};
+
+/// What was asked.
+#[derive(Debug, Default)]
+pub struct Request {
+    pub add: Vec<(String, AgeRecipient)>,
+    pub remove: Vec<String>,
+    /// Empty: every environment (and the default readers for new ones).
+    pub envs: Vec<String>,
+}
+
+/// What a removed party could read before the rotation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposure {
+    pub member: String,
+    pub fingerprint: String,
+    /// Environment → secret names the party could read.
+    pub could_read: BTreeMap<String, Vec<String>>,
+}
+
+/// The plan, computed before anything is written.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub added: BTreeMap<String, Vec<String>>,
+    pub removed: BTreeMap<String, Vec<String>>,
+    pub files: Vec<String>,
+    pub exposures: Vec<Exposure>,
+}
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(format!(
+        "{}; nothing was changed",
+        msg.into()
+    )))
+}
+
+/// Checks the request against the verified state and works out the new
+/// readers of every environment. Touches nothing.
+pub fn plan(
+    state: &State,
+    actor: &Actor,
+    req: &Request,
+) -> Result<
+    (
+        Plan,
+        Vec<Member>,
+        BTreeMap<String, Vec<String>>,
+        Vec<String>,
+    ),
+    StoreError,
+> {
+    let m = &state.manifest;
+    if req.add.is_empty() && req.remove.is_empty() {
+        return refuse("nothing to do: give --add NAME=RECIPIENT and/or --remove NAME");
+    }
+    for e in &req.envs {
+        names::check(Kind::Environment, e).map_err(|e| StoreError::Refused(e.to_string()))?;
+        if !m.environments.contains_key(e) {
+            return refuse(format!("no environment {e}"));
+        }
+    }
+    let mut members = m.members.clone();
+    let mut seen = BTreeSet::new();
+    for (name, key) in &req.add {
+        names::check(Kind::Member, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+        if !seen.insert(name.clone()) || req.remove.contains(name) {
+            return refuse(format!("{name} is named twice"));
+        }
+        if let Some(other) = members
+            .iter()
+            .find(|mem| AgeRecipient::parse(&mem.recipient).is_ok_and(|r| r == *key))
+        {
+            if other.name != *name {
+                return refuse(format!("that key already belongs to member {} (keys are compared as bytes, whatever their spelling)", other.name));
+            }
+        }
+        match members.iter().find(|mem| mem.name == *name) {
+            Some(existing)
+                if AgeRecipient::parse(&existing.recipient).ok().as_ref() != Some(key) =>
+            {
+                return refuse(format!(
+                    "member {name} already exists with another key; remove them first"
+                ));
+            }
+            Some(_) => {}
+            None => members.push(Member {
+                name: name.clone(),
+                recipient: key.as_str().to_string(),
+                fingerprint: key.fingerprint(),
+            }),
+        }
+    }
+    for name in &req.remove {
+        names::check(Kind::Member, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+        if m.member(name).is_none() {
+            return refuse(format!("{name} is not a member"));
+        }
+    }
+    let targets: Vec<String> = if req.envs.is_empty() {
+        m.environments.keys().cloned().collect()
+    } else {
+        req.envs.clone()
+    };
+    let admin_keys: Vec<AgeRecipient> = state
+        .roster
+        .latest()
+        .admins
+        .iter()
+        .filter_map(|a| AgeRecipient::parse(&a.age_recipient).ok())
+        .collect();
+    let is_admin = |name: &str| {
+        members
+            .iter()
+            .find(|mem| mem.name == name)
+            .and_then(|mem| AgeRecipient::parse(&mem.recipient).ok())
+            .is_some_and(|r| admin_keys.contains(&r))
+    };
+
+    let mut readers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut plan = Plan {
+        added: BTreeMap::new(),
+        removed: BTreeMap::new(),
+        files: Vec::new(),
+        exposures: Vec::new(),
+    };
+    for (env, e) in &m.environments {
+        let mut r: BTreeSet<String> = e.readers.iter().cloned().collect();
+        if targets.contains(env) {
+            for (name, _) in &req.add {
+                if r.insert(name.clone()) {
+                    plan.added
+                        .entry(name.clone())
+                        .or_default()
+                        .push(env.clone());
+                }
+            }
+            for name in &req.remove {
+                if r.remove(name) {
+                    plan.removed
+                        .entry(name.clone())
+                        .or_default()
+                        .push(env.clone());
+                }
+            }
+            if !r.iter().any(|n| is_admin(n)) {
+                return refuse(format!(
+                    "{env} would be left without an admin who can decrypt it"
+                ));
+            }
+            if r.iter().cloned().collect::<Vec<_>>() != e.readers {
+                plan.files.push(names::env_file(env));
+            }
+        }
+        readers.insert(env.clone(), r.into_iter().collect());
+    }
+    let mut default_readers: BTreeSet<String> = m.default_readers.iter().cloned().collect();
+    if req.envs.is_empty() {
+        for (name, _) in &req.add {
+            default_readers.insert(name.clone());
+        }
+        for name in &req.remove {
+            default_readers.remove(name);
+        }
+        if !default_readers.iter().any(|n| is_admin(n)) {
+            return refuse("new environments would have no admin reader");
+        }
+    }
+    if plan.files.is_empty()
+        && default_readers.iter().cloned().collect::<Vec<_>>() == m.default_readers
+    {
+        return refuse("the readers would not change");
+    }
+    // Who may stay a member: anyone still reading something.
+    members.retain(|mem| {
+        readers.values().any(|r| r.contains(&mem.name)) || default_readers.contains(&mem.name)
+    });
+
+    // What each removed party could read, by name (values never shown).
+    for name in &req.remove {
+        let mut could_read = BTreeMap::new();
+        for (env, e) in &m.environments {
+            if e.readers.contains(name) {
+                let keys = state
+                    .secrets(env, &actor.identity)
+                    .map(|s| s.keys().cloned().collect())
+                    .unwrap_or_else(|_| {
+                        vec!["(not readable by you: ask a reader of this environment)".to_string()]
+                    });
+                could_read.insert(env.clone(), keys);
+            }
+        }
+        let mem = m.member(name).expect("checked above");
+        plan.exposures.push(Exposure {
+            member: name.clone(),
+            fingerprint: mem.fingerprint.clone(),
+            could_read,
+        });
+    }
+    Ok((
+        plan,
+        members,
+        readers,
+        default_readers.into_iter().collect(),
+    ))
+}
+
+/// The forward-secrecy warning for a removal, in plain words.
+pub fn warning(e: &Exposure) -> String {
+    let mut s = format!(
+        "WARNING: removing {} ({}) does not take back what they could read.\n\
+         - They know every value they could read before this rotation.\n\
+         - Every commit before this rotation stays decryptable with their key, for as long as they keep that key and any clone of the repository.\n\
+         - Removal is not remediation: if they may be compromised, rotate every value below at the system that issued it, and revoke the old value there.\n\
+         They could read:\n",
+        e.member, e.fingerprint
+    );
+    if e.could_read.is_empty() {
+        s.push_str("  (no environment)\n");
+    }
+    for (env, keys) in &e.could_read {
+        s.push_str(&format!(
+            "  {env}: {}\n",
+            if keys.is_empty() {
+                "(no secrets)".to_string()
+            } else {
+                keys.join(", ")
+            }
+        ));
+    }
+    s.push_str("See docs/forward-secrecy-runbook.md.\n");
+    s
+}
+
+/// Runs the rotation: re-encrypts, signs, audits, commits, records.
+pub fn run(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+    req: &Request,
+) -> Result<(Plan, u64), StoreError> {
+    let admin = store::check_writable(&state, actor)?.clone();
+    let (plan, members, readers, default_readers) = plan(&state, actor, req)?;
+    // Decrypt and re-encrypt everything before writing anything.
+    let mut changes = Vec::new();
+    let mut new_envs = BTreeMap::new();
+    for (env, e) in &state.manifest.environments {
+        let new_readers = readers[env].clone();
+        if new_readers == e.readers {
+            new_envs.insert(env.clone(), e.clone());
+            continue;
+        }
+        let secrets = state.secrets(env, &actor.identity)?;
+        let recipients: Vec<AgeRecipient> = new_readers
+            .iter()
+            .map(|n| {
+                AgeRecipient::parse(
+                    &members
+                        .iter()
+                        .find(|m| &m.name == n)
+                        .expect("reader is a member")
+                        .recipient,
+                )
+                .expect("valid")
+            })
+            .collect();
+        let file = agefile::encrypt(&secrets, &recipients)?;
+        new_envs.insert(
+            env.clone(),
+            Environment {
+                readers: new_readers,
+                sha256: sha256_hex(&file),
+            },
+        );
+        changes.push(Change {
+            path: names::env_file(env),
+            content: Some(file),
+        });
+    }
+    let fp = |n: &str| {
+        members
+            .iter()
+            .chain(state.manifest.members.iter())
+            .find(|m| m.name == n)
+            .map(|m| m.fingerprint.clone())
+            .unwrap_or_default()
+    };
+    let details = serde_json::json!({
+        "added": plan.added.iter().map(|(n, envs)| serde_json::json!({"name": n, "fingerprint": fp(n), "envs": envs})).collect::<Vec<_>>(),
+        "removed": plan.removed.iter().map(|(n, envs)| serde_json::json!({"name": n, "fingerprint": fp(n), "envs": envs})).collect::<Vec<_>>(),
+        "files": plan.files,
+    });
+    let (mut manifest, audit_change) =
+        store::next_manifest(&state, actor, &admin, "rotate", details)?;
+    manifest.members = members;
+    manifest.environments = new_envs;
+    manifest.default_readers = default_readers;
+    changes.push(audit_change);
+    let counter = manifest.counter;
+    let msg = format!("byreis: rotate recipients (counter {counter})");
+    store::land_state(ctx, &mut state, actor, &admin, manifest, changes, &msg)?;
+    Ok((plan, counter))
+}
