@@ -53,21 +53,17 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
     )))
 }
 
+/// The member list and reader sets after the rotation.
+#[derive(Debug)]
+pub struct NewReaders {
+    pub members: Vec<Member>,
+    pub readers: BTreeMap<String, Vec<String>>,
+    pub default_readers: Vec<String>,
+}
+
 /// Checks the request against the verified state and works out the new
 /// readers of every environment. Touches nothing.
-pub fn plan(
-    state: &State,
-    actor: &Actor,
-    req: &Request,
-) -> Result<
-    (
-        Plan,
-        Vec<Member>,
-        BTreeMap<String, Vec<String>>,
-        Vec<String>,
-    ),
-    StoreError,
-> {
+pub fn plan(state: &State, actor: &Actor, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
     let m = &state.manifest;
     if req.add.is_empty() && req.remove.is_empty() {
         return refuse("nothing to do: give --add NAME=RECIPIENT and/or --remove NAME");
@@ -217,9 +213,11 @@ pub fn plan(
     }
     Ok((
         plan,
-        members,
-        readers,
-        default_readers.into_iter().collect(),
+        NewReaders {
+            members,
+            readers,
+            default_readers: default_readers.into_iter().collect(),
+        },
     ))
 }
 
@@ -258,7 +256,14 @@ pub fn run(
     req: &Request,
 ) -> Result<(Plan, u64), StoreError> {
     let admin = store::check_writable(&state, actor)?.clone();
-    let (plan, members, readers, default_readers) = plan(&state, actor, req)?;
+    let (
+        plan,
+        NewReaders {
+            members,
+            readers,
+            default_readers,
+        },
+    ) = plan(&state, actor, req)?;
     // Decrypt and re-encrypt everything before writing anything.
     let mut changes = Vec::new();
     let mut new_envs = BTreeMap::new();
