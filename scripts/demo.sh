@@ -57,6 +57,16 @@ BYREIS_HOME="$work/bob" "$BYREIS" -C "$work/bob-app" doctor || echo "(exit $? â€
 show bob -C "$work/bob-app" trust --anchor "$anchor"
 show bob -C "$work/bob-app" doctor
 
+step "Alice adds Bob as a reader of staging only; every affected file is re-encrypted"
+bob_key=$(bob whoami --format json | sed -n 's/.*"age_recipient":"\([^"]*\)".*/\1/p')
+show alice rotate --add "bob=$bob_key" --env staging --yes
+(cd "$work/bob-app" && git pull -q)
+show bob -C "$work/bob-app" get staging DATABASE_URL
+bob -C "$work/bob-app" get prod DATABASE_URL || echo "(exit $? â€” bob does not read prod)"
+
+step "Alice removes Bob: byreis says plainly what removal cannot undo"
+show alice rotate --remove bob --yes
+
 step "An outsider re-encrypts prod to Alice's public key (age has no sender authentication)"
 recipient=$(alice whoami --format json | sed -n 's/.*"age_recipient":"\([^"]*\)".*/\1/p')
 printf 'DATABASE_URL: "postgres://attacker"\n' | age -e -a -r "$recipient" > secrets/prod.enc.yaml
