@@ -104,7 +104,7 @@ codes! {
         "a secrets file that the manifest lists is missing",
         "restore it from the pinned commit (git checkout -- secrets/)";
     FileNotRegular => "file-not-regular",
-        "a path under secrets/ is a symlink, a submodule, a directory or has a filter attribute",
+        "a path under secrets/ is a symlink, a submodule or a directory",
         "replace it with the regular file from the pinned commit; byreis never follows links";
     RecipientsMismatch => "recipients-mismatch",
         "a secrets file is encrypted to a different number or type of recipients than the manifest lists",
@@ -124,6 +124,9 @@ codes! {
     WorktreeChanged => "worktree-changed",
         "byreis's own files have uncommitted changes",
         "commit or discard them (git status); byreis writes only from a clean state";
+    ChangePending => "change-pending",
+        "an admin began a signed change that has not finished (interrupted, or still running)",
+        "an admin runs `byreis rotate --resume` to finish it (it shows the change first) or `byreis rotate --abort` to return to the last complete state; reads serve the last complete state meanwhile";
     IdentityMissing => "identity-missing",
         "no age identity is available",
         "run `byreis keygen`, or set BYREIS_IDENTITY / BYREIS_IDENTITY_FILE";

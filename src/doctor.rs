@@ -177,6 +177,11 @@ pub fn run(ctx: &Context) -> Vec<Check> {
         None,
         format!("{} entries, chain intact", state.audit.len()),
     ));
+    let pending = state.notes.iter().find(|(c, _)| *c == Code::ChangePending);
+    out.push(match pending {
+        Some((c, d)) => check("transaction", Status::Fail, Some(*c), d.clone()),
+        None => check("transaction", Status::Ok, None, "no change pending"),
+    });
 
     // Every listed file: hash and recipient count.
     let mut file_failure = None;

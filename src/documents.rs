@@ -80,6 +80,27 @@ pub struct Record {
     pub issued: String,
     /// RFC 3339; the record is refused after this moment.
     pub expires: String,
+    /// A change an admin has begun but not finished. While it is set, the
+    /// fields above still describe the current state; only the change named
+    /// here can be resumed (`byreis rotate --resume`) or abandoned (`--abort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// A begun change: the exact manifest and commit it will make current.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// The record's counter + 1.
+    pub counter: u64,
+    /// `sha256:HEX` of the new manifest.
+    pub manifest: String,
+    /// The project commit that holds it (not yet on the branch, or not yet
+    /// recorded as current).
+    pub project_commit: String,
+    pub audit_head: String,
+    /// `set`, `unset`, `edit`, `rotate`, …
+    pub action: String,
 }
 
 /// A member: someone who can be a reader of environments.

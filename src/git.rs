@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository};
+pub use git2::Oid;
+use git2::{ObjectType, Repository};
 
 use crate::keys::Signer;
 use crate::sshsig::{self, Namespace};
@@ -201,7 +202,24 @@ impl Repo {
         author: (&str, &str),
     ) -> Result<Oid, GitError> {
         let head = self.head()?;
-        let parent = head.map(|h| self.repo.find_commit(h)).transpose()?;
+        let commit = self.create_signed_commit(head, changes, message, signer, author)?;
+        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        self.advance_branch(head, commit, &paths)?;
+        Ok(commit)
+    }
+
+    /// Writes a signed commit object with `changes` applied to `parent`'s
+    /// tree. No ref moves: the commit is unreachable until
+    /// [`Repo::advance_branch`].
+    pub fn create_signed_commit(
+        &self,
+        parent: Option<Oid>,
+        changes: &[Change],
+        message: &str,
+        signer: &Signer,
+        author: (&str, &str),
+    ) -> Result<Oid, GitError> {
+        let parent = parent.map(|h| self.repo.find_commit(h)).transpose()?;
         let mut index = git2::Index::new()?;
         if let Some(p) = &parent {
             index.read_tree(&p.tree()?)?;
@@ -231,15 +249,24 @@ impl Repo {
             .map_err(|_| GitError::Sign("commit buffer is not UTF-8".into()))?;
         let armored = sshsig::sign_armored(signer, Namespace::Git, content.as_bytes())
             .map_err(|e| GitError::Sign(e.to_string()))?;
-        let commit = self.repo.commit_signed(content, armored.trim_end(), None)?;
+        Ok(self.repo.commit_signed(content, armored.trim_end(), None)?)
+    }
 
-        // Move the branch HEAD names, only if it is still where we started.
+    /// Moves the branch HEAD names from `old` to `new` (compare-and-swap:
+    /// refused if it is no longer at `old`), then force-checks-out `paths`
+    /// from the new HEAD so the working tree and index follow.
+    pub fn advance_branch(
+        &self,
+        old: Option<Oid>,
+        new: Oid,
+        paths: &[&str],
+    ) -> Result<(), GitError> {
         let branch = self.head_branch()?;
-        let log = format!("byreis: {}", msg.lines().next().unwrap_or(""));
-        match head {
+        let log = "byreis: signed change";
+        match old {
             Some(old) => self
                 .repo
-                .reference_matching(&branch, commit, true, old, &log)
+                .reference_matching(&branch, new, true, old, log)
                 .map_err(|e| {
                     if e.code() == git2::ErrorCode::Modified {
                         GitError::Raced
@@ -247,27 +274,52 @@ impl Repo {
                         GitError::Git(e)
                     }
                 })?,
-            None => self
-                .repo
-                .reference(&branch, commit, false, &log)
-                .map_err(|e| {
-                    if e.code() == git2::ErrorCode::Exists {
-                        GitError::Raced
-                    } else {
-                        GitError::Git(e)
-                    }
-                })?,
+            None => self.repo.reference(&branch, new, false, log).map_err(|e| {
+                if e.code() == git2::ErrorCode::Exists {
+                    GitError::Raced
+                } else {
+                    GitError::Git(e)
+                }
+            })?,
         };
+        self.checkout_paths(paths)
+    }
 
-        if self.workdir.is_some() {
+    /// Force-checks-out `paths` from HEAD (working tree and index).
+    pub fn checkout_paths(&self, paths: &[&str]) -> Result<(), GitError> {
+        if self.workdir.is_some() && !paths.is_empty() {
             let mut co = git2::build::CheckoutBuilder::new();
             co.force();
-            for ch in changes {
-                co.path(&ch.path);
+            for p in paths {
+                co.path(p);
             }
             self.repo.checkout_head(Some(&mut co))?;
         }
-        Ok(commit)
+        Ok(())
+    }
+
+    /// Every regular file path under `prefixes` (files or directories) in `commit`.
+    pub fn files_under(&self, commit: &str, prefixes: &[&str]) -> Result<Vec<String>, GitError> {
+        let tree = self.commit_tree(commit)?;
+        let mut out = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() == Some(ObjectType::Blob) {
+                let path = format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
+                if prefixes
+                    .iter()
+                    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+                {
+                    out.push(path);
+                }
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        Ok(out)
+    }
+
+    /// Does the repository have a remote named `origin`?
+    pub fn has_origin(&self) -> bool {
+        self.repo.find_remote("origin").is_ok()
     }
 
     /// The full name of the branch HEAD points to (`refs/heads/main`).

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod documents;
 pub mod editor;
 pub mod exec;
+pub mod failpoint;
 pub mod git;
 pub mod keys;
 pub mod names;

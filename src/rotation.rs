@@ -324,3 +324,57 @@ pub fn run(
     store::land_state(ctx, &mut state, actor, &admin, manifest, changes, &msg)?;
     Ok((plan, counter))
 }
+
+/// Lines describing how readers differ between two manifests.
+pub fn describe_change(
+    old: &crate::documents::Manifest,
+    new: &crate::documents::Manifest,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &new.members {
+        if old.member(&m.name).is_none() {
+            out.push(format!("new member {} ({})", m.name, m.fingerprint));
+        }
+    }
+    for m in &old.members {
+        if new.member(&m.name).is_none() {
+            out.push(format!("member {} removed ({})", m.name, m.fingerprint));
+        }
+    }
+    let envs: BTreeSet<&String> = old
+        .environments
+        .keys()
+        .chain(new.environments.keys())
+        .collect();
+    for env in envs {
+        let before: BTreeSet<&String> = old
+            .environments
+            .get(env)
+            .map(|e| e.readers.iter().collect())
+            .unwrap_or_default();
+        let after: BTreeSet<&String> = new
+            .environments
+            .get(env)
+            .map(|e| e.readers.iter().collect())
+            .unwrap_or_default();
+        let added: Vec<&str> = after.difference(&before).map(|s| s.as_str()).collect();
+        let removed: Vec<&str> = before.difference(&after).map(|s| s.as_str()).collect();
+        if !added.is_empty() {
+            out.push(format!("{env}: readers added: {}", added.join(", ")));
+        }
+        if !removed.is_empty() {
+            out.push(format!("{env}: readers removed: {}", removed.join(", ")));
+        }
+        let (oh, nh) = (
+            old.environments.get(env).map(|e| &e.sha256),
+            new.environments.get(env).map(|e| &e.sha256),
+        );
+        if oh != nh {
+            out.push(format!("{env}: file changes"));
+        }
+    }
+    if out.is_empty() {
+        out.push("no reader or file changes".into());
+    }
+    out
+}

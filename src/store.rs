@@ -10,9 +10,10 @@ use crate::agefile;
 use crate::audit;
 use crate::diag::Code;
 use crate::documents::{
-    self, Admin, Config, Environment, Manifest, Member, Record, CONFIG_FORMAT, MANIFEST_FORMAT,
-    RECORD_FORMAT,
+    self, Admin, Config, Environment, Manifest, Member, Pending, Record, CONFIG_FORMAT,
+    MANIFEST_FORMAT, RECORD_FORMAT,
 };
+use crate::failpoint;
 use crate::git::{Change, Repo};
 use crate::keys::{self, AgeIdentity, Home, Profile, Signer};
 use crate::names::{self, Kind};
@@ -147,6 +148,16 @@ pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, 
             latest.version
         )));
     };
+    if let Some(p) = &state.record.pending {
+        return Err(VerifyError {
+            code: Code::ChangePending,
+            detail: format!(
+                "a {} to counter {} was begun and not finished; finish it with `byreis rotate --resume` or abandon it with `byreis rotate --abort` first (nothing was changed)",
+                p.action, p.counter
+            ),
+        }
+        .into());
+    }
     if state.source != Source::Worktree {
         return Err(VerifyError {
             code: Code::CheckoutNotCurrent,
@@ -288,6 +299,7 @@ pub(crate) fn land_state(
         repo: &state.project.repo,
         registry: &state.registry,
         roster: state.roster.latest(),
+        current: Some(state.record.value()),
     };
     land(
         ctx,
@@ -307,10 +319,51 @@ struct Target<'a> {
     repo: &'a Repo,
     registry: &'a Registry,
     roster: &'a documents::Roster,
+    /// The verified current record; `None` when a project is created.
+    current: Option<&'a Record>,
 }
 
-/// Signs `manifest`, commits it with `changes` to the project, then writes
-/// the registry record pinning that commit.
+/// A record pinning `counter`/`manifest`/`commit`, signed now by `actor`.
+fn new_record(
+    roster: &documents::Roster,
+    actor: &Actor,
+    admin: &Admin,
+    base: &Pending,
+    project: &str,
+) -> Record {
+    Record {
+        format: RECORD_FORMAT.into(),
+        project: project.to_string(),
+        counter: base.counter,
+        manifest: base.manifest.clone(),
+        project_commit: base.project_commit.clone(),
+        audit_head: base.audit_head.clone(),
+        roster_version: roster.version,
+        signer: admin.name.clone(),
+        signer_key: actor.signer.public.fingerprint(),
+        issued: now(),
+        expires: expiry(roster.record_expiry_days),
+        pending: None,
+    }
+}
+
+/// Signs `manifest` and lands it with `changes`, all or nothing:
+///
+/// 1. everything is prepared in memory, then the signed project commit is
+///    written as an object that no ref points to yet;
+/// 2. a signed registry record names it as *pending* (the record still pins
+///    the current state) — from here on, only this exact change can be
+///    resumed by any admin (`rotate --resume`), or abandoned (`--abort`);
+/// 3. the project branch moves to the new commit (compare-and-swap) and the
+///    changed paths are checked out; the project is pushed if it has an
+///    `origin`;
+/// 4. the final signed record pins the new commit; the registry is pushed
+///    if it is a managed clone.
+///
+/// A kill between any two steps leaves either the old state (1), or a
+/// state `doctor` reports as `change-pending` (2, 3). No secret is lost:
+/// the old state's commit and files stay as they were until step 3, and
+/// the new commit holds every new file from step 1.
 #[allow(clippy::too_many_arguments)]
 fn land(
     ctx: &Context,
@@ -334,35 +387,242 @@ fn land(
         path: MANIFEST_SIG_PATH.into(),
         content: Some(msig.into_bytes()),
     });
+    failpoint::hit("prepared");
     let author = (admin.name.as_str(), actor.email());
+    let author = (author.0, author.1.as_str());
+    let old_head = target.repo.head()?;
     let commit =
         target
             .repo
-            .commit_signed(&changes, message, &actor.signer, (author.0, &author.1))?;
-    let roster = target.roster;
-    let record = Record {
-        format: RECORD_FORMAT.into(),
-        project: manifest.project.clone(),
+            .create_signed_commit(old_head, &changes, message, &actor.signer, author)?;
+    failpoint::hit("commit-object");
+    let pending = Pending {
         counter: manifest.counter,
         manifest: manifest_hash,
         project_commit: commit.to_string(),
         audit_head: manifest.audit_head.clone(),
-        roster_version: roster.version,
-        signer: admin.name.clone(),
-        signer_key: actor.signer.public.fingerprint(),
-        issued: now(),
-        expires: expiry(roster.record_expiry_days),
+        action: message
+            .strip_prefix("byreis: ")
+            .and_then(|m| m.split_whitespace().next())
+            .unwrap_or("change")
+            .to_string(),
     };
+    if let Some(current) = target.current {
+        let mut begun = current.clone();
+        begun.pending = Some(pending.clone());
+        begun.signer = admin.name.clone();
+        begun.signer_key = actor.signer.public.fingerprint();
+        begun.issued = now();
+        begun.roster_version = target.roster.version;
+        target
+            .registry
+            .write_record(&begun, &actor.signer, author)?;
+        target.registry.push_if_remote(&ctx.home)?;
+    }
+    failpoint::hit("begun");
+    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    target.repo.advance_branch(old_head, commit, &paths)?;
+    failpoint::hit("branch");
+    finish(
+        ctx,
+        target,
+        pin,
+        pin_stored,
+        actor,
+        admin,
+        &pending,
+        &manifest.project,
+    )
+}
+
+/// Steps 3b and 4 of [`land`]: push the project, write the final record.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    ctx: &Context,
+    target: &Target<'_>,
+    pin: &mut Pin,
+    pin_stored: bool,
+    actor: &Actor,
+    admin: &Admin,
+    pending: &Pending,
+    project: &str,
+) -> Result<(), StoreError> {
+    if target.repo.has_origin() {
+        if let Some(dir) = target.repo.workdir() {
+            crate::remote::push(dir)?;
+        }
+    }
+    failpoint::hit("project-pushed");
+    let record = new_record(target.roster, actor, admin, pending, project);
+    let email = actor.email();
     target
         .registry
-        .write_record(&record, &actor.signer, (author.0, &author.1))?;
+        .write_record(&record, &actor.signer, (&admin.name, &email))?;
     target.registry.push_if_remote(&ctx.home)?;
+    failpoint::hit("recorded");
     pin.counter_seen = pin.counter_seen.max(record.counter);
-    pin.roster_version_seen = pin.roster_version_seen.max(roster.version);
+    pin.roster_version_seen = pin.roster_version_seen.max(target.roster.version);
     if pin_stored {
         trust::save(&ctx.home, &target.repo.common_dir(), pin)?;
     }
     Ok(())
+}
+
+/// The pending change of a verified state, checked against the signed
+/// record: its commit exists, holds exactly the manifest the record names,
+/// signed by an admin, one counter ahead and chained to the current one.
+pub fn verify_pending(
+    state: &State,
+) -> Result<(Pending, crate::signed::Verified<Manifest>), StoreError> {
+    let Some(p) = state.record.pending.clone() else {
+        return Err(StoreError::Refused(
+            "no change is pending: nothing to resume or abort".into(),
+        ));
+    };
+    let repo = &state.project.repo;
+    let bad = |m: String| {
+        StoreError::Refused(format!(
+            "the pending change cannot be resumed: {m}; run `byreis rotate --abort`"
+        ))
+    };
+    if !repo.has_commit(&p.project_commit) {
+        return Err(bad(format!(
+            "its commit {} is not in this clone (run `git fetch`; only the machine that began it has it until it is pushed)",
+            p.project_commit
+        )));
+    }
+    let bytes = repo
+        .read_file(&p.project_commit, MANIFEST_PATH)?
+        .ok_or_else(|| bad("its commit has no manifest".into()))?;
+    if registry::tagged_hash(&bytes) != p.manifest {
+        return Err(bad(
+            "its commit's manifest is not the one the signed record names".into(),
+        ));
+    }
+    let sig = repo
+        .read_file(&p.project_commit, MANIFEST_SIG_PATH)?
+        .unwrap_or_default();
+    let m = verify::verify_manifest(&state.roster, &bytes, &String::from_utf8_lossy(&sig))
+        .map_err(bad)?;
+    if m.counter != state.record.counter + 1
+        || m.counter != p.counter
+        || m.previous.as_deref() != Some(&state.record.manifest)
+        || m.audit_head != p.audit_head
+        || m.project != state.manifest.project
+    {
+        return Err(bad("its manifest does not follow the current one".into()));
+    }
+    Ok((p, m))
+}
+
+/// Finishes the pending change that the signed record names.
+pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
+    let admin = admin_of(&state, actor)?;
+    let (pending, _) = verify_pending(&state)?;
+    let repo = &state.project.repo;
+    let head = repo.head()?;
+    let pinned = git2_oid(&state.record.project_commit)?;
+    let new = git2_oid(&pending.project_commit)?;
+    if head == Some(pinned) {
+        repo.advance_branch(head, new, OWNED_PATHS)?;
+    } else if head == Some(new) {
+        // The branch moved before the interruption: finish the checkout.
+        repo.checkout_paths(OWNED_PATHS)?;
+    } else {
+        return Err(StoreError::Refused(
+            "the project branch is neither at the current state nor at the pending commit (someone committed since); run `byreis rotate --abort`".into(),
+        ));
+    }
+    let target = Target {
+        repo: &state.project.repo,
+        registry: &state.registry,
+        roster: state.roster.latest(),
+        current: Some(state.record.value()),
+    };
+    let project = state.manifest.project.clone();
+    finish(
+        ctx,
+        &target,
+        &mut state.pin,
+        state.pin_stored,
+        actor,
+        &admin,
+        &pending,
+        &project,
+    )?;
+    Ok(pending.counter)
+}
+
+/// Abandons the pending change: the project returns to the current state's
+/// files (a signed commit if the branch had moved), and the record is
+/// re-signed without `pending`.
+pub fn abort(ctx: &Context, state: State, actor: &Actor) -> Result<u64, StoreError> {
+    let admin = admin_of(&state, actor)?;
+    let Some(pending) = state.record.pending.clone() else {
+        return Err(StoreError::Refused(
+            "no change is pending: nothing to abort".into(),
+        ));
+    };
+    let repo = &state.project.repo;
+    let head = repo.head()?;
+    let pinned = &state.record.project_commit;
+    let email = actor.email();
+    let author = (admin.name.as_str(), email.as_str());
+    if let Some(h) = head {
+        if h.to_string() != *pinned {
+            // Restore byreis's files as the current state has them.
+            let mut changes = Vec::new();
+            let mut paths = repo.files_under(&h.to_string(), OWNED_PATHS)?;
+            for p in repo.files_under(pinned, OWNED_PATHS)? {
+                if !paths.contains(&p) {
+                    paths.push(p);
+                }
+            }
+            for p in paths {
+                let content = repo.read_file(pinned, &p)?;
+                if repo.read_file(&h.to_string(), &p)? != content {
+                    changes.push(Change { path: p, content });
+                }
+            }
+            if !changes.is_empty() {
+                let msg = format!(
+                    "byreis: abort pending change to counter {}\n\nRestores byreis files to counter {} ({}).",
+                    pending.counter, state.record.counter, pinned
+                );
+                let commit =
+                    repo.create_signed_commit(head, &changes, &msg, &actor.signer, author)?;
+                let p: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+                repo.advance_branch(head, commit, &p)?;
+            }
+        }
+    }
+    let mut record = state.record.value().clone();
+    record.pending = None;
+    record.signer = admin.name.clone();
+    record.signer_key = actor.signer.public.fingerprint();
+    record.issued = now();
+    record.roster_version = state.roster.latest().version;
+    state
+        .registry
+        .write_record(&record, &actor.signer, author)?;
+    state.registry.push_if_remote(&ctx.home)?;
+    Ok(record.counter)
+}
+
+fn admin_of(state: &State, actor: &Actor) -> Result<Admin, StoreError> {
+    actor
+        .admin_in(state.roster.latest())
+        .cloned()
+        .ok_or_else(|| {
+            StoreError::Refused(format!(
+                "your signing key {} is not an admin key; only admins finish or abort changes",
+                actor.signer.public.fingerprint()
+            ))
+        })
+}
+
+fn git2_oid(s: &str) -> Result<crate::git::Oid, StoreError> {
+    crate::git::Oid::from_str(s).map_err(|e| StoreError::Git(e.into()))
 }
 
 /// `byreis init`: config, first manifest, first audit entry, one signed
@@ -505,6 +765,7 @@ pub fn init_project(
         repo: &repo,
         registry: &registry,
         roster: latest,
+        current: None,
     };
     land(
         ctx,

@@ -111,10 +111,34 @@ pub fn read_worktree_file(
 
 /// Is `s` a git URL rather than a path? Only known schemes are URLs.
 pub fn is_url(s: &str) -> bool {
-    ["https://", "ssh://", "file://", "git://"]
-        .iter()
-        .any(|p| s.starts_with(p))
-        || (s.contains('@') && s.contains(':') && !s.starts_with('/') && !s.starts_with('.'))
+    const SCHEMES: &[&str] = &["https://", "ssh://", "file://"];
+    if SCHEMES.iter().any(|p| s.starts_with(p)) {
+        return !s.chars().any(|c| c.is_control() || c.is_whitespace());
+    }
+    is_scp_like(s)
+}
+
+/// `user@host:path`, git's scp-like syntax for ssh, with a plain user and
+/// host (so `helper::address` transport syntax never matches).
+fn is_scp_like(s: &str) -> bool {
+    let Some((user_host, path)) = s.split_once(':') else {
+        return false;
+    };
+    let Some((user, host)) = user_host.split_once('@') else {
+        return false;
+    };
+    let plain = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !t.starts_with('-')
+    };
+    plain(user)
+        && plain(host)
+        && !path.is_empty()
+        && !path.starts_with(':')
+        && !path.starts_with('-')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 impl Project {
@@ -303,12 +327,18 @@ fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), Verify
             }
         },
     };
+    let who = if stored_flag {
+        "this machine trusts"
+    } else {
+        "BYREIS_ANCHOR pins"
+    };
     if pin.registry != location {
         return fail(
             Code::AnchorMismatch,
             format!(
-                "{CONFIG_PATH} now names registry {} but this machine trusts {}. Whoever can write the project repo can edit {CONFIG_PATH}; a changed registry could hand you values no admin signed. Confirm the move with an admin over another channel, then run `byreis trust` again.",
+                "{CONFIG_PATH} now names registry {} but {} {}. Whoever can write the project repo can edit {CONFIG_PATH}; a changed registry could hand you values no admin signed. Confirm the move with an admin over another channel, then run `byreis trust` again.",
                 names::quoted(&location),
+                who,
                 names::quoted(&pin.registry)
             ),
         );
@@ -317,8 +347,9 @@ fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), Verify
         return fail(
             Code::AnchorMismatch,
             format!(
-                "{CONFIG_PATH} names anchor {} but this machine trusts {}. Confirm with an admin over another channel before running `byreis trust` again.",
+                "{CONFIG_PATH} names anchor {} but {} {}. Confirm with an admin over another channel before running `byreis trust` again.",
                 names::quoted(&project.config.anchor),
+                who,
                 pin.anchor
             ),
         );
@@ -553,6 +584,18 @@ pub fn load_with(
             )
         }
     }
+    if let Some(p) = &record.pending {
+        notes.push((
+            Code::ChangePending,
+            format!(
+                "a {} to counter {} was begun (project commit {}) and not finished; reads serve counter {}. An admin runs `byreis rotate --resume` or `--abort`",
+                p.action,
+                p.counter,
+                short(&p.project_commit),
+                record.counter
+            ),
+        ));
+    }
     if record.counter < pin.counter_seen {
         return fail(
             Code::RecordRollback,
@@ -585,7 +628,16 @@ pub fn load_with(
         (Source::Worktree, wt_manifest.expect("checked"), sig)
     } else {
         // Not the pinned manifest: tell an old checkout from a rollback.
-        if let Some(b) = &wt_manifest {
+        let is_pending = wt_manifest.as_deref().is_some_and(|b| {
+            record
+                .pending
+                .as_ref()
+                .is_some_and(|p| registry::tagged_hash(b) == p.manifest)
+        });
+        if is_pending {
+            // The working tree holds a begun change that the signed record
+            // names as pending: serve the last complete state.
+        } else if let Some(b) = &wt_manifest {
             let wt_sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
                 .ok()
                 .flatten()
@@ -594,7 +646,12 @@ pub fn load_with(
                 Ok(m) if m.project == project_name && m.counter > record.counter => {
                     return fail(
                         Code::ManifestAhead,
-                        format!("the working tree's manifest has counter {} but the registry record says {}: a change was not finished", m.counter, record.counter),
+                        format!(
+                            "the working tree's manifest has counter {} but the registry record says {}. Either your copy of the registry is stale (update it: {}) or a change was not finished and never recorded",
+                            m.counter,
+                            record.counter,
+                            if is_url(&pin.registry) { "`byreis registry pull`".to_string() } else { format!("git -C {} pull", registry.dir.display()) }
+                        ),
                     )
                 }
                 Ok(m) if head_contains_pin => {
@@ -940,5 +997,34 @@ impl State {
             trust::save(home, &self.project.repo.common_dir(), &self.pin)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_url;
+
+    #[test]
+    fn only_known_schemes_are_urls() {
+        for ok in [
+            "https://github.com/o/r.git",
+            "ssh://git@host/o/r",
+            "file:///srv/reg",
+            "git@github.com:o/r.git",
+        ] {
+            assert!(is_url(ok), "{ok}");
+        }
+        for not in [
+            "evil::x@y:z",
+            "ext::sh -c touch% /tmp/x",
+            "git://host/r",
+            "../registry",
+            "/abs/path",
+            "x@y:-oProxyCommand=z",
+            "a b@c:d",
+            "fd::17",
+        ] {
+            assert!(!is_url(not), "{not}");
+        }
     }
 }

@@ -29,6 +29,24 @@ fn check_env(env: &str) -> CliResult {
     Ok(())
 }
 
+/// An environment that must already exist (for reads).
+fn require_env(state: &State, env: &str) -> CliResult {
+    if state.manifest.environments.contains_key(env) {
+        return Ok(());
+    }
+    let known: Vec<&str> = state
+        .manifest
+        .environments
+        .keys()
+        .map(String::as_str)
+        .collect();
+    Err(CliError::Other(format!(
+        "no environment {env} in project {} (known: {}); an admin creates one with `byreis set {env} NAME`",
+        state.manifest.project,
+        if known.is_empty() { "none yet".into() } else { known.join(", ") }
+    )))
+}
+
 /// Reads the new value: from the argument, else stdin (hidden prompt on a TTY).
 fn read_value(value: Option<String>) -> Result<Zeroizing<String>, CliError> {
     if let Some(v) = value {
@@ -125,6 +143,7 @@ pub fn get(ctx: &Context, env: &str, key: &str, format: Format) -> CliResult {
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
     let state = verified(ctx)?;
+    require_env(&state, env)?;
     let identity = AgeIdentity::load(&ctx.home)?;
     let secrets = state.secrets(env, &identity)?;
     let Some(value) = secrets.get(key) else {
@@ -149,6 +168,9 @@ pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
         check_env(e)?;
     }
     let state = verified(ctx)?;
+    if let Some(e) = env {
+        require_env(&state, e)?;
+    }
     let identity = AgeIdentity::load(&ctx.home)?;
     let me = identity.recipient();
     let envs: Vec<String> = match env {
@@ -256,6 +278,7 @@ pub fn exec(
     use std::os::unix::process::CommandExt as _;
     check_env(env)?;
     let state = verified(ctx)?;
+    require_env(&state, env)?;
     let identity = AgeIdentity::load(&ctx.home)?;
     let secrets = state.secrets(env, &identity)?;
     let (child_env, replaced) = crate::exec::child_env(

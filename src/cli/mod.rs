@@ -134,6 +134,13 @@ pub enum Command {
         /// Do not ask for confirmation (required when not interactive).
         #[arg(long)]
         yes: bool,
+        /// Finish the change a signed registry record names as pending
+        /// (after an interruption); shows the change first.
+        #[arg(long, conflicts_with_all = ["add", "remove", "envs", "abort"])]
+        resume: bool,
+        /// Abandon the pending change and return to the last complete state.
+        #[arg(long, conflicts_with_all = ["add", "remove", "envs"])]
+        abort: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -148,6 +155,9 @@ pub enum Command {
 pub enum RegistryCommand {
     /// Create a new admin registry repository at PATH, with you as first admin.
     Init { path: PathBuf },
+    /// Update this project's local copy of the registry from its remote
+    /// (fast-forward only), then verify.
+    Pull,
 }
 
 /// An error as the user sees it.
@@ -228,6 +238,9 @@ pub fn main() -> i32 {
         Command::Registry {
             command: RegistryCommand::Init { path },
         } => setup::registry_init(&ctx, &path),
+        Command::Registry {
+            command: RegistryCommand::Pull,
+        } => setup::registry_pull(&ctx),
         Command::Init { project, registry } => setup::init(&ctx, &project, &registry),
         Command::Trust { anchor, show } => setup::trust(&ctx, anchor, show),
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
@@ -246,8 +259,18 @@ pub fn main() -> i32 {
             remove,
             envs,
             yes,
+            resume,
+            abort,
             format,
-        } => rotate::rotate(&ctx, &add, remove, envs, yes, format),
+        } => {
+            if resume {
+                rotate::resume(&ctx, yes)
+            } else if abort {
+                rotate::abort(&ctx)
+            } else {
+                rotate::rotate(&ctx, &add, remove, envs, yes, format)
+            }
+        }
         Command::Doctor { format } => daily::doctor(&ctx, format),
     };
     match result {

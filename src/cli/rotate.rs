@@ -53,22 +53,7 @@ pub fn rotate(
     for e in &preview.exposures {
         eprint!("{}", rotation::warning(e));
     }
-    if !yes {
-        if !ctx.interactive {
-            return Err(CliError::Other(
-                "non-interactive run: pass --yes to confirm the rotation; nothing was changed"
-                    .into(),
-            ));
-        }
-        let ok = dialoguer::Confirm::new()
-            .with_prompt("Rotate?")
-            .default(false)
-            .interact()
-            .map_err(|e| CliError::Other(e.to_string()))?;
-        if !ok {
-            return Err(CliError::Other("cancelled; nothing was changed".into()));
-        }
-    }
+    confirm(ctx, yes, "Rotate?")?;
     let (plan, counter) = rotation::run(ctx, state, &actor, &req)?;
     match format {
         Format::Json => println!(
@@ -87,5 +72,54 @@ pub fn rotate(
             plan.files.len()
         ),
     }
+    Ok(())
+}
+
+fn confirm(ctx: &Context, yes: bool, prompt: &str) -> CliResult {
+    if yes {
+        return Ok(());
+    }
+    if !ctx.interactive {
+        return Err(CliError::Other(
+            "non-interactive run: pass --yes to confirm; nothing was changed".into(),
+        ));
+    }
+    let ok = dialoguer::Confirm::new()
+        .with_prompt(prompt)
+        .default(false)
+        .interact()
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Other("cancelled; nothing was changed".into()))
+    }
+}
+
+/// `rotate --resume`: verify the pending change, show it, finish it.
+pub fn resume(ctx: &Context, yes: bool) -> CliResult {
+    let state = verify::load(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    let (pending, new) = crate::store::verify_pending(&state)?;
+    let old = &state.manifest;
+    eprintln!(
+        "byreis: pending {} from counter {} to {} (commit {})",
+        pending.action, old.counter, pending.counter, pending.project_commit
+    );
+    for line in rotation::describe_change(old, &new) {
+        eprintln!("byreis:   {line}");
+    }
+    confirm(ctx, yes, "Finish this change?")?;
+    let counter = crate::store::resume(ctx, state, &actor)?;
+    eprintln!("byreis: finished; counter {counter} is current");
+    Ok(())
+}
+
+/// `rotate --abort`: return to the last complete state.
+pub fn abort(ctx: &Context) -> CliResult {
+    let state = verify::load(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    let counter = crate::store::abort(ctx, state, &actor)?;
+    eprintln!("byreis: aborted the pending change; counter {counter} is current");
     Ok(())
 }

@@ -240,3 +240,25 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
     );
     Ok(())
 }
+
+pub fn registry_pull(ctx: &Context) -> CliResult {
+    let project = Project::open(&ctx.dir)?;
+    let location = project.registry_location()?;
+    let dir = verify::registry_dir(&ctx.home, &location);
+    if verify::is_url(&location) || crate::git::Repo::open(&dir)?.has_origin() {
+        crate::remote::update(&dir)?;
+        eprintln!("byreis: updated the registry copy at {}", dir.display());
+    } else {
+        eprintln!(
+            "byreis: the registry at {} has no remote; nothing to pull",
+            dir.display()
+        );
+    }
+    let mut state = verify::load(ctx)?;
+    state.remember(&ctx.home)?;
+    eprintln!(
+        "byreis: verified: project {} at counter {}",
+        state.manifest.project, state.manifest.counter
+    );
+    Ok(())
+}

@@ -1,0 +1,555 @@
+//! Shared helpers for the integration tests: a throw-away "world" (alice's
+//! home, an admin registry, a project repo with byreis initialised), runners
+//! for the byreis binary and the real tools (git, age, ssh-keygen), and
+//! assertions that print stdout/stderr when they fail.
+//!
+//! Every run gets a cleared environment, so nothing from the developer's
+//! machine (their git config, BYREIS_* variables, CI, an agent) leaks in.
+//! A missing tool fails the test: these tests exist to check interop with
+//! the real tools, so skipping would hide exactly what they check.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// The value of `DB` in `prod` that every world starts with.
+pub const PROD_DB: &str = "prod-db-s3cret-7f3a";
+/// The value of `API` in `prod`.
+pub const PROD_API: &str = "prod api key with spaces";
+/// The value of `DB` in `staging`.
+pub const STAGING_DB: &str = "staging-db-value-91c2";
+
+/// The path of the byreis binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_byreis")
+}
+
+fn base_path() -> OsString {
+    std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+/// A command with a cleared, deterministic environment. `home` is the
+/// directory used as `HOME` (a temp dir, never the real one).
+pub fn clean_command(program: &str, home: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", base_path())
+        .env("HOME", home)
+        .env("LC_ALL", "C")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.test")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.test")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    c
+}
+
+/// Runs `cmd`, feeding `stdin` (or an empty stdin), and collects the output.
+/// Panics with a clear message when the program cannot be started (a missing
+/// tool is a failure, not a skip).
+pub fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start {:?}: {e} (is it installed?)", cmd));
+    {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        if let Some(data) = stdin {
+            // The child may exit without reading; a broken pipe is fine.
+            let _ = pipe.write_all(data);
+        }
+    }
+    child.wait_with_output().expect("wait for child")
+}
+
+/// The byreis command for the person whose `BYREIS_HOME` is `byreis_home`,
+/// running in `dir`. `HOME` is the parent of `byreis_home` (inside the
+/// world's temp dir).
+pub fn byreis_cmd(byreis_home: &Path, dir: &Path) -> Command {
+    let home = byreis_home.parent().unwrap_or(byreis_home);
+    let mut c = clean_command(bin(), home, dir);
+    c.env("BYREIS_HOME", byreis_home);
+    c
+}
+
+/// Runs byreis as the person with `byreis_home` in `dir`.
+pub fn run(byreis_home: &Path, dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    run_env(byreis_home, dir, args, stdin, &[])
+}
+
+/// Like [`run`], with extra environment variables.
+pub fn run_env(
+    byreis_home: &Path,
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
+    let mut c = byreis_cmd(byreis_home, dir);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    output(&mut c, stdin.map(str::as_bytes))
+}
+
+/// Runs a real tool (git, age, ssh-keygen, sh, …) in `dir` with the clean
+/// environment; `home` becomes HOME.
+pub fn tool(program: &str, home: &Path, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = clean_command(program, home, dir);
+    c.args(args);
+    output(&mut c, stdin)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A readable dump of an output, for failure messages.
+pub fn dump(o: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+#[track_caller]
+pub fn assert_ok(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what}: expected success\n{}", dump(o));
+}
+
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{what}: expected exit code {code}\n{}",
+        dump(o)
+    );
+}
+
+#[track_caller]
+pub fn assert_failed(o: &Output, what: &str) {
+    assert!(!o.status.success(), "{what}: expected failure\n{}", dump(o));
+}
+
+/// Exit code 3 and `byreis: error[CODE]` on stderr, CODE one of `codes`.
+#[track_caller]
+pub fn assert_refused(o: &Output, codes: &[&str], what: &str) {
+    assert_exit(o, 3, what);
+    let err = stderr(o);
+    assert!(
+        codes
+            .iter()
+            .any(|c| err.contains(&format!("byreis: error[{c}]"))),
+        "{what}: expected one of the codes {codes:?} on stderr\n{}",
+        dump(o)
+    );
+}
+
+/// Neither stdout nor stderr contains any of `secrets`.
+#[track_caller]
+pub fn assert_no_leak(o: &Output, secrets: &[&str], what: &str) {
+    let (out, err) = (stdout(o), stderr(o));
+    for s in secrets {
+        assert!(
+            !out.contains(s) && !err.contains(s),
+            "{what}: the secret value {s:?} appeared in the output\n{}",
+            dump(o)
+        );
+    }
+}
+
+#[track_caller]
+pub fn assert_stderr_contains(o: &Output, needle: &str, what: &str) {
+    assert!(
+        stderr(o).contains(needle),
+        "{what}: expected stderr to contain {needle:?}\n{}",
+        dump(o)
+    );
+}
+
+/// Runs `byreis doctor --format json`, returning the output and the parsed JSON.
+pub fn doctor_json(
+    byreis_home: &Path,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
+    let o = run_env(byreis_home, dir, &["doctor", "--format", "json"], None, env);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("doctor did not print JSON ({e})\n{}", dump(&o)));
+    (o, v)
+}
+
+/// The failing checks' codes in doctor's JSON.
+pub fn doctor_fail_codes(v: &serde_json::Value) -> Vec<String> {
+    v["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["code"].as_str().unwrap_or("<no code>").to_string())
+        .collect()
+}
+
+/// doctor exits 3, reports `ok: false`, and one failing check carries one of `codes`.
+#[track_caller]
+pub fn assert_doctor_fails(o: &Output, v: &serde_json::Value, codes: &[&str], what: &str) {
+    assert_exit(o, 3, what);
+    assert_eq!(v["ok"], false, "{what}: doctor said ok\n{}", dump(o));
+    let failing = doctor_fail_codes(v);
+    assert!(
+        failing.iter().any(|c| codes.contains(&c.as_str())),
+        "{what}: expected a failing check with one of {codes:?}, got {failing:?}\n{}",
+        dump(o)
+    );
+}
+
+/// doctor exits 0 and reports `ok: true` with no failing check.
+#[track_caller]
+pub fn assert_doctor_ok(o: &Output, v: &serde_json::Value, what: &str) {
+    assert_exit(o, 0, what);
+    assert_eq!(v["ok"], true, "{what}: doctor not ok\n{}", dump(o));
+    assert!(doctor_fail_codes(v).is_empty(), "{what}\n{}", dump(o));
+}
+
+/// Writes an executable shell script.
+pub fn write_script(path: &Path, body: &str) {
+    fs::write(path, format!("#!/bin/sh\nset -e\n{body}\n")).expect("write script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+}
+
+/// SHA-256 of a file, hex, with the real `sha256sum`.
+pub fn sha256_file(home: &Path, path: &Path) -> String {
+    let o = tool(
+        "sha256sum",
+        home,
+        Path::new("/"),
+        &[path.to_str().expect("utf-8 path")],
+        None,
+    );
+    assert_ok(&o, "sha256sum");
+    stdout(&o)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
+}
+
+/// A person: their BYREIS_HOME and public keys.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub name: String,
+    pub home: PathBuf,
+    pub recipient: String,
+    pub signing_key: String,
+}
+
+/// A temporary world: alice (admin) with a registry and an initialised
+/// project. Layout under `root`: `alice/` (BYREIS_HOME), `reg/`, `proj/`.
+pub struct World {
+    _tmp: TempDir,
+    pub root: PathBuf,
+    pub alice: Person,
+    pub reg: PathBuf,
+    pub proj: PathBuf,
+    pub anchor: String,
+}
+
+impl World {
+    /// keygen → registry init → git init → byreis init (counter 1).
+    pub fn new() -> World {
+        let tmp = tempfile::Builder::new()
+            .prefix("byreis-it-")
+            .tempdir()
+            .expect("temp dir");
+        let root = tmp.path().canonicalize().expect("canonical temp dir");
+        let alice = keygen(&root, "alice");
+        let reg = root.join("reg");
+        let o = run(
+            &alice.home,
+            &root,
+            &["registry", "init", reg.to_str().unwrap()],
+            None,
+        );
+        assert_ok(&o, "registry init");
+        let anchor = stdout(&o).trim().to_string();
+        assert!(
+            is_anchor_fingerprint(&anchor),
+            "anchor {anchor:?}\n{}",
+            dump(&o)
+        );
+        let proj = root.join("proj");
+        fs::create_dir(&proj).unwrap();
+        let w = World {
+            _tmp: tmp,
+            root,
+            alice,
+            reg,
+            proj,
+            anchor,
+        };
+        w.git_ok(&w.proj, &["init", "-q", "-b", "main"]);
+        let o = w.alice_run(&[
+            "init",
+            "--project",
+            "demo",
+            "--registry",
+            w.reg.to_str().unwrap(),
+        ]);
+        assert_ok(&o, "byreis init");
+        w
+    }
+
+    /// A world with `prod` {DB, API} and `staging` {DB} set (counter 4).
+    pub fn with_secrets() -> World {
+        let w = World::new();
+        w.set("prod", "DB", PROD_DB);
+        w.set("prod", "API", PROD_API);
+        w.set("staging", "DB", STAGING_DB);
+        w
+    }
+
+    /// `byreis set ENV KEY` as alice with the value on stdin.
+    pub fn set(&self, env: &str, key: &str, value: &str) {
+        let o = self.alice_run_stdin(&["set", env, key], &format!("{value}\n"));
+        assert_ok(&o, &format!("set {env} {key}"));
+    }
+
+    /// Runs byreis as alice in the project.
+    pub fn alice_run(&self, args: &[&str]) -> Output {
+        run(&self.alice.home, &self.proj, args, None)
+    }
+
+    pub fn alice_run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        run(&self.alice.home, &self.proj, args, Some(stdin))
+    }
+
+    pub fn alice_run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        run_env(&self.alice.home, &self.proj, args, None, env)
+    }
+
+    /// Runs git in `dir`; returns the output (may have failed).
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        tool("git", &self.root, dir, args, None)
+    }
+
+    /// Runs git in `dir`, asserting success; returns trimmed stdout.
+    #[track_caller]
+    pub fn git_ok(&self, dir: &Path, args: &[&str]) -> String {
+        let o = self.git(dir, args);
+        assert_ok(&o, &format!("git {}", args.join(" ")));
+        stdout(&o).trim().to_string()
+    }
+
+    /// Runs any tool in `dir` with the clean environment.
+    pub fn tool(&self, program: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        tool(program, &self.root, dir, args, stdin)
+    }
+
+    /// HEAD of the project and of the registry (None on an unborn branch).
+    pub fn heads(&self) -> (Option<String>, Option<String>) {
+        (
+            rev_parse_head(self, &self.proj),
+            rev_parse_head(self, &self.reg),
+        )
+    }
+
+    pub fn secrets_file(&self, env: &str) -> PathBuf {
+        self.proj.join("secrets").join(format!("{env}.enc.yaml"))
+    }
+
+    pub fn manifest(&self) -> PathBuf {
+        self.proj.join(".byreis/manifest.yaml")
+    }
+
+    /// Encrypts `plaintext` with the real `age` CLI to `recipients`, armored.
+    pub fn age_encrypt(&self, plaintext: &str, recipients: &[&str]) -> Vec<u8> {
+        let mut args = vec!["-e", "-a"];
+        for r in recipients {
+            args.push("-r");
+            args.push(r);
+        }
+        let o = self.tool("age", &self.root, &args, Some(plaintext.as_bytes()));
+        assert_ok(&o, "age -e");
+        o.stdout
+    }
+
+    /// Generates an outsider's ed25519 key with ssh-keygen; returns the
+    /// private key path.
+    pub fn outsider_ssh_key(&self, name: &str) -> PathBuf {
+        let path = self.root.join(name);
+        let o = self.tool(
+            "ssh-keygen",
+            &self.root,
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                name,
+                "-f",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_ok(&o, "ssh-keygen -t ed25519");
+        path
+    }
+
+    /// Signs `file` with `key` in namespace `ns` using ssh-keygen, replacing
+    /// `file.sig`.
+    pub fn ssh_sign(&self, key: &Path, ns: &str, file: &Path) {
+        let sig = PathBuf::from(format!("{}.sig", file.display()));
+        let _ = fs::remove_file(&sig);
+        let o = self.tool(
+            "ssh-keygen",
+            &self.root,
+            &[
+                "-Y",
+                "sign",
+                "-f",
+                key.to_str().unwrap(),
+                "-n",
+                ns,
+                file.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_ok(&o, "ssh-keygen -Y sign");
+        assert!(sig.exists(), "ssh-keygen wrote no {}", sig.display());
+    }
+
+    /// Runs `get`, `exec` and `doctor` as alice and asserts each is refused
+    /// with exit 3 and one of `codes`, and that none of `secrets` shows.
+    #[track_caller]
+    pub fn assert_reads_refused(&self, codes: &[&str], secrets: &[&str], what: &str) {
+        self.assert_reads_refused_env(codes, secrets, what, &[]);
+    }
+
+    #[track_caller]
+    pub fn assert_reads_refused_env(
+        &self,
+        codes: &[&str],
+        secrets: &[&str],
+        what: &str,
+        env: &[(&str, &str)],
+    ) {
+        assert_reads_refused_in(&self.alice.home, &self.proj, codes, secrets, what, env);
+    }
+}
+
+/// get, exec and doctor in `dir` as the person with `home` are all refused.
+#[track_caller]
+pub fn assert_reads_refused_in(
+    home: &Path,
+    dir: &Path,
+    codes: &[&str],
+    secrets: &[&str],
+    what: &str,
+    env: &[(&str, &str)],
+) {
+    let o = run_env(home, dir, &["get", "prod", "DB"], None, env);
+    assert_refused(&o, codes, &format!("{what}: get"));
+    assert_no_leak(&o, secrets, &format!("{what}: get"));
+
+    let marker = home.parent().unwrap().join("exec-ran");
+    let _ = fs::remove_file(&marker);
+    let script = format!("printf %s \"$DB\"; touch '{}'", marker.display());
+    let o = run_env(
+        home,
+        dir,
+        &["exec", "prod", "--", "sh", "-c", &script],
+        None,
+        env,
+    );
+    assert_refused(&o, codes, &format!("{what}: exec"));
+    assert_no_leak(&o, secrets, &format!("{what}: exec"));
+    assert!(
+        !marker.exists(),
+        "{what}: exec ran the child although verification failed"
+    );
+
+    let (o, v) = doctor_json(home, dir, env);
+    assert_doctor_fails(&o, &v, codes, &format!("{what}: doctor"));
+    assert_no_leak(&o, secrets, &format!("{what}: doctor"));
+}
+
+fn rev_parse_head(w: &World, dir: &Path) -> Option<String> {
+    let o = w.git(dir, &["rev-parse", "--verify", "-q", "HEAD"]);
+    o.status.success().then(|| stdout(&o).trim().to_string())
+}
+
+/// `byreis keygen --name NAME` in `root/NAME`; returns the person.
+pub fn keygen(root: &Path, name: &str) -> Person {
+    let home = root.join(name);
+    let email = format!("{name}@example.test");
+    let o = run(
+        &home,
+        root,
+        &["keygen", "--name", name, "--email", &email],
+        None,
+    );
+    assert_ok(&o, &format!("keygen {name}"));
+    let out = stdout(&o);
+    let field = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| panic!("keygen printed no {prefix:?}\n{}", dump(&o)))
+    };
+    let recipient = field("age recipient:");
+    let signing_key = field("signing key:");
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    assert!(signing_key.starts_with("ssh-ed25519 "), "{signing_key}");
+    Person {
+        name: name.to_string(),
+        home,
+        recipient,
+        signing_key,
+    }
+}
+
+/// `xxxx-xxxx-xxxx-xxxx-xxxx-xxxx-xxxx-xxxx`, lowercase alphanumerics.
+pub fn is_anchor_fingerprint(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 8
+        && groups.iter().all(|g| {
+            g.len() == 4
+                && g.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// Replaces the one occurrence of `from` with `to` in a text file.
+#[track_caller]
+pub fn replace_in_file(path: &Path, from: &str, to: &str) {
+    let text = fs::read_to_string(path).expect("read file");
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{} should contain {from:?} exactly once:\n{text}",
+        path.display()
+    );
+    fs::write(path, text.replacen(from, to, 1)).expect("write file");
+}

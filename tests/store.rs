@@ -1,0 +1,684 @@
+//! The daily verbs end to end, with the real binary: round trip, reads from
+//! the pinned state, exec's environment rules, and bad input.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+
+use common::*;
+
+#[test]
+fn round_trip_set_get_list_exec_edit_unset_doctor() {
+    let w = World::new();
+
+    // whoami agrees with keygen.
+    let o = w.alice_run(&["whoami", "--format", "json"]);
+    assert_ok(&o, "whoami");
+    let me: serde_json::Value = serde_json::from_slice(&o.stdout).expect("whoami json");
+    assert_eq!(me["name"], "alice");
+    assert_eq!(me["email"], "alice@example.test");
+    assert_eq!(me["age_recipient"], w.alice.recipient.as_str());
+    assert_eq!(me["signing_key"], w.alice.signing_key.as_str());
+    for k in ["age_fingerprint", "signing_fingerprint", "identity_source"] {
+        assert!(me[k].is_string(), "whoami json lacks {k}: {me}");
+    }
+
+    // init wrote the documented files, in one commit.
+    for f in [
+        "byreis.yaml",
+        ".byreis/manifest.yaml",
+        ".byreis/manifest.yaml.sig",
+        ".byreis/audit.jsonl",
+    ] {
+        assert!(w.proj.join(f).is_file(), "init did not write {f}");
+    }
+    assert!(w.reg.join("projects/demo/record.yaml").is_file());
+    assert!(w.reg.join("projects/demo/record.yaml.sig").is_file());
+    assert_eq!(w.git_ok(&w.proj, &["rev-list", "--count", "HEAD"]), "1");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor right after init");
+
+    // set from stdin (one trailing newline stripped) and from an argument.
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], &format!("{PROD_DB}\n"));
+    assert_ok(&o, "set prod DB (stdin)");
+    assert_no_leak(&o, &[PROD_DB], "set from stdin");
+    let o = w.alice_run(&["set", "prod", "API", PROD_API]);
+    assert_ok(&o, "set prod API (argument)");
+    assert_stderr_contains(&o, "shell history", "set with a value argument warns");
+    // Only one trailing newline is stripped; inner newlines stay.
+    let o = w.alice_run_stdin(&["set", "prod", "MULTI"], "line one\nline two\n\n");
+    assert_ok(&o, "set prod MULTI");
+    // A second environment with different values.
+    w.set("staging", "DB", STAGING_DB);
+    w.set("staging", "ONLY_STAGING", "s-only");
+
+    // get, text and json; -C works like git -C.
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_ok(&o, "get prod DB");
+    assert_eq!(stdout(&o), format!("{PROD_DB}\n"));
+    let o = w.alice_run(&["get", "prod", "API"]);
+    assert_ok(&o, "get prod API");
+    assert_eq!(stdout(&o), format!("{PROD_API}\n"));
+    let o = w.alice_run(&["get", "prod", "MULTI"]);
+    assert_ok(&o, "get prod MULTI");
+    assert_eq!(stdout(&o), "line one\nline two\n\n");
+    let o = run(
+        &w.alice.home,
+        &w.root,
+        &["-C", w.proj.to_str().unwrap(), "get", "staging", "DB"],
+        None,
+    );
+    assert_ok(&o, "get -C proj staging DB");
+    assert_eq!(stdout(&o), format!("{STAGING_DB}\n"));
+    let o = w.alice_run(&["get", "prod", "DB", "--format", "json"]);
+    assert_ok(&o, "get --format json");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("get json");
+    assert_eq!(v["env"], "prod");
+    assert_eq!(v["key"], "DB");
+    assert_eq!(v["value"], PROD_DB);
+    // staging has no API; prod has no ONLY_STAGING.
+    let o = w.alice_run(&["get", "staging", "API"]);
+    assert_exit(&o, 1, "get a key staging does not have");
+    let o = w.alice_run(&["get", "prod", "ONLY_STAGING"]);
+    assert_exit(&o, 1, "get a key prod does not have");
+
+    // list, text and json; never values.
+    let o = w.alice_run(&["list", "prod"]);
+    assert_ok(&o, "list prod");
+    assert_eq!(stdout(&o), "API\nDB\nMULTI\n");
+    let o = w.alice_run(&["list"]);
+    assert_ok(&o, "list");
+    assert_eq!(
+        stdout(&o),
+        "prod:\n  API\n  DB\n  MULTI\nstaging:\n  DB\n  ONLY_STAGING\n"
+    );
+    assert_no_leak(&o, &[PROD_DB, PROD_API, STAGING_DB], "list");
+    let o = w.alice_run(&["list", "--format", "json"]);
+    assert_ok(&o, "list --format json");
+    assert_no_leak(&o, &[PROD_DB, PROD_API, STAGING_DB], "list json");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("list json");
+    assert_eq!(v["project"], "demo");
+    assert_eq!(v["counter"], 6);
+    let envs = v["environments"].as_array().expect("environments");
+    assert_eq!(envs.len(), 2, "{v}");
+    assert_eq!(envs[0]["env"], "prod");
+    assert_eq!(envs[0]["readable"], true);
+    assert_eq!(envs[0]["keys"], serde_json::json!(["API", "DB", "MULTI"]));
+    assert_eq!(envs[1]["env"], "staging");
+    assert_eq!(envs[1]["keys"], serde_json::json!(["DB", "ONLY_STAGING"]));
+
+    // exec: the child sees the value; exit codes pass through.
+    let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", "printf %s \"$DB\""]);
+    assert_ok(&o, "exec prod printf");
+    assert_eq!(stdout(&o), PROD_DB);
+    let o = w.alice_run(&["exec", "staging", "--", "sh", "-c", "printf %s \"$DB\""]);
+    assert_ok(&o, "exec staging printf");
+    assert_eq!(stdout(&o), STAGING_DB);
+    let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", "exit 7"]);
+    assert_exit(&o, 7, "exec passes the child's exit code through");
+
+    // edit with a scripted editor: records the temp file's modes, changes
+    // DB and adds a key. The plaintext must live in a private dir that is
+    // gone afterwards.
+    let runtime = w.root.join("runtime");
+    fs::create_dir(&runtime).unwrap();
+    fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700)).unwrap();
+    let modes = w.root.join("editor-modes");
+    let editor = w.root.join("editor.sh");
+    write_script(
+        &editor,
+        &format!(
+            "stat -c %a \"$1\" > '{m}'\nstat -c %a \"$(dirname \"$1\")\" >> '{m}'\n\
+             sed -i 's/^DB: .*/DB: \"edited-db-value\"/' \"$1\"\n\
+             printf 'ADDED: \"from the editor\"\\n' >> \"$1\"",
+            m = modes.display()
+        ),
+    );
+    let o = w.alice_run_env(
+        &["edit", "prod"],
+        &[
+            ("EDITOR", editor.to_str().unwrap()),
+            ("XDG_RUNTIME_DIR", runtime.to_str().unwrap()),
+        ],
+    );
+    assert_ok(&o, "edit prod");
+    assert_eq!(
+        fs::read_to_string(&modes).unwrap(),
+        "600\n700\n",
+        "edit's temp file must be 0600 in a 0700 dir"
+    );
+    assert_eq!(
+        fs::read_dir(&runtime).unwrap().count(),
+        0,
+        "edit left its temp dir behind"
+    );
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_ok(&o, "get after edit");
+    assert_eq!(stdout(&o), "edited-db-value\n");
+    let o = w.alice_run(&["get", "prod", "ADDED"]);
+    assert_ok(&o, "get ADDED after edit");
+    assert_eq!(stdout(&o), "from the editor\n");
+    let o = w.alice_run(&["get", "prod", "API"]);
+    assert_eq!(stdout(&o), format!("{PROD_API}\n"), "edit kept API");
+    // staging was not touched by editing prod.
+    let o = w.alice_run(&["get", "staging", "DB"]);
+    assert_eq!(stdout(&o), format!("{STAGING_DB}\n"));
+    // An editor that changes nothing makes no commit.
+    let before = w.heads();
+    let o = w.alice_run_env(&["edit", "prod"], &[("EDITOR", "true")]);
+    assert_ok(&o, "edit without changes");
+    assert_eq!(w.heads(), before, "an unchanged edit must not commit");
+
+    // unset.
+    let o = w.alice_run(&["unset", "prod", "API"]);
+    assert_ok(&o, "unset prod API");
+    let o = w.alice_run(&["list", "prod"]);
+    assert_eq!(stdout(&o), "ADDED\nDB\nMULTI\n");
+    let o = w.alice_run(&["get", "prod", "API"]);
+    assert_exit(&o, 1, "get an unset key");
+    assert_no_leak(&o, &[PROD_API], "get an unset key");
+    let before = w.heads();
+    let o = w.alice_run(&["unset", "prod", "API"]);
+    assert_exit(&o, 1, "unset a key that is not there");
+    assert_eq!(w.heads(), before, "a failed unset must not commit");
+
+    // Every change is one signed commit in each repo; doctor is happy.
+    // 1 init + 5 sets + 1 edit + 1 unset.
+    assert_eq!(w.git_ok(&w.proj, &["rev-list", "--count", "HEAD"]), "8");
+    let st = w.git_ok(&w.proj, &["status", "--porcelain"]);
+    assert!(st.is_empty(), "byreis left the work tree dirty: {st}");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor at the end");
+    let checks: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    for c in [
+        "config", "anchor", "registry", "roster", "record", "manifest", "audit", "files",
+    ] {
+        assert!(checks.contains(&c), "doctor has no {c} check: {v}");
+    }
+    let o = w.alice_run(&["doctor"]);
+    assert_ok(&o, "doctor (text)");
+    assert_no_leak(&o, &[PROD_DB, STAGING_DB], "doctor");
+}
+
+#[test]
+fn reads_serve_the_pinned_state_from_an_older_checkout() {
+    let w = World::with_secrets();
+    w.set("prod", "DB", "newer-db-value");
+    w.git_ok(&w.proj, &["checkout", "-q", "--detach", "HEAD~1"]);
+    // The working tree now holds the older manifest and file.
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_ok(&o, "get from an older checkout");
+    assert_eq!(stdout(&o), "newer-db-value\n");
+    assert_stderr_contains(&o, "checkout-not-current", "get from an older checkout");
+    assert_no_leak(&o, &[PROD_DB], "get from an older checkout");
+    let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", "printf %s \"$DB\""]);
+    assert_ok(&o, "exec from an older checkout");
+    assert_eq!(stdout(&o), "newer-db-value");
+    // Writing from an old checkout is refused and changes nothing.
+    let before = w.heads();
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "from-old-checkout\n");
+    assert_refused(&o, &["checkout-not-current"], "set from an older checkout");
+    assert_eq!(w.heads(), before);
+    // doctor warns, does not fail.
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor on an older checkout");
+    let manifest = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "manifest")
+        .expect("manifest check");
+    assert_eq!(manifest["status"], "warn", "{v}");
+    assert_eq!(manifest["code"], "checkout-not-current", "{v}");
+}
+
+#[test]
+fn exec_refuses_loader_names_strips_byreis_vars_and_guards_inherited() {
+    let w = World::with_secrets();
+    let marker = w.root.join("child-ran");
+    let child = format!("touch '{}'", marker.display());
+
+    // Secret names that change how programs load code are refused.
+    for (env, name) in [("ld", "LD_PRELOAD"), ("pathy", "PATH")] {
+        w.set(env, name, "/tmp/evil");
+        w.set(env, "HARMLESS", "x");
+        let o = w.alice_run(&["exec", env, "--", "sh", "-c", &child]);
+        assert_failed(&o, &format!("exec with a {name} secret"));
+        assert_stderr_contains(&o, name, &format!("exec with a {name} secret"));
+        assert!(!marker.exists(), "exec ran the child with a {name} secret");
+        // Overrides do not unlock loader names.
+        let o = w.alice_run(&["exec", env, "--override-all", "--", "sh", "-c", &child]);
+        assert_failed(&o, &format!("exec --override-all with a {name} secret"));
+        assert!(!marker.exists(), "--override-all unlocked {name}");
+    }
+
+    // BYREIS_* variables (and tokens) never reach the child.
+    let o = w.alice_run_env(
+        &["exec", "prod", "--", "env"],
+        &[
+            ("BYREIS_FOO", "1"),
+            ("GITHUB_TOKEN", "ghp_should_not_leak"),
+            ("KEEP_ME", "kept"),
+        ],
+    );
+    assert_ok(&o, "exec env");
+    let out = stdout(&o);
+    assert!(
+        !out.lines().any(|l| l.starts_with("BYREIS_")),
+        "BYREIS_* reached the child:\n{out}"
+    );
+    assert!(
+        !out.contains("ghp_should_not_leak"),
+        "a token reached the child"
+    );
+    assert!(out.lines().any(|l| l == "KEEP_ME=kept"), "{out}");
+    assert!(out.lines().any(|l| l == format!("DB={PROD_DB}")), "{out}");
+
+    // An inherited variable with a secret's name is not overridden silently.
+    let o = run_env(
+        &w.alice.home,
+        &w.proj,
+        &["exec", "prod", "--", "sh", "-c", &child],
+        None,
+        &[("DB", "inherited")],
+    );
+    assert_failed(&o, "exec with an inherited DB");
+    assert_stderr_contains(&o, "--override", "exec with an inherited DB");
+    assert!(!marker.exists(), "exec ran the child over an inherited DB");
+    for flags in [&["--override", "DB"][..], &["--override-all"][..]] {
+        let mut args = vec!["exec", "prod"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sh", "-c", "printf %s \"$DB\""]);
+        let o = run_env(&w.alice.home, &w.proj, &args, None, &[("DB", "inherited")]);
+        assert_ok(&o, &format!("exec {flags:?} with an inherited DB"));
+        assert_eq!(stdout(&o), PROD_DB, "the secret replaces the inherited DB");
+        assert_stderr_contains(&o, "replaces the inherited", "override notice");
+    }
+    // --override for another name does not cover DB.
+    let o = run_env(
+        &w.alice.home,
+        &w.proj,
+        &[
+            "exec",
+            "prod",
+            "--override",
+            "API",
+            "--",
+            "sh",
+            "-c",
+            &child,
+        ],
+        None,
+        &[("DB", "inherited")],
+    );
+    assert_failed(&o, "exec --override API with an inherited DB");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_changes_nothing() {
+    let w = World::with_secrets();
+    let before = w.heads();
+    let leak = [PROD_DB, PROD_API, STAGING_DB];
+
+    // Missing identity: an empty BYREIS_HOME (anchor from the environment
+    // so verification passes and the identity is what is missing).
+    let empty_home = w.root.join("nobody");
+    let o = run_env(
+        &empty_home,
+        &w.proj,
+        &["get", "prod", "DB"],
+        None,
+        &[("BYREIS_ANCHOR", &w.anchor)],
+    );
+    assert_failed(&o, "get without an identity");
+    assert_stderr_contains(&o, "no age identity", "get without an identity");
+    assert_no_leak(&o, &leak, "get without an identity");
+    // And without the anchor it stops even earlier.
+    let o = run(&empty_home, &w.proj, &["get", "prod", "DB"], None);
+    assert_refused(&o, &["anchor-not-trusted"], "get with an empty home");
+
+    // A group-readable identity is refused with the fix.
+    let id = w.alice.home.join("identity.txt");
+    fs::set_permissions(&id, fs::Permissions::from_mode(0o640)).unwrap();
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_failed(&o, "get with a group-readable identity");
+    assert_stderr_contains(&o, "chmod 600", "get with a group-readable identity");
+    assert_no_leak(&o, &leak, "get with a group-readable identity");
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "while-640\n");
+    assert_failed(&o, "set with a group-readable identity");
+    fs::set_permissions(&id, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(w.heads(), before);
+
+    // Malformed YAML and duplicate keys from the editor. The private temp
+    // dir is removed on these paths too.
+    let runtime = w.root.join("runtime");
+    fs::create_dir(&runtime).unwrap();
+    fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700)).unwrap();
+    let runtime_s = runtime.to_str().unwrap();
+    for (what, body) in [
+        ("malformed YAML", "printf 'DB: [unclosed\\n' > \"$1\""),
+        (
+            "duplicate keys",
+            "printf 'DB: \"a\"\\nDB: \"b\"\\n' > \"$1\"",
+        ),
+        ("a nested mapping", "printf 'DB:\\n  inner: x\\n' > \"$1\""),
+        ("an invalid secret name", "printf 'bad-name: x\\n' > \"$1\""),
+        ("a tag", "printf 'DB: !!binary aGVsbG8=\\n' > \"$1\""),
+        (
+            "an anchor and alias",
+            "printf 'DB: &x v\\nAPI: *x\\n' > \"$1\"",
+        ),
+        (
+            "a second document",
+            "printf 'DB: a\\n---\\nDB: b\\n' > \"$1\"",
+        ),
+    ] {
+        let editor = w.root.join("bad-editor.sh");
+        write_script(&editor, body);
+        let o = w.alice_run_env(
+            &["edit", "prod"],
+            &[
+                ("EDITOR", editor.to_str().unwrap()),
+                ("XDG_RUNTIME_DIR", runtime_s),
+            ],
+        );
+        assert_exit(&o, 1, &format!("edit with {what}"));
+        assert_eq!(
+            fs::read_dir(&runtime).unwrap().count(),
+            0,
+            "edit with {what} left its temp dir"
+        );
+        assert_stderr_contains(&o, "nothing was changed", &format!("edit with {what}"));
+        assert_eq!(w.heads(), before, "edit with {what} changed something");
+    }
+    // An editor that fails cancels the edit.
+    let o = w.alice_run_env(
+        &["edit", "prod"],
+        &[("EDITOR", "false"), ("XDG_RUNTIME_DIR", runtime_s)],
+    );
+    assert_exit(&o, 1, "edit with a failing editor");
+    assert_eq!(
+        fs::read_dir(&runtime).unwrap().count(),
+        0,
+        "a failed edit left its temp dir"
+    );
+    assert_eq!(w.heads(), before);
+
+    // Unknown environment.
+    let o = w.alice_run(&["get", "nope", "DB"]);
+    assert_failed(&o, "get from an unknown environment");
+    assert_stderr_contains(&o, "nope", "get from an unknown environment");
+    let o = w.alice_run(&["list", "nope"]);
+    assert_failed(&o, "list an unknown environment");
+
+    // Invalid names.
+    for args in [
+        &["set", "prod", "bad-name", "x"][..],
+        &["set", "Prod", "K", "x"][..],
+        &["set", "prod", "1DIGIT", "x"][..],
+        &["set", "../etc", "K", "x"][..],
+        &["get", "prod", "bad-name"][..],
+        &["unset", "Prod", "DB"][..],
+    ] {
+        let o = w.alice_run(args);
+        assert_exit(&o, 1, &format!("{args:?}"));
+        assert_stderr_contains(&o, "invalid", &format!("{args:?}"));
+    }
+    assert_eq!(w.heads(), before, "invalid names changed something");
+
+    // init in a directory that is not a git work tree.
+    let plain = w.root.join("plain");
+    fs::create_dir(&plain).unwrap();
+    let o = run(
+        &w.alice.home,
+        &plain,
+        &[
+            "init",
+            "--project",
+            "plain",
+            "--registry",
+            w.reg.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_failed(&o, "init outside git");
+    assert_eq!(fs::read_dir(&plain).unwrap().count(), 0, "init wrote files");
+
+    // init against something that is not a registry (an empty git repo).
+    let not_reg = w.root.join("not-a-registry");
+    fs::create_dir(&not_reg).unwrap();
+    w.git_ok(&not_reg, &["init", "-q"]);
+    let proj2 = w.root.join("proj2");
+    fs::create_dir(&proj2).unwrap();
+    w.git_ok(&proj2, &["init", "-q"]);
+    let o = run(
+        &w.alice.home,
+        &proj2,
+        &[
+            "init",
+            "--project",
+            "other",
+            "--registry",
+            not_reg.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_failed(&o, "init with a non-registry");
+    assert!(
+        !proj2.join("byreis.yaml").exists(),
+        "init wrote byreis.yaml"
+    );
+    assert!(!proj2.join(".byreis").exists(), "init wrote .byreis/");
+    assert_eq!(
+        w.git(&proj2, &["rev-parse", "--verify", "-q", "HEAD"])
+            .status
+            .code(),
+        Some(1),
+        "init committed"
+    );
+    assert_eq!(
+        w.git(&not_reg, &["rev-parse", "--verify", "-q", "HEAD"])
+            .status
+            .code(),
+        Some(1),
+        "init committed to the non-registry"
+    );
+
+    // init twice in the same project, and the same project name twice.
+    let o = w.alice_run(&[
+        "init",
+        "--project",
+        "demo",
+        "--registry",
+        w.reg.to_str().unwrap(),
+    ]);
+    assert_failed(&o, "init twice");
+    let o = run(
+        &w.alice.home,
+        &proj2,
+        &[
+            "init",
+            "--project",
+            "demo",
+            "--registry",
+            w.reg.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_failed(&o, "init a second project with a taken name");
+    assert!(!proj2.join("byreis.yaml").exists());
+
+    // registry init into a non-empty directory.
+    let o = run(
+        &w.alice.home,
+        &w.root,
+        &["registry", "init", w.proj.to_str().unwrap()],
+        None,
+    );
+    assert_failed(&o, "registry init into a non-empty dir");
+
+    // keygen twice refuses to overwrite.
+    let id_before = fs::read(&id).unwrap();
+    let key_before = fs::read(w.alice.home.join("signing_key")).unwrap();
+    let o = run(&w.alice.home, &w.root, &["keygen", "--name", "alice"], None);
+    assert_exit(&o, 1, "keygen twice");
+    assert_stderr_contains(&o, "already exists", "keygen twice");
+    assert_eq!(
+        fs::read(&id).unwrap(),
+        id_before,
+        "keygen overwrote the identity"
+    );
+    assert_eq!(
+        fs::read(w.alice.home.join("signing_key")).unwrap(),
+        key_before,
+        "keygen overwrote the signing key"
+    );
+
+    // Usage errors exit 2.
+    let o = w.alice_run(&["get", "prod"]);
+    assert_exit(&o, 2, "get without a key");
+    let o = w.alice_run(&["exec", "prod"]);
+    assert_exit(&o, 2, "exec without a command");
+
+    assert_eq!(w.heads(), before, "bad input changed a repository");
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_ok(&o, "get after all the bad input");
+    assert_eq!(stdout(&o), format!("{PROD_DB}\n"));
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after all the bad input");
+}
+
+#[test]
+fn key_files_are_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let p = keygen(&root, "carol");
+    let mode = |f: &str| fs::metadata(p.home.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("identity.txt"), 0o600);
+    assert_eq!(mode("signing_key"), 0o600);
+    assert_eq!(mode("profile.yaml"), 0o600);
+    assert_eq!(
+        fs::metadata(&p.home).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let id = fs::read_to_string(p.home.join("identity.txt")).unwrap();
+    assert!(
+        id.lines().any(|l| l.starts_with("AGE-SECRET-KEY-1")),
+        "{id}"
+    );
+    let pubkey = fs::read_to_string(p.home.join("signing_key.pub")).unwrap();
+    assert!(pubkey.starts_with(&p.signing_key), "{pubkey}");
+}
+
+#[test]
+fn values_round_trip_exactly() {
+    let w = World::new();
+    // Strings YAML would otherwise turn into other types, or mangle.
+    let values: &[(&str, &str)] = &[
+        ("NULLISH", "null"),
+        ("TILDE", "~"),
+        ("BOOLISH", "yes"),
+        ("FALSEY", "false"),
+        ("OCTALISH", "0123"),
+        ("FLOATISH", "1e3"),
+        ("HEXISH", "0x1F"),
+        ("EMPTY", ""),
+        ("SPACES", "  leading and trailing  "),
+        ("COLON", "a: b"),
+        ("HASH", "#not a comment"),
+        ("DASH", "- item"),
+        ("QUOTES", "it's \"quoted\""),
+        ("BACKSLASH", "C:\\path\\n"),
+        ("TAB", "a\tb"),
+        ("UNICODE", "pässwörd ✓ 秘密"),
+        ("FLOW", "{a: 1, b: [2]}"),
+        ("ANCHORISH", "&anchor *alias !tag"),
+        ("PERCENT", "%YAML 1.2"),
+        ("DOCMARK", "---"),
+        ("CR", "line\r\nnext"),
+        ("MULTI", "first\nsecond\n  indented\n"),
+    ];
+    for (k, v) in values {
+        let o = w.alice_run_stdin(&["set", "prod", k], &format!("{v}\n"));
+        assert_ok(&o, &format!("set {k}"));
+    }
+    let check = |what: &str| {
+        // (Each read verifies the whole audit chain, so check a few keys
+        // with get and all of them with one exec.)
+        for (k, v) in values
+            .iter()
+            .filter(|(k, _)| ["NULLISH", "EMPTY", "MULTI", "CR", "UNICODE"].contains(k))
+        {
+            let o = w.alice_run(&["get", "prod", k, "--format", "json"]);
+            assert_ok(&o, &format!("{what}: get {k}"));
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+            assert_eq!(
+                j["value"],
+                *v,
+                "{what}: {k} did not round-trip\n{}",
+                dump(&o)
+            );
+        }
+        let script = values
+            .iter()
+            .map(|(k, _)| format!("printf '%s\\0' \"${k}\";"))
+            .collect::<String>();
+        let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", &script]);
+        assert_ok(&o, &format!("{what}: exec"));
+        let got: Vec<&[u8]> = o.stdout.split(|b| *b == 0).collect();
+        for (i, (k, v)) in values.iter().enumerate() {
+            assert_eq!(got[i], v.as_bytes(), "{what}: exec {k}");
+        }
+    };
+    check("after set");
+
+    // An editor that saves without changes must not change anything: what
+    // edit shows parses back to exactly the same values.
+    let before = w.heads();
+    let o = w.alice_run_env(&["edit", "prod"], &[("EDITOR", "true")]);
+    assert_ok(&o, "edit without changes");
+    assert_eq!(
+        w.heads(),
+        before,
+        "an unchanged edit committed (values did not round-trip through the editor text)\n{}",
+        dump(&o)
+    );
+    // An editor that rewrites the file byte for byte (cat > tmp; mv) too.
+    let editor = w.root.join("rewrite.sh");
+    write_script(&editor, "cat \"$1\" > \"$1.tmp\"\nmv \"$1.tmp\" \"$1\"");
+    let o = w.alice_run_env(&["edit", "prod"], &[("EDITOR", editor.to_str().unwrap())]);
+    assert_ok(&o, "edit with a rewriting editor");
+    assert_eq!(w.heads(), before, "a byte-identical rewrite committed");
+    // A real edit of one key keeps every other value exact.
+    let editor = w.root.join("edit-one.sh");
+    write_script(&editor, "printf 'ADDED: \"x\"\\n' >> \"$1\"");
+    let o = w.alice_run_env(&["edit", "prod"], &[("EDITOR", editor.to_str().unwrap())]);
+    assert_ok(&o, "edit adding a key");
+    assert_ne!(w.heads(), before);
+    check("after edit");
+
+    // The stock age CLI and a YAML reader see the same mapping: every value
+    // is a double-quoted string in the plaintext.
+    let o = w.tool(
+        "age",
+        &w.proj,
+        &[
+            "-d",
+            "-i",
+            w.alice.home.join("identity.txt").to_str().unwrap(),
+            w.secrets_file("prod").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ok(&o, "age -d");
+    let plain = stdout(&o);
+    assert!(plain.contains("NULLISH: \"null\""), "{plain}");
+    assert!(plain.contains("BOOLISH: \"yes\""), "{plain}");
+}
