@@ -45,9 +45,10 @@ pub fn encrypt(secrets: &Secrets, recipients: &[AgeRecipient]) -> Result<Vec<u8>
 
 fn encrypt_bytes(plaintext: &[u8], recipients: &[AgeRecipient]) -> Result<Vec<u8>, AgeFileError> {
     let enc_err = |e: &dyn std::fmt::Display| AgeFileError::Encrypt(e.to_string());
-    let recips: Vec<age::x25519::Recipient> = recipients.iter().map(|r| r.to_age()).collect();
+    let recips: Vec<Box<dyn age::Recipient + Send + Sync>> =
+        recipients.iter().map(|r| r.to_age()).collect();
     let encryptor =
-        age::Encryptor::with_recipients(recips.iter().map(|r| r as &dyn age::Recipient))
+        age::Encryptor::with_recipients(recips.iter().map(|r| r.as_ref() as &dyn age::Recipient))
             .map_err(|e| enc_err(&e))?;
     let mut out = Vec::with_capacity(plaintext.len() * 2 + 256 + 120 * recipients.len());
     let armor =
@@ -59,6 +60,36 @@ fn encrypt_bytes(plaintext: &[u8], recipients: &[AgeRecipient]) -> Result<Vec<u8
         .and_then(|armor| armor.finish())
         .map_err(|e| enc_err(&e))?;
     Ok(out)
+}
+
+/// An identity that tries one stanza first (a hint: the manifest lists
+/// readers in the order byreis wrote their stanzas), then all of them.
+/// Saves up to R-1 key agreements per file; correctness does not depend
+/// on the hint.
+struct Hinted<'a> {
+    inner: &'a dyn age::Identity,
+    hint: Option<usize>,
+}
+
+impl age::Identity for Hinted<'_> {
+    fn unwrap_stanza(
+        &self,
+        stanza: &age_core::format::Stanza,
+    ) -> Option<Result<age_core::format::FileKey, age::DecryptError>> {
+        self.inner.unwrap_stanza(stanza)
+    }
+
+    fn unwrap_stanzas(
+        &self,
+        stanzas: &[age_core::format::Stanza],
+    ) -> Option<Result<age_core::format::FileKey, age::DecryptError>> {
+        if let Some(first) = self.hint.and_then(|i| stanzas.get(i)) {
+            if let Some(r) = self.inner.unwrap_stanza(first) {
+                return Some(r);
+            }
+        }
+        self.inner.unwrap_stanzas(stanzas)
+    }
 }
 
 /// The de-armored binary age file.
@@ -139,15 +170,28 @@ fn header_stanzas(binary: &[u8]) -> Result<StanzaCount, AgeFileError> {
 
 /// Decrypts an armored secrets file with `identity` and parses its YAML.
 pub fn decrypt(file: &[u8], identity: &AgeIdentity) -> Result<Secrets, AgeFileError> {
-    let plaintext = decrypt_bytes(file, identity)?;
+    decrypt_hinted(file, identity, None)
+}
+
+/// [`decrypt`], trying stanza number `hint` first.
+pub fn decrypt_hinted(
+    file: &[u8],
+    identity: &AgeIdentity,
+    hint: Option<usize>,
+) -> Result<Secrets, AgeFileError> {
+    let plaintext = decrypt_bytes(file, identity, hint)?;
     let text = std::str::from_utf8(&plaintext)
         .map_err(|_| AgeFileError::Malformed("plaintext is not UTF-8".into()))?;
     Ok(yaml::parse_secrets(text)?)
 }
 
-fn decrypt_bytes(file: &[u8], identity: &AgeIdentity) -> Result<Zeroizing<Vec<u8>>, AgeFileError> {
+fn decrypt_bytes(
+    file: &[u8],
+    identity: &AgeIdentity,
+    hint: Option<usize>,
+) -> Result<Zeroizing<Vec<u8>>, AgeFileError> {
     let binary = dearmor(file)?;
-    let decryptor = age::Decryptor::new(binary.as_slice())
+    let decryptor = age::Decryptor::new_buffered(binary.as_slice())
         .map_err(|e| AgeFileError::Malformed(e.to_string()))?;
     if decryptor.is_scrypt() {
         return Err(AgeFileError::Malformed(
@@ -155,7 +199,10 @@ fn decrypt_bytes(file: &[u8], identity: &AgeIdentity) -> Result<Zeroizing<Vec<u8
         ));
     }
     let mut reader = decryptor
-        .decrypt(std::iter::once(identity.age() as &dyn age::Identity))
+        .decrypt(std::iter::once(&Hinted {
+            inner: identity.age(),
+            hint,
+        } as &dyn age::Identity))
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => AgeFileError::NotRecipient,
             e => AgeFileError::Decrypt(e.to_string()),

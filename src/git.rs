@@ -203,8 +203,7 @@ impl Repo {
     ) -> Result<Oid, GitError> {
         let head = self.head()?;
         let commit = self.create_signed_commit(head, changes, message, signer, author)?;
-        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-        self.advance_branch(head, commit, &paths)?;
+        self.advance_branch(head, commit, changes)?;
         Ok(commit)
     }
 
@@ -212,6 +211,41 @@ impl Repo {
     /// tree. No ref moves: the commit is unreachable until
     /// [`Repo::advance_branch`].
     pub fn create_signed_commit(
+        &self,
+        parent: Option<Oid>,
+        changes: &[Change],
+        message: &str,
+        signer: &Signer,
+        author: (&str, &str),
+    ) -> Result<Oid, GitError> {
+        // Objects go to an in-memory backend first and reach the disk as
+        // one pack: one file instead of a loose object per blob. A fresh
+        // handle each time, so no other write ever lands in a mempack.
+        let scratch = Repo::wrap(Repository::open(self.repo.path())?)?;
+        let odb = scratch.repo.odb()?;
+        let mempack = odb.add_new_mempack_backend(1000)?;
+        let built = scratch.build_signed_commit(parent, changes, message, signer, author);
+        crate::timing::phase("git: objects built in memory");
+        let flushed = (|| -> Result<(), GitError> {
+            let mut buf = git2::Buf::new();
+            mempack.dump(&scratch.repo, &mut buf)?;
+            crate::timing::phase("git: pack made");
+            if !buf.is_empty() {
+                let mut pw = odb.packwriter()?;
+                std::io::Write::write_all(&mut pw, &buf)
+                    .map_err(|e| GitError::Git(git2::Error::from_str(&e.to_string())))?;
+                pw.commit()?;
+            }
+            mempack.reset()?;
+            self.repo.odb()?.refresh()?;
+            Ok(())
+        })();
+        let commit = built?;
+        flushed?;
+        Ok(commit)
+    }
+
+    fn build_signed_commit(
         &self,
         parent: Option<Oid>,
         changes: &[Change],
@@ -253,14 +287,21 @@ impl Repo {
     }
 
     /// Moves the branch HEAD names from `old` to `new` (compare-and-swap:
-    /// refused if it is no longer at `old`), then force-checks-out `paths`
-    /// from the new HEAD so the working tree and index follow.
+    /// refused if it is no longer at `old`), then brings the working tree
+    /// and index to the new commit for `changes` (written directly: the
+    /// caller checked those paths were clean).
     pub fn advance_branch(
         &self,
         old: Option<Oid>,
         new: Oid,
-        paths: &[&str],
+        changes: &[Change],
     ) -> Result<(), GitError> {
+        self.move_branch(old, new)?;
+        self.write_worktree(changes)
+    }
+
+    /// Compare-and-swap of the branch HEAD names.
+    pub fn move_branch(&self, old: Option<Oid>, new: Oid) -> Result<(), GitError> {
         let branch = self.head_branch()?;
         let log = "byreis: signed change";
         match old {
@@ -282,7 +323,27 @@ impl Repo {
                 }
             })?,
         };
-        self.checkout_paths(paths)
+        Ok(())
+    }
+
+    /// Writes `changes` into the working tree (on all cores: the cost is
+    /// system calls) and then the index.
+    fn write_worktree(&self, changes: &[Change]) -> Result<(), GitError> {
+        let Some(root) = &self.workdir else {
+            return Ok(());
+        };
+        let written = crate::par::map(changes, None, |ch| write_one(root, ch));
+        let mut index = self.repo.index()?;
+        for (ch, w) in changes.iter().zip(written) {
+            match w.map_err(|e| GitError::Git(git2::Error::from_str(&e.to_string())))? {
+                Some((id, meta)) => index.add(&stat_entry(&ch.path, id, &meta))?,
+                None => {
+                    let _ = index.remove_path(Path::new(&ch.path));
+                }
+            }
+        }
+        index.write()?;
+        Ok(())
     }
 
     /// Force-checks-out `paths` from HEAD (working tree and index).
@@ -354,6 +415,70 @@ fn entry_kind(mode: i32) -> EntryKind {
         0o120000 => EntryKind::Link,
         0o040000 => EntryKind::Tree,
         _ => EntryKind::Submodule,
+    }
+}
+
+/// Writes or deletes one file of a change; returns the blob id and the
+/// file's metadata for the index.
+fn write_one(root: &Path, ch: &Change) -> std::io::Result<Option<(Oid, std::fs::Metadata)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = root.join(&ch.path);
+    let Some(bytes) = &ch.content else {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        return Ok(None);
+    };
+    // Rewrite a regular file in place (creating files is what costs on
+    // most file systems); anything else (a planted link, a directory) is
+    // removed and a new file created. O_NOFOLLOW: never write through a link.
+    let existing = std::fs::symlink_metadata(&path).ok();
+    let mut f = match existing {
+        Some(m) if m.is_file() => std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)?,
+        other => {
+            if let Some(m) = other {
+                if m.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?
+        }
+    };
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.set_len(bytes.len() as u64)?;
+    let meta = f.metadata()?;
+    let id = Oid::hash_object(ObjectType::Blob, bytes).map_err(std::io::Error::other)?;
+    Ok(Some((id, meta)))
+}
+
+fn stat_entry(path: &str, id: Oid, meta: &std::fs::Metadata) -> git2::IndexEntry {
+    use std::os::unix::fs::MetadataExt;
+    git2::IndexEntry {
+        ctime: git2::IndexTime::new(meta.ctime() as i32, meta.ctime_nsec() as u32),
+        mtime: git2::IndexTime::new(meta.mtime() as i32, meta.mtime_nsec() as u32),
+        dev: meta.dev() as u32,
+        ino: meta.ino() as u32,
+        mode: 0o100644,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        file_size: meta.size() as u32,
+        id,
+        flags: (path.len().min(0xfff)) as u16,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
     }
 }
 

@@ -153,9 +153,20 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// An age X25519 public key, compared by its 32 bytes.
+/// The type of an age recipient byreis accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientKind {
+    /// Native age X25519 (`age1…`).
+    X25519,
+    /// An `ssh-ed25519` public key (age's SSH recipient type).
+    SshEd25519,
+}
+
+/// An age recipient, compared by its type and 32 key bytes (never as a
+/// string: two spellings of one key are the same recipient).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AgeRecipient {
+    kind: RecipientKind,
     bytes: [u8; 32],
     canonical: String,
 }
@@ -167,30 +178,64 @@ impl std::fmt::Debug for AgeRecipient {
 }
 
 impl AgeRecipient {
+    /// Parses `age1…` or `ssh-ed25519 AAAA… [comment]`.
     pub fn parse(s: &str) -> Result<AgeRecipient, KeyError> {
         let bad = |detail: &str| KeyError::BadKey {
-            what: format!("age recipient {}", names::quoted(s)),
+            what: format!("recipient {}", names::quoted(s)),
             detail: detail.to_string(),
         };
-        let parsed = age::x25519::Recipient::from_str(s)
-            .map_err(|e| bad(&format!("{e} (expected an age1… X25519 public key)")))?;
+        let t = s.trim();
+        if t.starts_with("ssh-") {
+            let key = PublicKey::from_openssh(t).map_err(|e| bad(&e.to_string()))?;
+            let Some(k) = key.key_data().ed25519() else {
+                return Err(bad("only ssh-ed25519 SSH keys are accepted"));
+            };
+            let bytes = *AsRef::<[u8; 32]>::as_ref(k);
+            let canonical = SigningPub::from_bytes(bytes).to_openssh();
+            return Ok(AgeRecipient {
+                kind: RecipientKind::SshEd25519,
+                bytes,
+                canonical,
+            });
+        }
+        let parsed = age::x25519::Recipient::from_str(t).map_err(|e| {
+            bad(&format!(
+                "{e} (expected an age1… X25519 key or an ssh-ed25519 public key)"
+            ))
+        })?;
         let canonical = parsed.to_string();
         let (_, data) = bech32::decode(&canonical).map_err(|e| bad(&e.to_string()))?;
         let bytes: [u8; 32] = data
             .try_into()
             .map_err(|_| bad("the key is not 32 bytes"))?;
-        Ok(AgeRecipient { bytes, canonical })
+        Ok(AgeRecipient {
+            kind: RecipientKind::X25519,
+            bytes,
+            canonical,
+        })
     }
 
+    pub fn kind(&self) -> RecipientKind {
+        self.kind
+    }
     pub fn bytes(&self) -> &[u8; 32] {
         &self.bytes
     }
-    /// The canonical (lower-case bech32) spelling.
+    /// The canonical spelling (`age1…` lower case, or `ssh-ed25519 AAAA…`
+    /// without a comment).
     pub fn as_str(&self) -> &str {
         &self.canonical
     }
-    pub fn to_age(&self) -> age::x25519::Recipient {
-        age::x25519::Recipient::from_str(&self.canonical).expect("canonical form parses")
+    /// The age crate's recipient for encryption.
+    pub fn to_age(&self) -> Box<dyn age::Recipient + Send + Sync> {
+        match self.kind {
+            RecipientKind::X25519 => Box::new(
+                age::x25519::Recipient::from_str(&self.canonical).expect("canonical form parses"),
+            ),
+            RecipientKind::SshEd25519 => Box::new(
+                age::ssh::Recipient::from_str(&self.canonical).expect("canonical form parses"),
+            ),
+        }
     }
     /// Typeable fingerprint of the key bytes.
     pub fn fingerprint(&self) -> String {
@@ -300,9 +345,16 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
-/// The age identity that decrypts for this user.
+enum IdentityInner {
+    X25519(age::x25519::Identity),
+    Ssh(Box<age::ssh::Identity>),
+}
+
+/// The age identity that decrypts for this user: an age X25519 identity
+/// (as age-keygen writes it) or an unencrypted OpenSSH ed25519 key.
 pub struct AgeIdentity {
-    inner: age::x25519::Identity,
+    inner: IdentityInner,
+    recipient: AgeRecipient,
     pub source: String,
 }
 
@@ -314,26 +366,54 @@ impl std::fmt::Debug for AgeIdentity {
 
 impl AgeIdentity {
     pub fn generate() -> AgeIdentity {
+        Self::from_x25519(age::x25519::Identity::generate(), "generated")
+    }
+
+    fn from_x25519(id: age::x25519::Identity, source: &str) -> AgeIdentity {
+        let recipient = AgeRecipient::parse(&id.to_public().to_string()).expect("own key parses");
         AgeIdentity {
-            inner: age::x25519::Identity::generate(),
-            source: "generated".into(),
+            inner: IdentityInner::X25519(id),
+            recipient,
+            source: source.to_string(),
         }
     }
 
-    /// Parses identity-file text (comments allowed), as age-keygen writes it.
+    /// Parses identity-file text: an age-keygen file (comments allowed; the
+    /// first key is used) or an unencrypted OpenSSH ed25519 private key.
     pub fn parse(text: &str, source: &str) -> Result<AgeIdentity, KeyError> {
+        let bad = |detail: String| KeyError::BadKey {
+            what: source.to_string(),
+            detail,
+        };
+        if text
+            .trim_start()
+            .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+        {
+            let key =
+                PrivateKey::from_openssh(text.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
+            if key.is_encrypted() {
+                return Err(bad("passphrase-protected SSH keys cannot be used as identities yet; use an age identity".into()));
+            }
+            let public = SigningPub::from_ssh(key.public_key())
+                .map_err(|_| bad("only ssh-ed25519 keys can be identities".into()))?;
+            let recipient = AgeRecipient::parse(&public.to_openssh())?;
+            let id = age::ssh::Identity::from_buffer(text.as_bytes(), Some(source.to_string()))
+                .map_err(|e| bad(e.to_string()))?;
+            if !matches!(id, age::ssh::Identity::Unencrypted(_)) {
+                return Err(bad("unsupported SSH key".into()));
+            }
+            return Ok(AgeIdentity {
+                inner: IdentityInner::Ssh(Box::new(id)),
+                recipient,
+                source: source.to_string(),
+            });
+        }
         for line in text.lines() {
             let line = line.trim();
             if line.starts_with("AGE-SECRET-KEY-1") {
                 let inner =
-                    age::x25519::Identity::from_str(line).map_err(|e| KeyError::BadKey {
-                        what: source.to_string(),
-                        detail: e.to_string(),
-                    })?;
-                return Ok(AgeIdentity {
-                    inner,
-                    source: source.to_string(),
-                });
+                    age::x25519::Identity::from_str(line).map_err(|e| bad(e.to_string()))?;
+                return Ok(Self::from_x25519(inner, source));
             }
         }
         Err(KeyError::BadIdentity(source.to_string()))
@@ -361,20 +441,27 @@ impl AgeIdentity {
     }
 
     pub fn recipient(&self) -> AgeRecipient {
-        AgeRecipient::parse(&self.inner.to_public().to_string()).expect("own key parses")
+        self.recipient.clone()
     }
 
-    pub fn age(&self) -> &age::x25519::Identity {
-        &self.inner
+    /// The age crate's identity, for decryption.
+    pub fn age(&self) -> &dyn age::Identity {
+        match &self.inner {
+            IdentityInner::X25519(i) => i,
+            IdentityInner::Ssh(i) => i.as_ref(),
+        }
     }
 
-    /// The identity file as age-keygen writes it.
+    /// The identity file as age-keygen writes it (X25519 identities only).
     pub fn to_file_text(&self) -> Zeroizing<String> {
-        let secret = self.inner.to_string();
+        let IdentityInner::X25519(id) = &self.inner else {
+            panic!("to_file_text is only called on generated X25519 identities");
+        };
+        let secret = id.to_string();
         Zeroizing::new(format!(
             "# created: {}\n# public key: {}\n{}\n",
             chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
-            self.recipient().as_str(),
+            self.recipient.as_str(),
             secret.expose_secret()
         ))
     }

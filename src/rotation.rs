@@ -3,8 +3,9 @@
 //! new readers with a fresh file key (never a header rewrap: a removed
 //! party knew the old file key).
 //!
-//! Not yet built (issue: rotate): resume/abort after an interruption,
-//! parallel re-encryption, `--from-request`, re-add confirmation.
+//! Everything is prepared before anything is written: files are decrypted
+//! (each with the caller's own stanza tried first) and re-encrypted on all
+//! cores, then [`crate::store`] lands the change all or nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +27,8 @@ pub struct Request {
     pub remove: Vec<String>,
     /// Empty: every environment (and the default readers for new ones).
     pub envs: Vec<String>,
+    /// Why, recorded in the audit entry.
+    pub reason: Option<String>,
 }
 
 /// What a removed party could read before the rotation.
@@ -44,6 +47,9 @@ pub struct Plan {
     pub removed: BTreeMap<String, Vec<String>>,
     pub files: Vec<String>,
     pub exposures: Vec<Exposure>,
+    /// Names or keys being added that an earlier rotation removed: when,
+    /// by whom and why (from the verified audit log).
+    pub readded: Vec<String>,
 }
 
 fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
@@ -63,7 +69,7 @@ pub struct NewReaders {
 
 /// Checks the request against the verified state and works out the new
 /// readers of every environment. Touches nothing.
-pub fn plan(state: &State, actor: &Actor, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
+pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
     let m = &state.manifest;
     if req.add.is_empty() && req.remove.is_empty() {
         return refuse("nothing to do: give --add NAME=RECIPIENT and/or --remove NAME");
@@ -137,6 +143,7 @@ pub fn plan(state: &State, actor: &Actor, req: &Request) -> Result<(Plan, NewRea
         removed: BTreeMap::new(),
         files: Vec::new(),
         exposures: Vec::new(),
+        readded: Vec::new(),
     };
     for (env, e) in &m.environments {
         let mut r: BTreeSet<String> = e.readers.iter().cloned().collect();
@@ -190,27 +197,7 @@ pub fn plan(state: &State, actor: &Actor, req: &Request) -> Result<(Plan, NewRea
         readers.values().any(|r| r.contains(&mem.name)) || default_readers.contains(&mem.name)
     });
 
-    // What each removed party could read, by name (values never shown).
-    for name in &req.remove {
-        let mut could_read = BTreeMap::new();
-        for (env, e) in &m.environments {
-            if e.readers.contains(name) {
-                let keys = state
-                    .secrets(env, &actor.identity)
-                    .map(|s| s.keys().cloned().collect())
-                    .unwrap_or_else(|_| {
-                        vec!["(not readable by you: ask a reader of this environment)".to_string()]
-                    });
-                could_read.insert(env.clone(), keys);
-            }
-        }
-        let mem = m.member(name).expect("checked above");
-        plan.exposures.push(Exposure {
-            member: name.clone(),
-            fingerprint: mem.fingerprint.clone(),
-            could_read,
-        });
-    }
+    plan.readded = removed_before(state, &req.add);
     Ok((
         plan,
         NewReaders {
@@ -248,46 +235,163 @@ pub fn warning(e: &Exposure) -> String {
     s
 }
 
-/// Runs the rotation: re-encrypts, signs, audits, commits, records.
-pub fn run(
+/// Earlier removals (from the verified audit log) of a name or key now
+/// being added.
+fn removed_before(state: &State, add: &[(String, AgeRecipient)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in &state.audit {
+        let e = &v.entry;
+        let Some(removed) = e.details.get("removed").and_then(|r| r.as_array()) else {
+            continue;
+        };
+        for r in removed {
+            let name = r.get("name").and_then(|n| n.as_str()).unwrap_or("");
+            let fp = r.get("fingerprint").and_then(|n| n.as_str()).unwrap_or("");
+            for (n, key) in add {
+                if n == name || key.fingerprint() == fp {
+                    let why = e
+                        .details
+                        .get("reason")
+                        .and_then(|r| r.as_str())
+                        .map(|r| format!("reason: {}", names::escape(r)))
+                        .unwrap_or_else(|| "no reason recorded".into());
+                    out.push(format!(
+                        "{} ({}) was removed by {} at {} (counter {}; {why})",
+                        names::escape(name),
+                        fp,
+                        e.actor,
+                        e.time,
+                        e.counter_to
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A rotation ready to land: the plan and every file's plaintext.
+pub struct Prepared {
+    pub plan: Plan,
+    new: NewReaders,
+    plaintexts: BTreeMap<String, crate::yaml::Secrets>,
+    reason: Option<String>,
+}
+
+/// Plans the rotation and decrypts every file it needs, on all cores.
+/// Touches nothing.
+pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, StoreError> {
+    let (mut plan, new) = plan(state, req)?;
+    let m = &state.manifest;
+    let me = actor.identity.recipient();
+    let affected: BTreeSet<String> = m
+        .environments
+        .keys()
+        .filter(|env| new.readers[*env] != m.environments[*env].readers)
+        .cloned()
+        .collect();
+    // Files to decrypt: every affected one (the caller must read them all),
+    // and the others a removed party could read, where the caller can.
+    let mut needed = Vec::new();
+    for (env, e) in &m.environments {
+        let removed_reads = req.remove.iter().any(|n| e.readers.contains(n));
+        let mine = state.readers(env).contains(&me);
+        if affected.contains(env) && !mine {
+            return Err(crate::verify::VerifyError {
+                code: crate::diag::Code::IdentityNotRecipient,
+                detail: format!(
+                    "you are not a reader of {env}, so you cannot re-encrypt it; an admin who reads it must run this rotation (nothing was changed)"
+                ),
+            }
+            .into());
+        }
+        if affected.contains(env) || (removed_reads && mine) {
+            let bytes = state.env_file(env)?;
+            let hint = state.readers(env).iter().position(|r| *r == me);
+            needed.push((env.clone(), bytes, hint));
+        }
+    }
+    let progress = crate::par::Progress::new("byreis: decrypting  ", needed.len());
+    let results = crate::par::map(&needed, Some(&progress), |(_, bytes, hint)| {
+        agefile::decrypt_hinted(bytes, &actor.identity, *hint)
+    });
+    let mut plaintexts = BTreeMap::new();
+    for ((env, _, _), r) in needed.iter().zip(results) {
+        plaintexts.insert(env.clone(), r?);
+    }
+    for name in &req.remove {
+        let mut could_read = BTreeMap::new();
+        for (env, e) in &m.environments {
+            if e.readers.contains(name) {
+                let keys = match plaintexts.get(env) {
+                    Some(s) => s.keys().cloned().collect(),
+                    None => {
+                        vec!["(names unknown: you are not a reader of this environment)".to_string()]
+                    }
+                };
+                could_read.insert(env.clone(), keys);
+            }
+        }
+        let mem = m.member(name).expect("checked by plan");
+        plan.exposures.push(Exposure {
+            member: name.clone(),
+            fingerprint: mem.fingerprint.clone(),
+            could_read,
+        });
+    }
+    Ok(Prepared {
+        plan,
+        new,
+        plaintexts,
+        reason: req.reason.clone(),
+    })
+}
+
+/// Re-encrypts every affected file with a fresh file key (on all cores),
+/// then signs, audits, commits and records, all or nothing.
+pub fn execute(
     ctx: &Context,
     mut state: State,
     actor: &Actor,
-    req: &Request,
+    prepared: Prepared,
 ) -> Result<(Plan, u64), StoreError> {
     let admin = store::check_writable(&state, actor)?.clone();
-    let (
+    let Prepared {
         plan,
-        NewReaders {
-            members,
-            readers,
-            default_readers,
-        },
-    ) = plan(&state, actor, req)?;
-    // Decrypt and re-encrypt everything before writing anything.
-    let mut changes = Vec::new();
+        new:
+            NewReaders {
+                members,
+                readers,
+                default_readers,
+            },
+        plaintexts,
+        reason,
+    } = prepared;
+    let recipient_of = |n: &String| {
+        let m = members
+            .iter()
+            .find(|m| &m.name == n)
+            .expect("reader is a member");
+        AgeRecipient::parse(&m.recipient).expect("verified or checked key")
+    };
+    let mut jobs = Vec::new();
     let mut new_envs = BTreeMap::new();
     for (env, e) in &state.manifest.environments {
         let new_readers = readers[env].clone();
         if new_readers == e.readers {
             new_envs.insert(env.clone(), e.clone());
-            continue;
+        } else {
+            let recipients: Vec<AgeRecipient> = new_readers.iter().map(recipient_of).collect();
+            jobs.push((env.clone(), recipients, new_readers));
         }
-        let secrets = state.secrets(env, &actor.identity)?;
-        let recipients: Vec<AgeRecipient> = new_readers
-            .iter()
-            .map(|n| {
-                AgeRecipient::parse(
-                    &members
-                        .iter()
-                        .find(|m| &m.name == n)
-                        .expect("reader is a member")
-                        .recipient,
-                )
-                .expect("valid")
-            })
-            .collect();
-        let file = agefile::encrypt(&secrets, &recipients)?;
+    }
+    let progress = crate::par::Progress::new("byreis: re-encrypting", jobs.len());
+    let files = crate::par::map(&jobs, Some(&progress), |(env, recipients, _)| {
+        agefile::encrypt(&plaintexts[env], recipients)
+    });
+    let mut changes = Vec::with_capacity(jobs.len() + 1);
+    for ((env, _, new_readers), file) in jobs.into_iter().zip(files) {
+        let file = file?;
         new_envs.insert(
             env.clone(),
             Environment {
@@ -296,7 +400,7 @@ pub fn run(
             },
         );
         changes.push(Change {
-            path: names::env_file(env),
+            path: names::env_file(&env),
             content: Some(file),
         });
     }
@@ -308,11 +412,14 @@ pub fn run(
             .map(|m| m.fingerprint.clone())
             .unwrap_or_default()
     };
-    let details = serde_json::json!({
+    let mut details = serde_json::json!({
         "added": plan.added.iter().map(|(n, envs)| serde_json::json!({"name": n, "fingerprint": fp(n), "envs": envs})).collect::<Vec<_>>(),
         "removed": plan.removed.iter().map(|(n, envs)| serde_json::json!({"name": n, "fingerprint": fp(n), "envs": envs})).collect::<Vec<_>>(),
         "files": plan.files,
     });
+    if let Some(r) = reason {
+        details["reason"] = serde_json::Value::String(r);
+    }
     let (mut manifest, audit_change) =
         store::next_manifest(&state, actor, &admin, "rotate", details)?;
     manifest.members = members;

@@ -123,7 +123,8 @@ pub fn verify<T>(
 /// Parses a signed YAML document (already verified) into `T`, with the same
 /// strictness as untrusted input.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    crate::yaml::from_untrusted(text).map_err(|e| e.to_string())
+    crate::yaml::from_untrusted_limit(text, crate::yaml::MAX_SIGNED_BYTES)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -182,54 +182,95 @@ pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, 
 /// Applies `change` as one signed, counted, audited transaction.
 pub fn commit_change(
     ctx: &Context,
-    mut state: State,
+    state: State,
     actor: &Actor,
     change: EnvChange,
 ) -> Result<u64, StoreError> {
+    let action = change.action;
+    commit_changes(ctx, state, actor, vec![change], action)
+}
+
+/// Applies changes to several environments as one signed, counted,
+/// audited transaction (`import`). Files are encrypted on all cores.
+pub fn commit_changes(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+    changes: Vec<EnvChange>,
+    action: &'static str,
+) -> Result<u64, StoreError> {
     let admin = check_writable(&state, actor)?.clone();
-    let old = &state.manifest;
-    let env = change.env.clone();
-    names::check(Kind::Environment, &env).map_err(|e| StoreError::Refused(e.to_string()))?;
-
-    // Old values, for the name-level audit detail.
-    let old_secrets = if old.environments.contains_key(&env) {
-        state.secrets(&env, &actor.identity)?
-    } else {
-        Secrets::new()
-    };
-    let readers: Vec<String> = match old.environments.get(&env) {
-        Some(e) => e.readers.clone(),
-        None => old.default_readers.clone(),
-    };
-    if readers.is_empty() {
-        return Err(StoreError::Refused(format!(
-            "environment {env} would have no readers"
-        )));
+    if changes.is_empty() {
+        return Err(StoreError::Refused("nothing to change".into()));
     }
-    let recipients = state.readers(&env);
-    let file = agefile::encrypt(&change.secrets, &recipients)?;
-
-    let mut details = name_diff(&old_secrets, &change.secrets);
-    details["env"] = serde_json::Value::String(env.clone());
-    let (mut manifest, audit_change) =
-        next_manifest(&state, actor, &admin, change.action, details)?;
-    manifest.environments.insert(
-        env.clone(),
-        Environment {
-            readers,
-            sha256: sha256_hex(&file),
-        },
-    );
-    let counter = manifest.counter;
-    let changes = vec![
-        Change {
-            path: names::env_file(&env),
+    let old = &state.manifest;
+    let mut jobs = Vec::with_capacity(changes.len());
+    let mut env_details = Vec::new();
+    for change in &changes {
+        let env = &change.env;
+        names::check(Kind::Environment, env).map_err(|e| StoreError::Refused(e.to_string()))?;
+        // Old values, for the name-level audit detail.
+        let old_secrets = if old.environments.contains_key(env) {
+            state.secrets(env, &actor.identity)?
+        } else {
+            Secrets::new()
+        };
+        let readers: Vec<String> = match old.environments.get(env) {
+            Some(e) => e.readers.clone(),
+            None => old.default_readers.clone(),
+        };
+        if readers.is_empty() {
+            return Err(StoreError::Refused(format!(
+                "environment {env} would have no readers"
+            )));
+        }
+        let mut d = name_diff(&old_secrets, &change.secrets);
+        d["env"] = serde_json::Value::String(env.clone());
+        env_details.push(d);
+        jobs.push((change, state.readers(env), readers));
+    }
+    let progress = crate::par::Progress::new("byreis: encrypting", jobs.len());
+    let files = crate::par::map(&jobs, Some(&progress), |(change, recipients, _)| {
+        agefile::encrypt(&change.secrets, recipients)
+    });
+    let details = if env_details.len() == 1 {
+        env_details.pop().expect("one")
+    } else {
+        serde_json::json!({ "envs": env_details })
+    };
+    let (mut manifest, audit_change) = next_manifest(&state, actor, &admin, action, details)?;
+    let mut file_changes = Vec::with_capacity(jobs.len() + 1);
+    for ((change, _, readers), file) in jobs.into_iter().zip(files) {
+        let file = file?;
+        manifest.environments.insert(
+            change.env.clone(),
+            Environment {
+                readers,
+                sha256: sha256_hex(&file),
+            },
+        );
+        file_changes.push(Change {
+            path: names::env_file(&change.env),
             content: Some(file),
-        },
-        audit_change,
-    ];
-    let message = format!("byreis: {} {env} (counter {counter})", change.action);
-    land_state(ctx, &mut state, actor, &admin, manifest, changes, &message)?;
+        });
+    }
+    file_changes.push(audit_change);
+    let counter = manifest.counter;
+    let what = if changes.len() == 1 {
+        changes[0].env.clone()
+    } else {
+        format!("{} environments", changes.len())
+    };
+    let message = format!("byreis: {action} {what} (counter {counter})");
+    land_state(
+        ctx,
+        &mut state,
+        actor,
+        &admin,
+        manifest,
+        file_changes,
+        &message,
+    )?;
     Ok(counter)
 }
 
@@ -388,6 +429,7 @@ fn land(
         content: Some(msig.into_bytes()),
     });
     failpoint::hit("prepared");
+    crate::timing::phase("prepared (files encrypted)");
     let author = (admin.name.as_str(), actor.email());
     let author = (author.0, author.1.as_str());
     let old_head = target.repo.head()?;
@@ -396,6 +438,7 @@ fn land(
             .repo
             .create_signed_commit(old_head, &changes, message, &actor.signer, author)?;
     failpoint::hit("commit-object");
+    crate::timing::phase("commit object written");
     let pending = Pending {
         counter: manifest.counter,
         manifest: manifest_hash,
@@ -420,9 +463,10 @@ fn land(
         target.registry.push_if_remote(&ctx.home)?;
     }
     failpoint::hit("begun");
-    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-    target.repo.advance_branch(old_head, commit, &paths)?;
+    crate::timing::phase("pending record signed");
+    target.repo.advance_branch(old_head, commit, &changes)?;
     failpoint::hit("branch");
+    crate::timing::phase("branch moved, working tree written");
     finish(
         ctx,
         target,
@@ -460,6 +504,7 @@ fn finish(
         .write_record(&record, &actor.signer, (&admin.name, &email))?;
     target.registry.push_if_remote(&ctx.home)?;
     failpoint::hit("recorded");
+    crate::timing::phase("final record signed");
     pin.counter_seen = pin.counter_seen.max(record.counter);
     pin.roster_version_seen = pin.roster_version_seen.max(target.roster.version);
     if pin_stored {
@@ -524,7 +569,8 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
     let pinned = git2_oid(&state.record.project_commit)?;
     let new = git2_oid(&pending.project_commit)?;
     if head == Some(pinned) {
-        repo.advance_branch(head, new, OWNED_PATHS)?;
+        repo.move_branch(head, new)?;
+        repo.checkout_paths(OWNED_PATHS)?;
     } else if head == Some(new) {
         // The branch moved before the interruption: finish the checkout.
         repo.checkout_paths(OWNED_PATHS)?;
@@ -591,8 +637,7 @@ pub fn abort(ctx: &Context, state: State, actor: &Actor) -> Result<u64, StoreErr
                 );
                 let commit =
                     repo.create_signed_commit(head, &changes, &msg, &actor.signer, author)?;
-                let p: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
-                repo.advance_branch(head, commit, &p)?;
+                repo.advance_branch(head, commit, &changes)?;
             }
         }
     }

@@ -233,6 +233,8 @@ pub struct State {
     pub record: Verified<Record>,
     pub manifest: Verified<Manifest>,
     pub audit: Vec<audit::Verified>,
+    /// Every member's recipient, parsed once from the verified manifest.
+    pub recipients: std::collections::BTreeMap<String, AgeRecipient>,
     pub source: Source,
     /// Things a reader should know (stale copy, old checkout).
     pub notes: Vec<(Code, String)>,
@@ -609,9 +611,11 @@ pub fn load_with(
     // 4. The manifest the record pins.
     let root = project.root.clone();
     let wt_manifest =
-        read_worktree_file(&root, MANIFEST_PATH, yaml::MAX_DOC_BYTES).map_err(|e| VerifyError {
-            code: Code::ManifestInvalid,
-            detail: e.to_string(),
+        read_worktree_file(&root, MANIFEST_PATH, yaml::MAX_SIGNED_BYTES).map_err(|e| {
+            VerifyError {
+                code: Code::ManifestInvalid,
+                detail: e.to_string(),
+            }
         })?;
     let head = project.repo.head().ok().flatten();
     let head_contains_pin = head.is_some_and(|h| project.repo.contains(h, &record.project_commit));
@@ -741,6 +745,16 @@ pub fn load_with(
         );
     }
 
+    let recipients = manifest
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                AgeRecipient::parse(&m.recipient).expect("verified manifest"),
+            )
+        })
+        .collect();
     let mut state = State {
         project,
         registry,
@@ -750,6 +764,7 @@ pub fn load_with(
         record,
         manifest,
         audit: Vec::new(),
+        recipients,
         source,
         notes,
     };
@@ -928,7 +943,13 @@ impl State {
             code: Code::FileMalformed,
             detail: format!("{path}: {e}"),
         })?;
-        if count.x25519 != entry.readers.len()
+        let readers = self.readers(env);
+        let ssh = readers
+            .iter()
+            .filter(|r| r.kind() == crate::keys::RecipientKind::SshEd25519)
+            .count();
+        if count.x25519 != readers.len() - ssh
+            || count.ssh_ed25519 != ssh
             || count.real() != entry.readers.len()
             || count.grease > 1
         {
@@ -944,16 +965,15 @@ impl State {
         Ok(bytes)
     }
 
-    /// Recipients of `env` as the verified manifest lists them.
+    /// Recipients of `env` as the verified manifest lists them, in order.
     pub fn readers(&self, env: &str) -> Vec<AgeRecipient> {
         let names = match self.manifest.environments.get(env) {
-            Some(e) => e.readers.clone(),
-            None => self.manifest.default_readers.clone(),
+            Some(e) => &e.readers,
+            None => &self.manifest.default_readers,
         };
         names
             .iter()
-            .filter_map(|n| self.manifest.member(n))
-            .map(|m| AgeRecipient::parse(&m.recipient).expect("verified manifest"))
+            .filter_map(|n| self.recipients.get(n).cloned())
             .collect()
     }
 
@@ -970,7 +990,9 @@ impl State {
                 ),
             );
         }
-        agefile::decrypt(&bytes, identity).map_err(|e| VerifyError {
+        let me = identity.recipient();
+        let hint = self.readers(env).iter().position(|r| *r == me);
+        agefile::decrypt_hinted(&bytes, identity, hint).map_err(|e| VerifyError {
             code: match e {
                 agefile::AgeFileError::NotRecipient => Code::RecipientsMismatch,
                 _ => Code::FileMalformed,

@@ -21,8 +21,10 @@ use crate::secret::SecretValue;
 
 /// Largest plaintext byreis accepts for one environment.
 pub const MAX_SECRETS_BYTES: usize = 1 << 20;
-/// Largest config, request or signed document byreis parses.
+/// Largest config, request or other unsigned document byreis parses.
 pub const MAX_DOC_BYTES: usize = 1 << 20;
+/// Largest signed document (a manifest of 10,000 environments is ~4 MiB).
+pub const MAX_SIGNED_BYTES: usize = 64 << 20;
 /// Deepest nesting of mappings and sequences in any document.
 pub const MAX_DEPTH: usize = 16;
 
@@ -64,8 +66,13 @@ fn refuse_decorations(anchor: usize, tagged: bool) -> Result<(), YamlError> {
 /// subset byreis accepts: one document, no aliases, anchors or tags, keys
 /// that are scalars and unique within their mapping, nesting ≤ [`MAX_DEPTH`].
 pub fn check_strict(text: &str) -> Result<(), YamlError> {
-    if text.len() > MAX_DOC_BYTES {
-        return Err(YamlError::TooLarge(text.len(), MAX_DOC_BYTES));
+    check_strict_limit(text, MAX_DOC_BYTES)
+}
+
+/// [`check_strict`] with another size limit.
+pub fn check_strict_limit(text: &str, limit: usize) -> Result<(), YamlError> {
+    if text.len() > limit {
+        return Err(YamlError::TooLarge(text.len(), limit));
     }
     // One frame per open collection: for mappings, the keys seen so far and
     // whether the next scalar is a key.
@@ -141,7 +148,15 @@ pub fn check_strict(text: &str) -> Result<(), YamlError> {
 
 /// Parses an untrusted document into `T` after [`check_strict`].
 pub fn from_untrusted<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    check_strict(text)?;
+    from_untrusted_limit(text, MAX_DOC_BYTES)
+}
+
+/// [`from_untrusted`] with another size limit.
+pub fn from_untrusted_limit<T: serde::de::DeserializeOwned>(
+    text: &str,
+    limit: usize,
+) -> Result<T, YamlError> {
+    check_strict_limit(text, limit)?;
     serde_yaml::from_str(text).map_err(|e| YamlError::Shape(e.to_string()))
 }
 
@@ -201,6 +216,90 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, YamlError> {
                         let v = SecretValue::new(Zeroizing::new(value.into_owned()));
                         out.insert(key, v);
                     }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses an import document: a mapping of environment names to flat
+/// mappings of secrets, with the same rules as [`parse_secrets`].
+pub fn parse_import(text: &str, limit: usize) -> Result<BTreeMap<String, Secrets>, YamlError> {
+    if text.len() > limit {
+        return Err(YamlError::TooLarge(text.len(), limit));
+    }
+    let mut out: BTreeMap<String, Secrets> = BTreeMap::new();
+    let mut depth = 0usize;
+    let mut documents = 0;
+    let mut env: Option<String> = None;
+    let mut pending_key: Option<String> = None;
+    let shape = || {
+        YamlError::Shape(
+            "an import is a mapping of environment names to mappings of secret names to values"
+                .into(),
+        )
+    };
+    for ev in Parser::new_from_str(text) {
+        let (ev, _) = ev.map_err(syntax)?;
+        match ev {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(YamlError::Forbidden("multiple documents"));
+                }
+            }
+            Event::Alias(_) => return Err(YamlError::Forbidden("aliases")),
+            Event::MappingStart(anchor, tag) => {
+                refuse_decorations(anchor, tag.is_some())?;
+                depth += 1;
+                if depth > 2 || (depth == 2 && env.is_none()) {
+                    return Err(shape());
+                }
+            }
+            Event::MappingEnd => {
+                if depth == 2 {
+                    env = None;
+                }
+                depth -= 1;
+            }
+            Event::SequenceStart(..) | Event::SequenceEnd => return Err(shape()),
+            Event::Scalar(value, _, anchor, tag) => {
+                refuse_decorations(anchor, tag.is_some())?;
+                match depth {
+                    1 => {
+                        if env.is_some() {
+                            return Err(shape());
+                        }
+                        names::check(Kind::Environment, &value)?;
+                        if out.contains_key(value.as_ref()) {
+                            return Err(YamlError::DuplicateKey(names::quoted(&value)));
+                        }
+                        out.insert(value.to_string(), Secrets::new());
+                        env = Some(value.into_owned());
+                    }
+                    2 => {
+                        let secrets = out
+                            .get_mut(env.as_deref().expect("depth 2 has an env"))
+                            .expect("inserted");
+                        match pending_key.take() {
+                            None => {
+                                names::check(Kind::SecretKey, &value)?;
+                                if secrets.contains_key(value.as_ref()) {
+                                    return Err(YamlError::DuplicateKey(names::quoted(&value)));
+                                }
+                                pending_key = Some(value.into_owned());
+                            }
+                            Some(key) => {
+                                secrets.insert(
+                                    key,
+                                    SecretValue::new(Zeroizing::new(value.into_owned())),
+                                );
+                            }
+                        }
+                    }
+                    _ => return Err(shape()),
                 }
             }
         }

@@ -332,3 +332,41 @@ pub fn doctor(ctx: &Context, format: Format) -> CliResult {
     }
     Ok(())
 }
+
+pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
+    let mut text = Zeroizing::new(String::new());
+    let limit = 256 << 20;
+    match file {
+        Some(p) => {
+            std::fs::File::open(p)
+                .and_then(|f| f.take(limit as u64 + 1).read_to_string(&mut text))
+                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+        }
+        None => {
+            std::io::stdin()
+                .take(limit as u64 + 1)
+                .read_to_string(&mut text)?;
+        }
+    }
+    let envs = yaml::parse_import(&text, limit)
+        .map_err(|e| CliError::Other(format!("{e}; nothing was changed")))?;
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    store::check_writable(&state, &actor)?;
+    let mut changes = Vec::new();
+    let mut count = 0;
+    for (env, new) in envs {
+        let mut secrets = current(&state, &env, &actor)?;
+        count += new.len();
+        secrets.extend(new);
+        changes.push(EnvChange {
+            env,
+            secrets,
+            action: "import",
+        });
+    }
+    let n = changes.len();
+    let counter = store::commit_changes(ctx, state, &actor, changes, "import")?;
+    eprintln!("byreis: imported {count} secret(s) into {n} environment(s) (counter {counter})");
+    Ok(())
+}

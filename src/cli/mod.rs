@@ -101,6 +101,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// Set many secrets in many environments in one signed change, from a
+    /// YAML file (or stdin): `ENV: {NAME: value, …}`. Existing names are
+    /// replaced; names not in the file are kept.
+    Import {
+        /// The file to read; stdin when omitted.
+        file: Option<PathBuf>,
+    },
     /// Remove a secret.
     Unset { env: String, key: String },
     /// Edit an environment's secrets in $VISUAL/$EDITOR (private temp file).
@@ -122,7 +129,7 @@ pub enum Command {
     /// Removal does not take back what someone already read: they keep every
     /// value and every old commit. See docs/forward-secrecy-runbook.md.
     Rotate {
-        /// Add a member: NAME=age1… (X25519 recipient).
+        /// Add a member: NAME=age1… or NAME="ssh-ed25519 AAAA…".
         #[arg(long, value_name = "NAME=RECIPIENT")]
         add: Vec<String>,
         /// Remove a member.
@@ -131,6 +138,9 @@ pub enum Command {
         /// Limit the change to these environments (default: all).
         #[arg(long = "env", value_name = "ENV")]
         envs: Vec<String>,
+        /// Why (recorded in the signed audit entry).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
         /// Do not ask for confirmation (required when not interactive).
         #[arg(long)]
         yes: bool,
@@ -226,6 +236,7 @@ pub(crate) fn print_notes(notes: &[(Code, String)]) {
 
 /// Entry point: parses arguments, runs the verb, returns the exit code.
 pub fn main() -> i32 {
+    crate::timing::init();
     let cli = Cli::parse();
     let ctx = context(cli.dir);
     let result = match cli.command {
@@ -246,6 +257,7 @@ pub fn main() -> i32 {
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
         Command::Get { env, key, format } => daily::get(&ctx, &env, &key, format),
         Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),
+        Command::Import { file } => daily::import(&ctx, file.as_deref()),
         Command::Unset { env, key } => daily::unset(&ctx, &env, &key),
         Command::Edit { env } => daily::edit(&ctx, &env),
         Command::Exec {
@@ -258,6 +270,7 @@ pub fn main() -> i32 {
             add,
             remove,
             envs,
+            reason,
             yes,
             resume,
             abort,
@@ -268,7 +281,7 @@ pub fn main() -> i32 {
             } else if abort {
                 rotate::abort(&ctx)
             } else {
-                rotate::rotate(&ctx, &add, remove, envs, yes, format)
+                rotate::rotate(&ctx, &add, remove, envs, reason, yes, format)
             }
         }
         Command::Doctor { format } => daily::doctor(&ctx, format),

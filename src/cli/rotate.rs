@@ -13,12 +13,21 @@ pub fn rotate(
     add: &[String],
     remove: Vec<String>,
     envs: Vec<String>,
+    reason: Option<String>,
     yes: bool,
     format: Format,
 ) -> CliResult {
+    if let Some(r) = &reason {
+        if r.len() > 1000 || r.chars().any(|c| c.is_control()) {
+            return Err(CliError::Other(
+                "--reason must be one line of at most 1000 characters".into(),
+            ));
+        }
+    }
     let mut req = Request {
         remove,
         envs,
+        reason,
         ..Default::default()
     };
     for a in add {
@@ -31,10 +40,16 @@ pub fn rotate(
         req.add.push((name.to_string(), AgeRecipient::parse(key)?));
     }
     let state = verify::load(ctx)?;
+    crate::timing::phase("state verified");
     print_notes(&state.notes);
     let actor = Actor::load(&ctx.home)?;
     crate::store::check_writable(&state, &actor)?;
-    let (preview, ..) = rotation::plan(&state, &actor, &req)?;
+    let prepared = rotation::prepare(&state, &actor, &req)?;
+    crate::timing::phase("files decrypted");
+    let preview = &prepared.plan;
+    for r in &preview.readded {
+        eprintln!("byreis: note: re-adding: {r}");
+    }
     for (n, envs) in &preview.added {
         eprintln!("byreis: add {n} to {}", envs.join(", "));
     }
@@ -54,7 +69,12 @@ pub fn rotate(
         eprint!("{}", rotation::warning(e));
     }
     confirm(ctx, yes, "Rotate?")?;
-    let (plan, counter) = rotation::run(ctx, state, &actor, &req)?;
+    if !preview.readded.is_empty() && yes && !ctx.interactive {
+        eprintln!("byreis: re-adding confirmed by --yes");
+    } else if !preview.readded.is_empty() {
+        confirm(ctx, false, "Re-add a member who was removed before?")?;
+    }
+    let (plan, counter) = rotation::execute(ctx, state, &actor, prepared)?;
     match format {
         Format::Json => println!(
             "{}",
