@@ -67,6 +67,16 @@ bob -C "$work/bob-app" get prod DATABASE_URL || echo "(exit $? — bob does not 
 step "Alice removes Bob: byreis says plainly what removal cannot undo"
 show alice rotate --remove bob --yes
 
+step "A rotation interrupted by kill -9 (simulated): nothing is lost, doctor names the state"
+BYREIS_TEST_KILL_AT=branch alice rotate --add "bob=$bob_key" --env staging --yes 2>/dev/null || echo "(killed: exit $?)"
+alice doctor || echo "(exit $? — a change is pending; reads still serve the last complete state)"
+show alice get prod DATABASE_URL
+show alice rotate --resume --yes
+show alice doctor
+
+step "The rotation history, from the signed audit log (public keys only)"
+show alice doctor --rotation-history
+
 step "An outsider re-encrypts prod to Alice's public key (age has no sender authentication)"
 recipient=$(alice whoami --format json | sed -n 's/.*"age_recipient":"\([^"]*\)".*/\1/p')
 printf 'DATABASE_URL: "postgres://attacker"\n' | age -e -a -r "$recipient" > secrets/prod.enc.yaml

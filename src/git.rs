@@ -150,6 +150,45 @@ impl Repo {
         Ok(Some(blob.content().to_vec()))
     }
 
+    /// Like [`Repo::read_file`], with the blob's id (without reading the
+    /// content twice when ids repeat, callers compare ids first).
+    pub fn read_file_with_id(
+        &self,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<(Oid, Vec<u8>)>, GitError> {
+        let tree = self.commit_tree(commit)?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if entry_kind(entry.filemode()) != EntryKind::Blob {
+            return Err(GitError::NotRegular {
+                path: path.to_string(),
+                commit: commit.to_string(),
+            });
+        }
+        let blob = self.repo.find_blob(entry.id())?;
+        Ok(Some((entry.id(), blob.content().to_vec())))
+    }
+
+    /// Commits from `from` back along first parents (newest first). Stops
+    /// where history ends or is cut (a shallow clone).
+    pub fn first_parent_chain(&self, from: &str) -> Result<Vec<String>, GitError> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(Oid::from_str(from)?)?;
+        walk.simplify_first_parent()?;
+        let mut out = Vec::new();
+        for id in walk {
+            match id {
+                Ok(id) => out.push(id.to_string()),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Lists the entries directly under directory `dir` in `commit`.
     pub fn list_dir(&self, commit: &str, dir: &str) -> Result<Vec<(String, EntryKind)>, GitError> {
         let tree = self.commit_tree(commit)?;

@@ -11,6 +11,7 @@ pub mod editor;
 pub mod exec;
 pub mod failpoint;
 pub mod git;
+pub mod history;
 pub mod keys;
 pub mod names;
 pub mod par;

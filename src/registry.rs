@@ -269,9 +269,10 @@ impl Registry {
         self.read(ALLOWED_SIGNERS)
     }
 
-    /// Pushes the registry if it is a managed clone of a URL registry.
+    /// Pushes the registry if it has a remote: a managed clone of a URL
+    /// registry, or a registry clone with an `origin`.
     pub fn push_if_remote(&self, home: &crate::keys::Home) -> Result<(), RegistryError> {
-        if self.dir.starts_with(home.dir.join("registries")) {
+        if self.dir.starts_with(home.dir.join("registries")) || self.repo.has_origin() {
             crate::remote::push(&self.dir).map_err(|e| RegistryError::Remote(e.to_string()))?;
         }
         Ok(())

@@ -370,3 +370,51 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
     eprintln!("byreis: imported {count} secret(s) into {n} environment(s) (counter {counter})");
     Ok(())
 }
+
+pub fn rotation_history(ctx: &Context, format: Format) -> CliResult {
+    let state = verified(ctx)?;
+    let rows = crate::history::rotation_history(&state);
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({"project": state.manifest.project, "rotations": rows})
+        ),
+        Format::Text => {
+            if rows.is_empty() {
+                println!("no rotations in the audit log");
+            }
+            for r in &rows {
+                let sig = match r.commit_signature_ok {
+                    Some(true) => "signature ok",
+                    Some(false) => "SIGNATURE DOES NOT VERIFY",
+                    None => "commit not found",
+                };
+                println!(
+                    "#{} {} by {} ({}) counter {}→{}, {} file(s) re-encrypted, commit {} ({sig})",
+                    r.seq,
+                    r.time,
+                    r.actor,
+                    r.actor_key,
+                    r.counter_from,
+                    r.counter_to,
+                    r.files,
+                    r.commit.as_deref().map_or("?", |c| &c[..12.min(c.len())]),
+                );
+                for (what, list) in [("added", &r.added), ("removed", &r.removed)] {
+                    for m in list {
+                        println!(
+                            "    {what} {} ({}) in {}",
+                            m.name,
+                            m.fingerprint,
+                            m.envs.join(", ")
+                        );
+                    }
+                }
+                if let Some(reason) = &r.reason {
+                    println!("    reason: {}", names::escape(reason));
+                }
+            }
+        }
+    }
+    Ok(())
+}

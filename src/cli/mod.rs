@@ -158,6 +158,10 @@ pub enum Command {
     Doctor {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+        /// List past rotations from the verified audit log, with the
+        /// project commit of each and whether its signature verifies.
+        #[arg(long)]
+        rotation_history: bool,
     },
 }
 
@@ -284,7 +288,16 @@ pub fn main() -> i32 {
                 rotate::rotate(&ctx, &add, remove, envs, reason, yes, format)
             }
         }
-        Command::Doctor { format } => daily::doctor(&ctx, format),
+        Command::Doctor {
+            format,
+            rotation_history,
+        } => {
+            if rotation_history {
+                daily::rotation_history(&ctx, format)
+            } else {
+                daily::doctor(&ctx, format)
+            }
+        }
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,128 @@
+//! `doctor --rotation-history`: past rotations from the verified audit
+//! log, each matched to the project commit where its counter landed and
+//! that commit's signature checked. Public keys only.
+
+use serde::Serialize;
+
+use crate::signed;
+use crate::sshsig::{self, Namespace};
+use crate::verify::{State, MANIFEST_PATH};
+
+/// One member added to or removed from some environments.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberChange {
+    pub name: String,
+    pub fingerprint: String,
+    pub envs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub actor_key: String,
+    pub counter_from: u64,
+    pub counter_to: u64,
+    pub added: Vec<MemberChange>,
+    pub removed: Vec<MemberChange>,
+    pub files: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The first commit on this branch whose manifest has `counter_to`.
+    pub commit: Option<String>,
+    /// Whether that commit's git signature verifies against the roster.
+    pub commit_signature_ok: Option<bool>,
+}
+
+fn member_changes(v: Option<&serde_json::Value>) -> Vec<MemberChange> {
+    v.and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|m| MemberChange {
+                    name: m["name"].as_str().unwrap_or("").to_string(),
+                    fingerprint: m["fingerprint"].as_str().unwrap_or("").to_string(),
+                    envs: m["envs"]
+                        .as_array()
+                        .map(|e| {
+                            e.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Counter → the first commit (walking first parents back from the pinned
+/// commit) whose manifest carries it.
+fn commits_by_counter(state: &State) -> std::collections::BTreeMap<u64, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let repo = &state.project.repo;
+    let Ok(chain) = repo.first_parent_chain(&state.record.project_commit) else {
+        return out;
+    };
+    // Newest to oldest: each commit with counter c overwrites the entry, so
+    // the oldest (the one where c landed) remains. The counter is parsed
+    // once per distinct manifest blob.
+    let mut last: Option<(crate::git::Oid, Option<u64>)> = None;
+    for commit in chain {
+        let Ok(Some((blob, bytes))) = repo.read_file_with_id(&commit, MANIFEST_PATH) else {
+            continue;
+        };
+        let counter = match &last {
+            Some((b, c)) if *b == blob => *c,
+            _ => signed::parse_yaml::<crate::documents::Manifest>(&String::from_utf8_lossy(&bytes))
+                .ok()
+                .map(|m| m.counter),
+        };
+        last = Some((blob, counter));
+        if let Some(c) = counter {
+            out.insert(c, commit);
+        }
+    }
+    out
+}
+
+pub fn rotation_history(state: &State) -> Vec<Row> {
+    let commits = commits_by_counter(state);
+    let keys = state.all_admin_keys();
+    let repo = &state.project.repo;
+    let mut rows = Vec::new();
+    for v in &state.audit {
+        let e = &v.entry;
+        if e.action != "rotate" {
+            continue;
+        }
+        let commit = commits.get(&e.counter_to).cloned();
+        let commit_signature_ok = commit.as_ref().map(|c| {
+            matches!(repo.commit_signature(c), Ok(Some((sig, data)))
+                if sshsig::verify_armored(&sig, Namespace::Git, &data, &keys).is_ok())
+        });
+        rows.push(Row {
+            seq: e.seq,
+            time: e.time.clone(),
+            actor: e.actor.clone(),
+            actor_key: e.actor_key.clone(),
+            counter_from: e.counter_from,
+            counter_to: e.counter_to,
+            added: member_changes(e.details.get("added")),
+            removed: member_changes(e.details.get("removed")),
+            files: e
+                .details
+                .get("files")
+                .and_then(|f| f.as_array())
+                .map_or(0, Vec::len),
+            reason: e
+                .details
+                .get("reason")
+                .and_then(|r| r.as_str())
+                .map(str::to_string),
+            commit,
+            commit_signature_ok,
+        });
+    }
+    rows
+}
