@@ -11,7 +11,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 export GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=b GIT_AUTHOR_EMAIL=b@x GIT_COMMITTER_NAME=b GIT_COMMITTER_EMAIL=b@x
 export BYREIS_HOME="$work/home"; unset CI
 "$BYREIS" keygen --name bench >/dev/null
-"$BYREIS" registry init "$work/reg" >/dev/null
+"$BYREIS" registry init "$work/reg" >/dev/null 2>&1
 git init -q -b main "$work/app"; cd "$work/app"
 "$BYREIS" init --project bench --registry ../reg 2>/dev/null
 { for i in $(seq 1 100); do printf 'KEY_%03d: "%s"\n' "$i" "$(head -c 24 /dev/urandom | base64)"; done; } > "$work/seed.yaml"

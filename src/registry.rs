@@ -13,6 +13,8 @@ use crate::signed::{self, sha256_hex, SignedError, Verified};
 use crate::sshsig::{self, Namespace};
 
 pub const ALLOWED_SIGNERS: &str = "allowed_signers";
+/// The registry's own audit log: one signed entry per roster change.
+pub const REGISTRY_AUDIT: &str = "audit.jsonl";
 
 /// Files copied from `registry-template/` by `registry init`.
 pub const TEMPLATE: &[(&str, &str)] = &[
@@ -91,7 +93,7 @@ pub fn admin_keys(roster: &Roster) -> Vec<SigningPub> {
 }
 
 /// Checks a roster's content (names, keys, thresholds).
-fn check_roster(r: &Roster, version: u64) -> Result<(), String> {
+pub fn check_roster(r: &Roster, version: u64) -> Result<(), String> {
     if r.format != ROSTER_FORMAT {
         return Err(format!("unknown format {:?}", names::escape(&r.format)));
     }
@@ -276,6 +278,83 @@ impl Registry {
             crate::remote::push(&self.dir).map_err(|e| RegistryError::Remote(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Project names that have a record.
+    pub fn projects(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(self
+            .repo
+            .list_dir(&self.head, "projects")?
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| names::check(Kind::Project, n).is_ok())
+            .collect())
+    }
+
+    /// The registry's own audit log (roster changes), if any.
+    pub fn audit_log(&self) -> Result<Vec<u8>, RegistryError> {
+        Ok(self.read(REGISTRY_AUDIT)?.unwrap_or_default())
+    }
+
+    /// Lands roster version `roster.version` in one signed commit: the
+    /// roster and its signature, the regenerated `allowed_signers`, every
+    /// project record re-signed under the new version, and a registry audit
+    /// entry.
+    pub fn write_roster_change(
+        &self,
+        roster: &Roster,
+        records: &[Record],
+        audit_line: &str,
+        signer: &Signer,
+        author: (&str, &str),
+        summary: &str,
+    ) -> Result<String, RegistryError> {
+        let bytes = documents::to_yaml(roster);
+        let sig = sshsig::sign_armored(signer, Namespace::Roster, &bytes)
+            .map_err(|e| RegistryError::Roster(roster.version, e.to_string()))?;
+        let path = roster_path(roster.version);
+        let mut changes = vec![
+            Change {
+                path: sig_path(&path),
+                content: Some(sig.into_bytes()),
+            },
+            Change {
+                path,
+                content: Some(bytes),
+            },
+            Change {
+                path: ALLOWED_SIGNERS.into(),
+                content: Some(render_allowed_signers(roster).into_bytes()),
+            },
+        ];
+        for r in records {
+            let rb = documents::to_yaml(r);
+            let rs = sshsig::sign_armored(signer, Namespace::Record, &rb)
+                .map_err(|e| RegistryError::Roster(roster.version, e.to_string()))?;
+            let rp = record_path(&r.project);
+            changes.push(Change {
+                path: sig_path(&rp),
+                content: Some(rs.into_bytes()),
+            });
+            changes.push(Change {
+                path: rp,
+                content: Some(rb),
+            });
+        }
+        let mut log = self.audit_log()?;
+        log.extend_from_slice(audit_line.as_bytes());
+        log.push(b'\n');
+        changes.push(Change {
+            path: REGISTRY_AUDIT.into(),
+            content: Some(log),
+        });
+        let msg = format!(
+            "byreis: roster version {} ({summary})\n\nSigned by {}.",
+            roster.version,
+            signer.public.fingerprint()
+        );
+        let oid = self.repo.commit_signed(&changes, &msg, signer, author)?;
+        Ok(oid.to_string())
     }
 
     /// Writes a signed record for `project` in one signed commit.

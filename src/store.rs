@@ -846,3 +846,167 @@ fn relative_to(path: &Path, base: &Path) -> String {
         out.display().to_string()
     }
 }
+
+/// Re-signs the project's record with a fresh expiry (freeze defence).
+/// The record's content is otherwise unchanged; it must have verified.
+pub fn refresh(ctx: &Context, state: State, actor: &Actor) -> Result<String, StoreError> {
+    let admin = admin_of(&state, actor)?;
+    let roster = state.roster.latest();
+    let mut record = state.record.value().clone();
+    record.signer = admin.name.clone();
+    record.signer_key = actor.signer.public.fingerprint();
+    record.issued = now();
+    record.expires = expiry(roster.record_expiry_days);
+    record.roster_version = roster.version;
+    let email = actor.email();
+    state
+        .registry
+        .write_record(&record, &actor.signer, (&admin.name, &email))?;
+    state.registry.push_if_remote(&ctx.home)?;
+    Ok(record.expires)
+}
+
+/// What a roster change does.
+pub enum AdminChange {
+    Add(Admin),
+    Remove(String),
+}
+
+/// Makes roster version N+1 from N with `change`, signed by `actor` (an
+/// admin of N who stays an admin of N+1: with thresholds of 1 that one
+/// signature satisfies both rules; larger thresholds need approvals, which
+/// are not built yet). Every project record is re-signed under N+1 in the
+/// same commit. Returns the new version.
+pub fn change_roster(
+    ctx: &Context,
+    state: &State,
+    actor: &Actor,
+    change: AdminChange,
+) -> Result<u64, StoreError> {
+    let admin = admin_of(state, actor)?;
+    let old = state.roster.latest();
+    if old.thresholds.roster > 1 {
+        return Err(StoreError::Refused(format!(
+            "roster changes need {} admin signatures in this registry; multi-admin approvals are not built yet (nothing was changed)",
+            old.thresholds.roster
+        )));
+    }
+    let mut new = old.clone();
+    new.version = old.version + 1;
+    new.previous = Some(registry::tagged_hash(
+        state.roster.versions.last().expect("chain").bytes(),
+    ));
+    let (action, who) = match &change {
+        AdminChange::Add(a) => {
+            names::check(Kind::Member, &a.name).map_err(|e| StoreError::Refused(e.to_string()))?;
+            let key = keys::SigningPub::parse(&a.signing_key)?;
+            keys::AgeRecipient::parse(&a.age_recipient)?;
+            if old.admins.iter().any(|x| x.name == a.name) {
+                return Err(StoreError::Refused(format!(
+                    "{} is already an admin (nothing was changed)",
+                    a.name
+                )));
+            }
+            if old
+                .admins
+                .iter()
+                .any(|x| keys::SigningPub::parse(&x.signing_key).is_ok_and(|k| k == key))
+            {
+                return Err(StoreError::Refused("that signing key already belongs to an admin (keys are compared as bytes; nothing was changed)".into()));
+            }
+            new.admins.push(Admin {
+                name: a.name.clone(),
+                email: a.email.clone(),
+                signing_key: key.to_openssh(),
+                age_recipient: keys::AgeRecipient::parse(&a.age_recipient)?
+                    .as_str()
+                    .to_string(),
+            });
+            ("admin-add", a.name.clone())
+        }
+        AdminChange::Remove(name) => {
+            if !old.admins.iter().any(|x| &x.name == name) {
+                return Err(StoreError::Refused(format!(
+                    "{name} is not an admin (nothing was changed)"
+                )));
+            }
+            if *name == admin.name {
+                return Err(StoreError::Refused(
+                    "you cannot remove yourself: version N+1 must be signed by one of its own admins, so another admin removes you (nothing was changed)".into(),
+                ));
+            }
+            new.admins.retain(|x| &x.name != name);
+            if new.admins.is_empty() {
+                return Err(StoreError::Refused(
+                    "a registry needs at least one admin (nothing was changed)".into(),
+                ));
+            }
+            ("admin-remove", name.clone())
+        }
+    };
+    for t in [
+        &mut new.thresholds.roster,
+        &mut new.thresholds.recipients,
+        &mut new.thresholds.values,
+    ] {
+        *t = (*t).min(new.admins.len());
+    }
+    registry::check_roster(&new, new.version).map_err(StoreError::Refused)?;
+
+    // Every project record, verified under the old roster, re-signed under
+    // the new one (records must name the newest version).
+    let mut records = Vec::new();
+    for project in state.registry.projects()? {
+        let Some((bytes, sig)) = state.registry.record_raw(&project)? else {
+            continue;
+        };
+        let keys = registry::admin_keys(old);
+        let v = crate::signed::verify(&bytes, &sig, Namespace::Record, &keys, 1, crate::signed::parse_yaml::<Record>)
+            .map_err(|e| StoreError::Refused(format!("the record of {project} does not verify ({e}); fix it before changing the roster (nothing was changed)")))?;
+        let mut r = v.value().clone();
+        r.roster_version = new.version;
+        r.signer = admin.name.clone();
+        r.signer_key = actor.signer.public.fingerprint();
+        r.issued = now();
+        records.push(r);
+    }
+
+    let prior = state.registry.audit_log()?;
+    let prior_text = String::from_utf8_lossy(&prior);
+    let prev = prior_text.lines().last().map(audit::line_hash);
+    let seq = prior_text.lines().count() as u64 + 1;
+    let fp = |n: &str| {
+        new.admins
+            .iter()
+            .chain(old.admins.iter())
+            .find(|a| a.name == n)
+            .and_then(|a| keys::SigningPub::parse(&a.signing_key).ok())
+            .map(|k| k.fingerprint())
+            .unwrap_or_default()
+    };
+    let entry = audit::Entry {
+        seq,
+        time: now(),
+        project: "registry".into(),
+        actor: admin.name.clone(),
+        actor_key: actor.signer.public.fingerprint(),
+        action: action.into(),
+        counter_from: old.version,
+        counter_to: new.version,
+        roster_version: new.version,
+        prev,
+        details: serde_json::json!({"admin": who, "signing_fingerprint": fp(&who)}),
+    };
+    let line = audit::make_line(&entry, &actor.signer)?;
+    let email = actor.email();
+    state.registry.write_roster_change(
+        &new,
+        &records,
+        &line,
+        &actor.signer,
+        (&admin.name, &email),
+        &format!("{action} {who}"),
+    )?;
+    state.registry.push_if_remote(&ctx.home)?;
+    Ok(new.version)
+}

@@ -481,18 +481,34 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
 
 /// Loads and verifies everything, or says exactly what failed.
 pub fn load(ctx: &Context) -> Result<State, VerifyError> {
+    load_opts(ctx, false)
+}
+
+/// [`load`], optionally accepting an expired record (only `registry
+/// refresh` does, to renew it; the expiry is then a note).
+pub fn load_opts(ctx: &Context, allow_expired: bool) -> Result<State, VerifyError> {
     let project = Project::open(&ctx.dir)?;
     let (pin, pin_stored) = effective_pin(ctx, &project)?;
     let registry = open_registry(&ctx.home, &pin.registry)?;
-    load_with(project, registry, pin, pin_stored)
+    load_inner(project, registry, pin, pin_stored, allow_expired)
 }
 
-/// Steps 2-5 with the registry already chosen (used by `init` and `trust`).
+/// Steps 2-5 with the registry already chosen (used by `trust`).
 pub fn load_with(
     project: Project,
     registry: Registry,
     pin: Pin,
     pin_stored: bool,
+) -> Result<State, VerifyError> {
+    load_inner(project, registry, pin, pin_stored, false)
+}
+
+fn load_inner(
+    project: Project,
+    registry: Registry,
+    pin: Pin,
+    pin_stored: bool,
+    allow_expired: bool,
 ) -> Result<State, VerifyError> {
     let mut notes = Vec::new();
     // 2. Roster chain from the anchor.
@@ -553,6 +569,16 @@ pub fn load_with(
         code: Code::RecordInvalid,
         detail: format!("{}: {e}", registry::record_path(&project_name)),
     })?;
+    if record.roster_version != roster.latest().version {
+        return fail(
+            Code::RecordInvalid,
+            format!(
+                "the record names roster version {} but the registry's newest is {}: records are re-signed under every new roster version, so this one is stale or replayed; an admin re-signs it with `byreis registry refresh`",
+                record.roster_version,
+                roster.latest().version
+            ),
+        );
+    }
     if record.format != RECORD_FORMAT || record.project != project_name {
         return fail(
             Code::RecordInvalid,
@@ -567,10 +593,22 @@ pub fn load_with(
             let exp = exp.with_timezone(&chrono::Utc);
             let now = chrono::Utc::now();
             if exp < now {
-                return fail(
-                    Code::RecordExpired,
-                    format!("the registry record for {project_name} expired at {} (signed by {}); an admin renews it with any signed write, or `byreis registry refresh` when available", record.expires, record.signer),
+                let admins: Vec<&str> = roster
+                    .latest()
+                    .admins
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect();
+                let msg = format!(
+                    "the registry record for {project_name} expired at {} (last signed by {}). A frozen or withheld registry looks exactly like this, so nothing is served. An admin ({}) renews it with `byreis registry refresh` (or any signed write)",
+                    record.expires,
+                    record.signer,
+                    admins.join(", ")
                 );
+                if !allow_expired {
+                    return fail(Code::RecordExpired, msg);
+                }
+                notes.push((Code::RecordExpired, msg));
             }
             if exp - now < chrono::Duration::days(14) {
                 notes.push((

@@ -63,6 +63,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Registry admins (the roster).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Start using byreis in this git work tree (admin).
     Init {
         /// Project name (a-z 0-9 _ -).
@@ -172,6 +177,33 @@ pub enum RegistryCommand {
     /// Update this project's local copy of the registry from its remote
     /// (fast-forward only), then verify.
     Pull,
+    /// Re-sign this project's registry record with a fresh expiry (admin).
+    Refresh,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// List the admins of the newest verified roster version.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// Add an admin: a new roster version, signed, with every project
+    /// record re-signed under it.
+    Add {
+        name: String,
+        /// Their `ssh-ed25519 AAAA…` signing key (or a path to the .pub file).
+        #[arg(long, value_name = "KEY")]
+        signing_key: String,
+        /// Their age recipient (`age1…`).
+        #[arg(long = "age", value_name = "RECIPIENT")]
+        age: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Remove an admin (another admin must do it). Removal does not take
+    /// back what they could already read: see the warning it prints.
+    Remove { name: String },
 }
 
 /// An error as the user sees it.
@@ -256,6 +288,24 @@ pub fn main() -> i32 {
         Command::Registry {
             command: RegistryCommand::Pull,
         } => setup::registry_pull(&ctx),
+        Command::Registry {
+            command: RegistryCommand::Refresh,
+        } => setup::registry_refresh(&ctx),
+        Command::Admin {
+            command: AdminCommand::List { format },
+        } => setup::admin_list(&ctx, format),
+        Command::Admin {
+            command:
+                AdminCommand::Add {
+                    name,
+                    signing_key,
+                    age,
+                    email,
+                },
+        } => setup::admin_add(&ctx, name, &signing_key, age, email),
+        Command::Admin {
+            command: AdminCommand::Remove { name },
+        } => setup::admin_remove(&ctx, &name),
         Command::Init { project, registry } => setup::init(&ctx, &project, &registry),
         Command::Trust { anchor, show } => setup::trust(&ctx, anchor, show),
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),

@@ -262,3 +262,135 @@ pub fn registry_pull(ctx: &Context) -> CliResult {
     );
     Ok(())
 }
+
+pub fn registry_refresh(ctx: &Context) -> CliResult {
+    let state = verify::load_opts(ctx, true)?;
+    super::print_notes(&state.notes);
+    let actor = crate::store::Actor::load(&ctx.home)?;
+    let project = state.manifest.project.clone();
+    let expires = crate::store::refresh(ctx, state, &actor)?;
+    eprintln!("byreis: re-signed the record of {project}; it now expires at {expires}");
+    Ok(())
+}
+
+pub fn admin_list(ctx: &Context, format: Format) -> CliResult {
+    let state = verify::load_opts(ctx, true)?;
+    let roster = state.roster.latest();
+    match format {
+        Format::Json => {
+            let admins: Vec<_> = roster
+                .admins
+                .iter()
+                .map(|a| {
+                    let key =
+                        crate::keys::SigningPub::parse(&a.signing_key).expect("verified roster");
+                    json!({
+                        "name": a.name,
+                        "email": a.email,
+                        "signing_key": a.signing_key,
+                        "signing_fingerprint": key.fingerprint(),
+                        "age_recipient": a.age_recipient,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"roster_version": roster.version, "thresholds": {"roster": roster.thresholds.roster, "recipients": roster.thresholds.recipients, "values": roster.thresholds.values}, "record_expiry_days": roster.record_expiry_days, "admins": admins})
+            );
+        }
+        Format::Text => {
+            println!(
+                "roster version {} (record expiry {} days)",
+                roster.version, roster.record_expiry_days
+            );
+            for a in &roster.admins {
+                let key = crate::keys::SigningPub::parse(&a.signing_key).expect("verified roster");
+                println!(
+                    "{}  {}  {}",
+                    a.name,
+                    key.fingerprint(),
+                    a.email.as_deref().map(names::escape).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn admin_add(
+    ctx: &Context,
+    name: String,
+    signing_key: &str,
+    age: String,
+    email: Option<String>,
+) -> CliResult {
+    let key_text = if signing_key.trim_start().starts_with("ssh-") {
+        signing_key.to_string()
+    } else {
+        std::fs::read_to_string(signing_key)
+            .map_err(|e| CliError::Other(format!("{signing_key}: {e}")))?
+    };
+    let state = verify::load(ctx)?;
+    let actor = crate::store::Actor::load(&ctx.home)?;
+    let version = crate::store::change_roster(
+        ctx,
+        &state,
+        &actor,
+        crate::store::AdminChange::Add(crate::documents::Admin {
+            name: name.clone(),
+            email,
+            signing_key: key_text.trim().to_string(),
+            age_recipient: age,
+        }),
+    )?;
+    eprintln!("byreis: {name} is an admin from roster version {version}; every project record was re-signed under it");
+    eprintln!("byreis: {name} reads no secrets yet: add them to a project with `byreis rotate --add {name}=RECIPIENT`");
+    Ok(())
+}
+
+pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
+    let state = verify::load(ctx)?;
+    let actor = crate::store::Actor::load(&ctx.home)?;
+    let roster = state.roster.latest();
+    let member = roster
+        .admins
+        .iter()
+        .find(|a| a.name == name)
+        .and_then(|a| crate::keys::AgeRecipient::parse(&a.age_recipient).ok())
+        .and_then(|r| {
+            state
+                .manifest
+                .members
+                .iter()
+                .find(|m| crate::keys::AgeRecipient::parse(&m.recipient).is_ok_and(|x| x == r))
+                .cloned()
+        });
+    let version = crate::store::change_roster(
+        ctx,
+        &state,
+        &actor,
+        crate::store::AdminChange::Remove(name.to_string()),
+    )?;
+    eprintln!("byreis: {name} is no longer an admin from roster version {version}: their signatures no longer count, including on anything they sign later with an old date");
+    if let Some(m) = member {
+        let envs: Vec<&String> = state
+            .manifest
+            .environments
+            .iter()
+            .filter(|(_, e)| e.readers.contains(&m.name))
+            .map(|(n, _)| n)
+            .collect();
+        eprintln!(
+            "WARNING: {name} is still a reader in project {} (as member {}) of: {}.\n\
+             Removing an admin does not remove a reader. Run `byreis rotate --remove {}` in this project.\n\
+             Even then, they know every value they could read, and every commit before that rotation stays decryptable with their key for as long as they keep it and any clone. Rotate those values at their issuers. See docs/forward-secrecy-runbook.md.",
+            state.manifest.project,
+            m.name,
+            envs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            m.name
+        );
+    } else {
+        eprintln!("byreis: if {name} reads secrets in any project, run `byreis rotate --remove` there too: removing an admin does not remove a reader (docs/forward-secrecy-runbook.md)");
+    }
+    Ok(())
+}
