@@ -467,16 +467,37 @@ impl AgeIdentity {
     }
 }
 
-/// The ed25519 key that signs manifests, records and commits.
+enum SignerKind {
+    /// An unencrypted (or decrypted) OpenSSH private key in memory.
+    File(PrivateKey),
+    /// The key stays in ssh-agent; byreis asks it to sign.
+    Agent(crate::agent::Agent),
+}
+
+/// The ed25519 key that signs manifests, records and commits: a private
+/// key file, or a key held by ssh-agent.
 pub struct Signer {
-    key: PrivateKey,
+    kind: SignerKind,
     pub public: SigningPub,
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Signer({}, [redacted])", self.public.fingerprint())
+        let how = match self.kind {
+            SignerKind::File(_) => "file",
+            SignerKind::Agent(_) => "ssh-agent",
+        };
+        write!(
+            f,
+            "Signer({}, {how}, [redacted])",
+            self.public.fingerprint()
+        )
     }
+}
+
+fn interactive() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal() && std::env::var_os("CI").is_none_or(|v| v.is_empty())
 }
 
 impl Signer {
@@ -493,23 +514,71 @@ impl Signer {
 
     fn from_private(key: PrivateKey) -> Result<Signer, KeyError> {
         let public = SigningPub::from_ssh(key.public_key())?;
-        Ok(Signer { key, public })
+        Ok(Signer {
+            kind: SignerKind::File(key),
+            public,
+        })
     }
 
-    /// Reads an OpenSSH ed25519 private key file (0600 or stricter).
+    fn from_agent(public: SigningPub, path: &Path) -> Result<Signer, KeyError> {
+        let agent_err = |e: crate::agent::AgentError| KeyError::BadKey {
+            what: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let agent = crate::agent::Agent::from_env().map_err(agent_err)?;
+        if !agent.has(&public).map_err(agent_err)? {
+            return Err(agent_err(crate::agent::AgentError::KeyNotInAgent(
+                public.fingerprint(),
+            )));
+        }
+        Ok(Signer {
+            kind: SignerKind::Agent(agent),
+            public,
+        })
+    }
+
+    /// Loads the signing key at `path`:
+    /// - a public key file (`ssh-ed25519 AAAA…`): signs through ssh-agent;
+    /// - an unencrypted OpenSSH private key (must be 0600 or stricter);
+    /// - a passphrase-protected one: through ssh-agent if it holds the key,
+    ///   else by asking for the passphrase on a terminal.
     pub fn load(path: &Path) -> Result<Signer, KeyError> {
-        check_private_mode(path)?;
         let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
+        if text.trim_start().starts_with("ssh-") {
+            let public = SigningPub::parse(text.trim())?;
+            return Self::from_agent(public, path);
+        }
+        check_private_mode(path)?;
         let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::BadKey {
             what: path.display().to_string(),
             detail: format!("{e} (expected an OpenSSH private key)"),
         })?;
-        if key.is_encrypted() {
+        if !key.is_encrypted() {
+            return Self::from_private(key);
+        }
+        let public = SigningPub::from_ssh(key.public_key())?;
+        if let Ok(signer) = Self::from_agent(public, path) {
+            return Ok(signer);
+        }
+        if !interactive() {
             return Err(KeyError::BadKey {
                 what: path.display().to_string(),
-                detail: "passphrase-protected keys are not supported yet; use an unencrypted key file kept 0600".into(),
+                detail: "the key is passphrase-protected and this run cannot ask for it: add it to ssh-agent (`ssh-add PATH`) so byreis signs through the agent".into(),
             });
         }
+        let pass = Zeroizing::new(
+            dialoguer::Password::new()
+                .with_prompt(format!("Passphrase for {}", path.display()))
+                .interact()
+                .map_err(|e| KeyError::BadKey {
+                    what: path.display().to_string(),
+                    detail: e.to_string(),
+                })?,
+        );
+        let key = key.decrypt(pass.as_bytes()).map_err(|_| KeyError::BadKey {
+            what: path.display().to_string(),
+            detail: "wrong passphrase".into(),
+        })?;
         Self::from_private(key)
     }
 
@@ -522,8 +591,13 @@ impl Signer {
     }
 
     pub fn to_openssh_private(&self) -> Result<Zeroizing<String>, KeyError> {
-        self.key
-            .to_openssh(LineEnding::LF)
+        let SignerKind::File(key) = &self.kind else {
+            return Err(KeyError::BadKey {
+                what: "signing key".into(),
+                detail: "the key is held by ssh-agent".into(),
+            });
+        };
+        key.to_openssh(LineEnding::LF)
             .map_err(|e| KeyError::BadKey {
                 what: "signing key".into(),
                 detail: e.to_string(),
@@ -531,14 +605,39 @@ impl Signer {
     }
 
     pub fn public_openssh_with_comment(&self) -> String {
-        self.key
-            .public_key()
-            .to_openssh()
-            .expect("ed25519 key encodes")
+        match &self.kind {
+            SignerKind::File(key) => key.public_key().to_openssh().expect("ed25519 key encodes"),
+            SignerKind::Agent(_) => self.public.to_openssh(),
+        }
     }
 
-    pub(crate) fn private(&self) -> &PrivateKey {
-        &self.key
+    /// Signs `msg` in `namespace` (SSHSIG, SHA-512).
+    pub(crate) fn sign_sshsig(
+        &self,
+        namespace: &str,
+        msg: &[u8],
+    ) -> Result<ssh_key::SshSig, String> {
+        match &self.kind {
+            SignerKind::File(key) => key
+                .sign(namespace, HashAlg::Sha512, msg)
+                .map_err(|e| e.to_string()),
+            SignerKind::Agent(agent) => {
+                let data = ssh_key::SshSig::signed_data(namespace, HashAlg::Sha512, msg)
+                    .map_err(|e| e.to_string())?;
+                let raw = agent.sign(&self.public, &data).map_err(|e| e.to_string())?;
+                let sig = ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, raw.to_vec())
+                    .map_err(|e| e.to_string())?;
+                ssh_key::SshSig::new(
+                    ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(
+                        *self.public.bytes(),
+                    )),
+                    namespace,
+                    HashAlg::Sha512,
+                    sig,
+                )
+                .map_err(|e| e.to_string())
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! byreis: age-encrypted secrets in git, with a signed, counted manifest.
 
 pub mod agefile;
+pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod diag;

@@ -5,7 +5,7 @@
 //! another (a manifest). Verification is `verify_strict` over the exact bytes.
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use ssh_key::{HashAlg, LineEnding, SshSig};
+use ssh_key::{LineEnding, SshSig};
 
 use crate::keys::{Signer, SigningPub};
 
@@ -51,10 +51,13 @@ pub enum SigError {
 
 /// Signs `msg` and returns the binary SSHSIG blob.
 pub fn sign(signer: &Signer, ns: Namespace, msg: &[u8]) -> Result<SshSig, SigError> {
-    signer
-        .private()
-        .sign(ns.as_str(), HashAlg::Sha512, msg)
-        .map_err(|e| SigError::Signing(e.to_string()))
+    let sig = signer
+        .sign_sshsig(ns.as_str(), msg)
+        .map_err(SigError::Signing)?;
+    // Never hand out a signature that does not verify (an agent could
+    // answer with anything).
+    verify_parsed(&sig, ns, msg, std::slice::from_ref(&signer.public))?;
+    Ok(sig)
 }
 
 /// Signs `msg` and returns the armored form (`-----BEGIN SSH SIGNATURE-----`),
