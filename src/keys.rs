@@ -469,7 +469,7 @@ impl AgeIdentity {
 
 enum SignerKind {
     /// An unencrypted (or decrypted) OpenSSH private key in memory.
-    File(PrivateKey),
+    File(Box<PrivateKey>),
     /// The key stays in ssh-agent; byreis asks it to sign.
     Agent(crate::agent::Agent),
 }
@@ -515,7 +515,7 @@ impl Signer {
     fn from_private(key: PrivateKey) -> Result<Signer, KeyError> {
         let public = SigningPub::from_ssh(key.public_key())?;
         Ok(Signer {
-            kind: SignerKind::File(key),
+            kind: SignerKind::File(Box::new(key)),
             public,
         })
     }
