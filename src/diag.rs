@@ -127,6 +127,9 @@ codes! {
     ChangePending => "change-pending",
         "an admin began a signed change that has not finished (interrupted, or still running)",
         "an admin runs `byreis rotate --resume` to finish it (it shows the change first) or `byreis rotate --abort` to return to the last complete state; reads serve the last complete state meanwhile";
+    RegistryUnexpectedFile => "registry-unexpected-file",
+        "the registry holds a file byreis does not expect (only the roster, records, requests, allowed_signers, the audit log, README and .github/ belong there)",
+        "remove it in a reviewed change; a registry is small on purpose so that every change to it can be read";
     IdentityMissing => "identity-missing",
         "no age identity is available",
         "run `byreis keygen`, or set BYREIS_IDENTITY / BYREIS_IDENTITY_FILE";

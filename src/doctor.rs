@@ -19,7 +19,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    pub check: &'static str,
+    pub check: String,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
@@ -83,14 +83,9 @@ fn stage_of(code: Code) -> usize {
         .unwrap_or(STAGES.len() - 1)
 }
 
-fn check(
-    name: &'static str,
-    status: Status,
-    code: Option<Code>,
-    detail: impl Into<String>,
-) -> Check {
+fn check(name: &str, status: Status, code: Option<Code>, detail: impl Into<String>) -> Check {
     Check {
-        check: name,
+        check: name.to_string(),
         status,
         code: code.map(Code::as_str),
         detail: detail.into(),
@@ -243,4 +238,214 @@ pub fn run(ctx: &Context) -> Vec<Check> {
 
 pub fn failed(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.status == Status::Fail)
+}
+
+/// Is `path` a file a registry may hold?
+fn registry_path_allowed(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["README.md" | "allowed_signers" | "audit.jsonl"] => true,
+        [".github", ..] | ["requests", ..] => true,
+        ["roster", f] => {
+            let stem = f
+                .strip_suffix(".yaml.sig")
+                .or_else(|| f.strip_suffix(".yaml"));
+            stem.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        ["projects", p, "record.yaml" | "record.yaml.sig"] => {
+            crate::names::check(crate::names::Kind::Project, p).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// `byreis registry verify`: keyless checks of a registry repository's
+/// HEAD commit against a pinned anchor (for the registry's own CI).
+pub fn registry_checks(reg: &registry::Registry, anchor: &str) -> Vec<Check> {
+    let mut out = Vec::new();
+    let chain = match reg.roster_chain(anchor) {
+        Ok(c) => {
+            out.push(check(
+                "roster",
+                Status::Ok,
+                None,
+                format!("versions 1..{} verify from the anchor", c.latest().version),
+            ));
+            c
+        }
+        Err(e) => {
+            let code = match e {
+                registry::RegistryError::Anchor { .. } => Code::RosterAnchorMismatch,
+                _ => Code::RosterInvalid,
+            };
+            out.push(check("roster", Status::Fail, Some(code), e.to_string()));
+            return out;
+        }
+    };
+    let latest = chain.latest();
+    let keys = registry::admin_keys(latest);
+
+    // allowed_signers
+    let expected = registry::render_allowed_signers(latest);
+    out.push(match reg.allowed_signers() {
+        Ok(Some(b)) if b == expected.as_bytes() => check("allowed-signers", Status::Ok, None, ""),
+        _ => check(
+            "allowed-signers",
+            Status::Fail,
+            Some(Code::AllowedSignersStale),
+            "allowed_signers differs from what the verified roster generates",
+        ),
+    });
+
+    // Project records.
+    match reg.projects() {
+        Ok(projects) => {
+            for p in projects {
+                let name = &format!("record {p}");
+                let Ok(Some((bytes, sig))) = reg.record_raw(&p) else {
+                    out.push(check(
+                        name,
+                        Status::Fail,
+                        Some(Code::RecordMissing),
+                        "no record.yaml",
+                    ));
+                    continue;
+                };
+                let v = crate::signed::verify(
+                    &bytes,
+                    &sig,
+                    crate::sshsig::Namespace::Record,
+                    &keys,
+                    latest.thresholds.values,
+                    crate::signed::parse_yaml::<crate::documents::Record>,
+                );
+                out.push(match v {
+                    Err(e) => check(name, Status::Fail, Some(Code::RecordInvalid), e.to_string()),
+                    Ok(r) if r.roster_version != latest.version || r.project != p => check(
+                        name,
+                        Status::Fail,
+                        Some(Code::RecordInvalid),
+                        format!(
+                            "names roster version {} / project {}",
+                            r.roster_version,
+                            crate::names::escape(&r.project)
+                        ),
+                    ),
+                    Ok(r) => match chrono::DateTime::parse_from_rfc3339(&r.expires) {
+                        Err(_) => {
+                            check(name, Status::Fail, Some(Code::RecordInvalid), "bad expiry")
+                        }
+                        Ok(exp) => {
+                            let left = exp.with_timezone(&chrono::Utc) - chrono::Utc::now();
+                            if left < chrono::Duration::zero() {
+                                check(
+                                    name,
+                                    Status::Fail,
+                                    Some(Code::RecordExpired),
+                                    format!("expired at {}", r.expires),
+                                )
+                            } else if left < chrono::Duration::days(14) {
+                                check(
+                                    name,
+                                    Status::Warn,
+                                    Some(Code::RecordExpiring),
+                                    format!("expires at {}", r.expires),
+                                )
+                            } else if let Some(pending) = &r.pending {
+                                check(
+                                    name,
+                                    Status::Warn,
+                                    Some(Code::ChangePending),
+                                    format!(
+                                        "counter {}, a change to {} is pending",
+                                        r.counter, pending.counter
+                                    ),
+                                )
+                            } else {
+                                check(
+                                    name,
+                                    Status::Ok,
+                                    None,
+                                    format!("counter {}, expires {}", r.counter, r.expires),
+                                )
+                            }
+                        }
+                    },
+                });
+            }
+        }
+        Err(e) => out.push(check(
+            "records",
+            Status::Fail,
+            Some(Code::RegistryInvalid),
+            e.to_string(),
+        )),
+    }
+
+    // The registry's own audit log.
+    let mut all_keys = Vec::new();
+    for r in &chain.versions {
+        for k in registry::admin_keys(r) {
+            if !all_keys.contains(&k) {
+                all_keys.push(k);
+            }
+        }
+    }
+    out.push(match reg.audit_log() {
+        Ok(log) => match crate::audit::verify_log(
+            &String::from_utf8_lossy(&log),
+            &all_keys,
+            "registry",
+            None,
+        ) {
+            Ok(v) => check(
+                "registry-audit",
+                Status::Ok,
+                None,
+                format!("{} entries, chain intact", v.len()),
+            ),
+            Err(e) => check(
+                "registry-audit",
+                Status::Fail,
+                Some(Code::AuditBroken),
+                e.to_string(),
+            ),
+        },
+        Err(e) => check(
+            "registry-audit",
+            Status::Fail,
+            Some(Code::AuditBroken),
+            e.to_string(),
+        ),
+    });
+
+    // Nothing else.
+    match reg.repo.all_entries(reg.head()) {
+        Ok(files) => {
+            let odd: Vec<String> = files
+                .into_iter()
+                .filter(|(f, kind)| {
+                    *kind != crate::git::EntryKind::Blob || !registry_path_allowed(f)
+                })
+                .map(|(f, _)| crate::names::escape(&f))
+                .collect();
+            out.push(if odd.is_empty() {
+                check("files", Status::Ok, None, "only registry files")
+            } else {
+                check(
+                    "files",
+                    Status::Fail,
+                    Some(Code::RegistryUnexpectedFile),
+                    odd.join(", "),
+                )
+            });
+        }
+        Err(e) => out.push(check(
+            "files",
+            Status::Fail,
+            Some(Code::RegistryInvalid),
+            e.to_string(),
+        )),
+    }
+    out
 }

@@ -417,6 +417,23 @@ impl Repo {
         Ok(out)
     }
 
+    /// Every non-directory entry of `commit`'s tree, with its kind.
+    pub fn all_entries(&self, commit: &str) -> Result<Vec<(String, EntryKind)>, GitError> {
+        let tree = self.commit_tree(commit)?;
+        let mut out = Vec::new();
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let kind = entry_kind(entry.filemode());
+            if kind != EntryKind::Tree {
+                out.push((
+                    format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes())),
+                    kind,
+                ));
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+        Ok(out)
+    }
+
     /// Does the repository have a remote named `origin`?
     pub fn has_origin(&self) -> bool {
         self.repo.find_remote("origin").is_ok()

@@ -305,12 +305,16 @@ pub fn exec(
 }
 
 pub fn doctor(ctx: &Context, format: Format) -> CliResult {
-    let checks = doctor::run(ctx);
-    let failed = doctor::failed(&checks);
+    report(&doctor::run(ctx), format)
+}
+
+/// Prints checks as text or JSON; exit 3 if any failed.
+fn report(checks: &[doctor::Check], format: Format) -> CliResult {
+    let failed = doctor::failed(checks);
     match format {
         Format::Json => println!("{}", json!({"ok": !failed, "checks": checks})),
         Format::Text => {
-            for c in &checks {
+            for c in checks {
                 let status = match c.status {
                     Status::Ok => "ok  ",
                     Status::Warn => "warn",
@@ -331,6 +335,18 @@ pub fn doctor(ctx: &Context, format: Format) -> CliResult {
         return Err(CliError::Exit(super::EXIT_VERIFY));
     }
     Ok(())
+}
+
+pub fn registry_verify(
+    ctx: &Context,
+    path: Option<std::path::PathBuf>,
+    anchor: &str,
+    format: Format,
+) -> CliResult {
+    let dir = path.unwrap_or_else(|| ctx.dir.clone());
+    let reg = crate::registry::Registry::open(&dir)
+        .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+    report(&doctor::registry_checks(&reg, anchor), format)
 }
 
 pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {

@@ -179,6 +179,18 @@ pub enum RegistryCommand {
     Pull,
     /// Re-sign this project's registry record with a fresh expiry (admin).
     Refresh,
+    /// Keyless check of a registry repository (for its CI): roster chain
+    /// from the anchor, records and expiry, allowed_signers, audit log, and
+    /// that it holds nothing else. Exit 3 on failure.
+    Verify {
+        /// The registry repository (default: the current directory).
+        path: Option<PathBuf>,
+        /// The anchor fingerprint (or BYREIS_ANCHOR).
+        #[arg(long, value_name = "FP", env = "BYREIS_ANCHOR")]
+        anchor: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +303,14 @@ pub fn main() -> i32 {
         Command::Registry {
             command: RegistryCommand::Refresh,
         } => setup::registry_refresh(&ctx),
+        Command::Registry {
+            command:
+                RegistryCommand::Verify {
+                    path,
+                    anchor,
+                    format,
+                },
+        } => daily::registry_verify(&ctx, path, &anchor, format),
         Command::Admin {
             command: AdminCommand::List { format },
         } => setup::admin_list(&ctx, format),
