@@ -434,3 +434,44 @@ pub fn rotation_history(ctx: &Context, format: Format) -> CliResult {
     }
     Ok(())
 }
+
+pub fn deploy_verify(ctx: &Context, format: Format) -> CliResult {
+    let state = verify::load(ctx)?;
+    if state.source != verify::Source::Worktree {
+        return Err(verify::VerifyError {
+            code: crate::diag::Code::CheckoutNotCurrent,
+            detail: format!(
+                "the checked-out state is not the one the registry pins (counter {}, commit {}); deploy that commit",
+                state.record.counter, state.record.project_commit
+            ),
+        }
+        .into());
+    }
+    for env in state.manifest.environments.keys() {
+        state.env_file(env)?;
+    }
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "ok": true,
+                "project": state.manifest.project,
+                "counter": state.manifest.counter,
+                "project_commit": state.record.project_commit,
+                "expires": state.record.expires,
+                "environments": state.manifest.environments.keys().collect::<Vec<_>>(),
+            })
+        ),
+        Format::Text => println!(
+            "verified: project {} counter {} (pinned commit {}), record expires {}",
+            state.manifest.project,
+            state.manifest.counter,
+            state.record.project_commit,
+            state.record.expires
+        ),
+    }
+    for (code, msg) in &state.notes {
+        eprintln!("byreis: note[{code}]: {msg}");
+    }
+    Ok(())
+}

@@ -159,6 +159,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
+    /// For deploy pipelines: keyless check that the checked-out state is
+    /// exactly the one the registry pins, unexpired, every file matching.
+    /// Exit 0 when it is, 3 (with the code) when not.
+    Verify {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Check everything with public keys only; non-zero exit on failure.
     Doctor {
         #[arg(long, value_enum, default_value_t)]
@@ -358,6 +365,7 @@ pub fn main() -> i32 {
                 rotate::rotate(&ctx, &add, remove, envs, reason, yes, format)
             }
         }
+        Command::Verify { format } => daily::deploy_verify(&ctx, format),
         Command::Doctor {
             format,
             rotation_history,
