@@ -396,7 +396,7 @@ pub fn registry_checks(reg: &registry::Registry, anchor: &str) -> Vec<Check> {
             &String::from_utf8_lossy(&log),
             &all_keys,
             "registry",
-            None,
+            latest.audit_head.as_deref(),
         ) {
             Ok(v) => check(
                 "registry-audit",
@@ -420,7 +420,7 @@ pub fn registry_checks(reg: &registry::Registry, anchor: &str) -> Vec<Check> {
     });
 
     // Nothing else.
-    match reg.repo.all_entries(reg.head()) {
+    match reg.repo.all_entries(&reg.head()) {
         Ok(files) => {
             let odd: Vec<String> = files
                 .into_iter()

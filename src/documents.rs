@@ -58,6 +58,11 @@ pub struct Roster {
     /// How long a project record stays valid after it is signed.
     pub record_expiry_days: u32,
     pub admins: Vec<Admin>,
+    /// `sha256:HEX` of the last line of the registry's `audit.jsonl` when
+    /// this version was made (absent in version 1), so a truncated registry
+    /// audit log is detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<String>,
 }
 
 /// `projects/NAME/record.yaml` in the registry: what is current.
@@ -80,6 +85,12 @@ pub struct Record {
     pub issued: String,
     /// RFC 3339; the record is refused after this moment.
     pub expires: String,
+    /// +1 on every signed write of this record (begun, finished, aborted,
+    /// refreshed, re-signed for a roster change). Machines remember the
+    /// highest they saw, so an older record (an aborted change's pending
+    /// record, say) cannot be replayed to them.
+    #[serde(default)]
+    pub revision: u64,
     /// A change an admin has begun but not finished. While it is set, the
     /// fields above still describe the current state; only the change named
     /// here can be resumed (`byreis rotate --resume`) or abandoned (`--abort`).

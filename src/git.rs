@@ -434,6 +434,12 @@ impl Repo {
         Ok(out)
     }
 
+    /// The first parent of `commit`, if any.
+    pub fn parent_of(&self, commit: &str) -> Result<Option<Oid>, GitError> {
+        let c = self.repo.find_commit(Oid::from_str(commit)?)?;
+        Ok(c.parent_ids().next())
+    }
+
     /// Does the repository have a remote named `origin`?
     pub fn has_origin(&self) -> bool {
         self.repo.find_remote("origin").is_ok()

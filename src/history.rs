@@ -29,7 +29,8 @@ pub struct Row {
     pub files: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The first commit on this branch whose manifest has `counter_to`.
+    /// The first commit on this branch whose manifest records this entry
+    /// as its audit head.
     pub commit: Option<String>,
     /// Whether that commit's git signature verifies against the roster.
     pub commit_signature_ok: Option<bool>,
@@ -56,38 +57,40 @@ fn member_changes(v: Option<&serde_json::Value>) -> Vec<MemberChange> {
         .unwrap_or_default()
 }
 
-/// Counter → the first commit (walking first parents back from the pinned
-/// commit) whose manifest carries it.
-fn commits_by_counter(state: &State) -> std::collections::BTreeMap<u64, String> {
+/// Audit head → the first commit (walking first parents back from the
+/// pinned commit) whose manifest records it. Matching on the audit head,
+/// not the counter, tells a landed change from an aborted one that had
+/// the same counter.
+fn commits_by_audit_head(state: &State) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     let repo = &state.project.repo;
     let Ok(chain) = repo.first_parent_chain(&state.record.project_commit) else {
         return out;
     };
-    // Newest to oldest: each commit with counter c overwrites the entry, so
-    // the oldest (the one where c landed) remains. The counter is parsed
-    // once per distinct manifest blob.
-    let mut last: Option<(crate::git::Oid, Option<u64>)> = None;
+    // Newest to oldest: each commit overwrites the entry, so the oldest
+    // (the one where the manifest landed) remains. Each distinct manifest
+    // blob is parsed once.
+    let mut last: Option<(crate::git::Oid, Option<String>)> = None;
     for commit in chain {
         let Ok(Some((blob, bytes))) = repo.read_file_with_id(&commit, MANIFEST_PATH) else {
             continue;
         };
-        let counter = match &last {
-            Some((b, c)) if *b == blob => *c,
+        let head = match &last {
+            Some((b, h)) if *b == blob => h.clone(),
             _ => signed::parse_yaml::<crate::documents::Manifest>(&String::from_utf8_lossy(&bytes))
                 .ok()
-                .map(|m| m.counter),
+                .map(|m| m.audit_head),
         };
-        last = Some((blob, counter));
-        if let Some(c) = counter {
-            out.insert(c, commit);
+        last = Some((blob, head.clone()));
+        if let Some(h) = head {
+            out.insert(h, commit);
         }
     }
     out
 }
 
 pub fn rotation_history(state: &State) -> Vec<Row> {
-    let commits = commits_by_counter(state);
+    let commits = commits_by_audit_head(state);
     let keys = state.all_admin_keys();
     let repo = &state.project.repo;
     let mut rows = Vec::new();
@@ -96,7 +99,7 @@ pub fn rotation_history(state: &State) -> Vec<Row> {
         if e.action != "rotate" {
             continue;
         }
-        let commit = commits.get(&e.counter_to).cloned();
+        let commit = commits.get(&v.hash).cloned();
         let commit_signature_ok = commit.as_ref().map(|c| {
             matches!(repo.commit_signature(c), Ok(Some((sig, data)))
                 if sshsig::verify_armored(&sig, Namespace::Git, &data, &keys).is_ok())

@@ -137,7 +137,12 @@ pub fn check_roster(r: &Roster, version: u64) -> Result<(), String> {
 pub struct Registry {
     pub repo: Repo,
     pub dir: PathBuf,
-    head: String,
+    /// The commit everything was read from; writes are compare-and-swap
+    /// against it, so a registry that moved meanwhile is never overwritten.
+    head: std::cell::RefCell<String>,
+    /// The commit before this run's first write (for undoing a local write
+    /// whose push the remote refused).
+    before: std::cell::RefCell<Option<String>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -156,16 +161,38 @@ impl Registry {
         Ok(Registry {
             repo,
             dir: dir.to_path_buf(),
-            head,
+            head: std::cell::RefCell::new(head),
+            before: std::cell::RefCell::new(None),
         })
     }
 
-    pub fn head(&self) -> &str {
-        &self.head
+    pub fn head(&self) -> String {
+        self.head.borrow().clone()
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, RegistryError> {
-        Ok(self.repo.read_file(&self.head, path)?)
+        Ok(self.repo.read_file(&self.head(), path)?)
+    }
+
+    /// One signed commit on top of the commit this registry was read at;
+    /// refused (`Raced`) if the registry moved since.
+    fn commit(
+        &self,
+        changes: &[Change],
+        msg: &str,
+        signer: &Signer,
+        author: (&str, &str),
+    ) -> Result<String, RegistryError> {
+        let old = crate::git::Oid::from_str(&self.head()).map_err(GitError::Git)?;
+        let new = self
+            .repo
+            .create_signed_commit(Some(old), changes, msg, signer, author)?;
+        self.repo.advance_branch(Some(old), new, changes)?;
+        self.before
+            .borrow_mut()
+            .get_or_insert_with(|| old.to_string());
+        *self.head.borrow_mut() = new.to_string();
+        Ok(new.to_string())
     }
 
     fn read_required(&self, path: &str) -> Result<Vec<u8>, RegistryError> {
@@ -275,16 +302,38 @@ impl Registry {
     /// registry, or a registry clone with an `origin`.
     pub fn push_if_remote(&self, home: &crate::keys::Home) -> Result<(), RegistryError> {
         if self.dir.starts_with(home.dir.join("registries")) || self.repo.has_origin() {
-            crate::remote::push(&self.dir).map_err(|e| RegistryError::Remote(e.to_string()))?;
+            if let Err(e) = crate::remote::push(&self.dir) {
+                // The remote moved (another admin wrote first): undo the
+                // local commit so this copy does not diverge.
+                let undone = match self.before.borrow().as_deref() {
+                    Some(c) => crate::remote::reset_to(&self.dir, c).is_ok(),
+                    None => false,
+                };
+                return Err(RegistryError::Remote(format!(
+                    "{e}. The registry remote did not accept this change (another admin probably wrote first){}; run `byreis registry pull` and try again",
+                    if undone { "; the local registry copy was reset to match it" } else { "" }
+                )));
+            }
         }
         Ok(())
+    }
+
+    /// The `revision` of the record this registry holds for `project` (0 if
+    /// none). Read without verifying: only used to number the next write.
+    pub fn current_revision(&self, project: &str) -> Result<u64, RegistryError> {
+        Ok(self
+            .record_raw(project)?
+            .and_then(|(b, _)| {
+                crate::signed::parse_yaml::<Record>(&String::from_utf8_lossy(&b)).ok()
+            })
+            .map_or(0, |r| r.revision))
     }
 
     /// Project names that have a record.
     pub fn projects(&self) -> Result<Vec<String>, RegistryError> {
         Ok(self
             .repo
-            .list_dir(&self.head, "projects")?
+            .list_dir(&self.head(), "projects")?
             .into_iter()
             .map(|(n, _)| n)
             .filter(|n| names::check(Kind::Project, n).is_ok())
@@ -328,7 +377,9 @@ impl Registry {
             },
         ];
         for r in records {
-            let rb = documents::to_yaml(r);
+            let mut r = r.clone();
+            r.revision = self.current_revision(&r.project)? + 1;
+            let rb = documents::to_yaml(&r);
             let rs = sshsig::sign_armored(signer, Namespace::Record, &rb)
                 .map_err(|e| RegistryError::Roster(roster.version, e.to_string()))?;
             let rp = record_path(&r.project);
@@ -353,17 +404,21 @@ impl Registry {
             roster.version,
             signer.public.fingerprint()
         );
-        let oid = self.repo.commit_signed(&changes, &msg, signer, author)?;
-        Ok(oid.to_string())
+        self.commit(&changes, &msg, signer, author)
     }
 
     /// Writes a signed record for `project` in one signed commit.
+    /// The record's `revision` is set to one more than the one this
+    /// registry holds.
     pub fn write_record(
         &self,
         record: &Record,
         signer: &Signer,
         author: (&str, &str),
     ) -> Result<String, RegistryError> {
+        let mut record = record.clone();
+        record.revision = self.current_revision(&record.project)? + 1;
+        let record = &record;
         let bytes = documents::to_yaml(record);
         let sig = sshsig::sign_armored(signer, Namespace::Record, &bytes)
             .map_err(|e| RegistryError::Roster(record.roster_version, e.to_string()))?;
@@ -382,8 +437,7 @@ impl Registry {
             "byreis: record {} counter {}\n\nSigned by {} ({}).",
             record.project, record.counter, record.signer, record.signer_key
         );
-        let oid = self.repo.commit_signed(&changes, &msg, signer, author)?;
-        Ok(oid.to_string())
+        self.commit(&changes, &msg, signer, author)
     }
 }
 
@@ -414,6 +468,7 @@ pub fn init(dir: &Path, admin: Admin, signer: &Signer) -> Result<String, Registr
         thresholds: Default::default(),
         record_expiry_days: 90,
         admins: vec![admin.clone()],
+        audit_head: None,
     };
     check_roster(&roster, 1).map_err(|e| RegistryError::Roster(1, e))?;
     let bytes = documents::to_yaml(&roster);

@@ -22,11 +22,18 @@ fn git(dir: Option<&Path>) -> Command {
     if let Some(d) = dir {
         c.arg("-C").arg(d);
     }
+    // Hooks off; only the transports byreis accepts for a registry.
     c.args([
         "-c",
         "core.hooksPath=/dev/null",
         "-c",
-        "protocol.ext.allow=never",
+        "protocol.allow=never",
+        "-c",
+        "protocol.https.allow=always",
+        "-c",
+        "protocol.ssh.allow=always",
+        "-c",
+        "protocol.file.allow=always",
     ]);
     c
 }
@@ -72,6 +79,14 @@ pub fn update(dir: &Path) -> Result<(), RemoteError> {
     let mut c = git(Some(dir));
     c.args(["pull", "--quiet", "--ff-only"]);
     run(c, "pull", &dir.display().to_string())
+}
+
+/// Moves the current branch of `dir` back to `commit` (after a push that
+/// the remote refused, so the local copy does not diverge from it).
+pub fn reset_to(dir: &Path, commit: &str) -> Result<(), RemoteError> {
+    let mut c = git(Some(dir));
+    c.args(["reset", "--quiet", "--hard", commit, "--"]);
+    run(c, "reset", &dir.display().to_string())
 }
 
 /// Pushes a managed clone's current branch.

@@ -385,6 +385,8 @@ fn new_record(
         issued: now(),
         expires: expiry(roster.record_expiry_days),
         pending: None,
+        // Set by `Registry::write_record`.
+        revision: 0,
     }
 }
 
@@ -464,7 +466,15 @@ fn land(
     }
     failpoint::hit("begun");
     crate::timing::phase("pending record signed");
-    target.repo.advance_branch(old_head, commit, &changes)?;
+    target
+        .repo
+        .advance_branch(old_head, commit, &changes)
+        .map_err(|e| match e {
+            crate::git::GitError::Raced => StoreError::Refused(
+                "the project branch moved while this change was landing (someone committed); the change is recorded as pending: run `byreis rotate --abort`, then make it again".into(),
+            ),
+            e => e.into(),
+        })?;
     failpoint::hit("branch");
     crate::timing::phase("branch moved, working tree written");
     finish(
@@ -507,6 +517,9 @@ fn finish(
     crate::timing::phase("final record signed");
     pin.counter_seen = pin.counter_seen.max(record.counter);
     pin.roster_version_seen = pin.roster_version_seen.max(target.roster.version);
+    pin.record_revision_seen = pin
+        .record_revision_seen
+        .max(target.registry.current_revision(project)?);
     if pin_stored {
         trust::save(&ctx.home, &target.repo.common_dir(), pin)?;
     }
@@ -535,6 +548,12 @@ pub fn verify_pending(
             "its commit {} is not in this clone (run `git fetch`; only the machine that began it has it until it is pushed)",
             p.project_commit
         )));
+    }
+    let descends = repo
+        .parent_of(&p.project_commit)?
+        .is_some_and(|parent| repo.contains(parent, &state.record.project_commit));
+    if !descends {
+        return Err(bad("its commit does not build on the current state".into()));
     }
     let bytes = repo
         .read_file(&p.project_commit, MANIFEST_PATH)?
@@ -566,9 +585,11 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
     let (pending, _) = verify_pending(&state)?;
     let repo = &state.project.repo;
     let head = repo.head()?;
-    let pinned = git2_oid(&state.record.project_commit)?;
     let new = git2_oid(&pending.project_commit)?;
-    if head == Some(pinned) {
+    // The change was made on top of whatever the branch held then (the
+    // pinned commit, or app commits after it).
+    let base = repo.parent_of(&pending.project_commit)?;
+    if head == base {
         repo.move_branch(head, new)?;
         repo.checkout_paths(OWNED_PATHS)?;
     } else if head == Some(new) {
@@ -796,6 +817,7 @@ pub fn init_project(
         anchor: anchor.clone(),
         roster_version_seen: latest.version,
         counter_seen: 0,
+        record_revision_seen: 0,
         trusted_at: now(),
     };
     let dirty = repo.dirty_paths(OWNED_PATHS)?;
@@ -998,6 +1020,7 @@ pub fn change_roster(
         details: serde_json::json!({"admin": who, "signing_fingerprint": fp(&who)}),
     };
     let line = audit::make_line(&entry, &actor.signer)?;
+    new.audit_head = Some(audit::line_hash(&line));
     let email = actor.email();
     state.registry.write_roster_change(
         &new,

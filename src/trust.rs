@@ -22,6 +22,9 @@ pub struct Pin {
     pub anchor: String,
     pub roster_version_seen: u64,
     pub counter_seen: u64,
+    /// Highest record revision seen (see `Record::revision`).
+    #[serde(default)]
+    pub record_revision_seen: u64,
     pub trusted_at: String,
 }
 

@@ -274,6 +274,12 @@ pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyErro
     })
 }
 
+/// The registry location this run trusts for `project` (checked against
+/// the config exactly as every read does).
+pub fn pinned_location(ctx: &Context, project: &Project) -> Result<String, VerifyError> {
+    effective_pin(ctx, project).map(|(pin, _)| pin.registry)
+}
+
 /// Which pin applies to this run: the stored one, or BYREIS_ANCHOR.
 fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), VerifyError> {
     let location = project.registry_location()?;
@@ -309,6 +315,7 @@ fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), Verify
                     anchor: a,
                     roster_version_seen: 0,
                     counter_seen: 0,
+                    record_revision_seen: 0,
                     trusted_at: String::new(),
                 },
                 false,
@@ -636,6 +643,15 @@ fn load_inner(
             ),
         ));
     }
+    if record.revision < pin.record_revision_seen {
+        return fail(
+            Code::RecordRollback,
+            format!(
+                "the registry record is revision {}, but this machine has already seen revision {} (an older record was put back)",
+                record.revision, pin.record_revision_seen
+            ),
+        );
+    }
     if record.counter < pin.counter_seen {
         return fail(
             Code::RecordRollback,
@@ -820,6 +836,29 @@ fn load_inner(
         code: Code::AuditBroken,
         detail: format!("{}: {e}", audit::PATH),
     })?;
+    // Each entry is signed by the admin it names, as an admin of the roster
+    // version it names.
+    for v in &state.audit {
+        let e = &v.entry;
+        let ok = state.roster.version(e.roster_version).is_some_and(|r| {
+            r.admins.iter().any(|a| {
+                a.name == e.actor
+                    && SigningPub::parse(&a.signing_key).is_ok_and(|k| k == keys[v.signer])
+            })
+        });
+        if !ok {
+            return fail(
+                Code::AuditBroken,
+                format!(
+                    "{} entry {}: not signed by admin {} of roster version {}",
+                    audit::PATH,
+                    e.seq,
+                    names::escape(&e.actor),
+                    e.roster_version
+                ),
+            );
+        }
+    }
 
     // 5. The files under secrets/.
     state.check_listing()?;

@@ -224,6 +224,7 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
         anchor: computed.clone(),
         roster_version_seen: same.map_or(0, |o| o.roster_version_seen),
         counter_seen: same.map_or(0, |o| o.counter_seen),
+        record_revision_seen: same.map_or(0, |o| o.record_revision_seen),
         trusted_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     };
     trust::save(&ctx.home, &project.repo.common_dir(), &pin)?;
@@ -243,7 +244,8 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
 
 pub fn registry_pull(ctx: &Context) -> CliResult {
     let project = Project::open(&ctx.dir)?;
-    let location = project.registry_location()?;
+    // Only the registry this machine trusts is ever fetched.
+    let location = verify::pinned_location(ctx, &project)?;
     let dir = verify::registry_dir(&ctx.home, &location);
     if verify::is_url(&location) || crate::git::Repo::open(&dir)?.has_origin() {
         crate::remote::update(&dir)?;
