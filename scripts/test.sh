@@ -1,14 +1,45 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Interop tests use the real `age`, `git` and
 # `ssh-keygen`; a missing tool fails the run (it is never skipped).
+#
+# Where it can (root, with `unshare` and `strace`; always under CI), the
+# suite runs in a fresh network namespace under `strace -f -e trace=connect`,
+# and any AF_INET/AF_INET6 connect attempt fails the run: byreis's tests
+# need no network, and byreis makes no connection it was not asked to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
-for tool in git age ssh-keygen; do
+for tool in git age ssh-keygen ssh-agent; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
   echo "scripts/test.sh: missing tools:$missing (Debian: apt-get install age git openssh-client)" >&2
   exit 1
 fi
-exec cargo test --all-targets "$@"
+
+can_isolate() {
+  [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v strace >/dev/null \
+    && unshare --net true 2>/dev/null
+}
+
+if can_isolate; then
+  cargo test --all-targets --no-run --quiet "$@"
+  trace=$(mktemp "${TMPDIR:-/tmp}/byreis-net-trace.XXXXXX")
+  trap 'rm -f "$trace"' EXIT
+  status=0
+  unshare --net -- strace -f -qq --seccomp-bpf -e trace=connect -o "$trace" \
+    cargo test --all-targets --offline "$@" || status=$?
+  if grep -E 'AF_INET6?[,}]' "$trace" >/dev/null; then
+    echo "scripts/test.sh: network connections were attempted during the tests:" >&2
+    grep -E 'AF_INET6?[,}]' "$trace" | head -20 >&2
+    exit 1
+  fi
+  echo "scripts/test.sh: no AF_INET/AF_INET6 connect in $(grep -c . "$trace" || true) traced connect calls (network namespace, strace)"
+  exit "$status"
+elif [ -n "${CI:-}" ]; then
+  echo "scripts/test.sh: under CI the suite must run without network (needs root, unshare and strace)" >&2
+  exit 1
+else
+  echo "scripts/test.sh: note: not root or no unshare/strace: running without the network check" >&2
+  exec cargo test --all-targets "$@"
+fi

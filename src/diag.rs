@@ -63,7 +63,7 @@ codes! {
         "fetch the registry (git pull); if it is still old, someone rolled it back: tell an admin";
     RecordMissing => "record-missing",
         "the registry has no signed record for this project",
-        "an admin must run `byreis init` or finish the interrupted change; fetch the registry first";
+        "fetch the registry (`byreis registry pull`); if the record is still missing, the registry lost it: an admin restores it from a registry clone that has it";
     RecordInvalid => "record-invalid",
         "the project record's signature does not verify against the roster, or it is malformed",
         "do not use these secrets; restore the registry from a trusted clone and tell an admin";
@@ -117,7 +117,7 @@ codes! {
         "restore .byreis/audit.jsonl from the pinned commit; never edit it by hand";
     AllowedSignersStale => "allowed-signers-stale",
         "the registry's allowed_signers differs from what the verified roster generates",
-        "an admin regenerates it (`byreis registry verify --fix`), since stock git verify-commit trusts that file";
+        "an admin regenerates it with the next roster change (`byreis admin add/remove`) or restores it from the commit that last changed the roster; stock `git verify-commit` trusts that file, so fix it before relying on it";
     CheckoutNotCurrent => "checkout-not-current",
         "the working tree holds an older byreis state; reads use the pinned commit",
         "nothing to do for reads; `git pull` to bring the working tree up to date";

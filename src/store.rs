@@ -566,8 +566,13 @@ pub fn verify_pending(
     let sig = repo
         .read_file(&p.project_commit, MANIFEST_SIG_PATH)?
         .unwrap_or_default();
-    let m = verify::verify_manifest(&state.roster, &bytes, &String::from_utf8_lossy(&sig))
-        .map_err(bad)?;
+    let m = verify::verify_manifest(
+        &state.roster,
+        &bytes,
+        &String::from_utf8_lossy(&sig),
+        verify::SignerRule::AdminThen,
+    )
+    .map_err(bad)?;
     if m.counter != state.record.counter + 1
         || m.counter != p.counter
         || m.previous.as_deref() != Some(&state.record.manifest)
@@ -990,6 +995,7 @@ pub fn change_roster(
         r.signer = admin.name.clone();
         r.signer_key = actor.signer.public.fingerprint();
         r.issued = now();
+        r.expires = expiry(new.record_expiry_days);
         records.push(r);
     }
 

@@ -366,16 +366,32 @@ fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), Verify
     Ok((pin, stored_flag))
 }
 
-/// Verifies `doc` signed by an admin: the signer must be an admin of the
-/// roster version the document names, and still an admin of the newest
-/// version this registry has (a removed admin's signature never counts,
-/// whatever date it carries).
+/// Whose signatures count on a signed document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignerRule {
+    /// Admins of the roster version the document names who are still
+    /// admins of the newest version (registry records: a record is the
+    /// authority on what is current, so a removed admin's record never
+    /// counts, whatever date it carries; records are re-signed under every
+    /// new roster version).
+    StillAdmin,
+    /// Admins of the roster version the document names (manifests: a
+    /// manifest is only ever used when a record that verifies under the
+    /// newest roster pins its exact hash, so a manifest signed by an admin
+    /// removed later stays usable, and one a removed admin signs afterwards
+    /// is never pinned).
+    AdminThen,
+}
+
+/// Verifies a document signed by admins under `rule`.
+#[allow(clippy::too_many_arguments)]
 fn verify_admin_signed<T>(
     roster: &RosterChain,
     doc_version: u64,
     bytes: &[u8],
     sig: &str,
     ns: Namespace,
+    rule: SignerRule,
     threshold_of: impl Fn(&crate::documents::Thresholds) -> usize,
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Result<(Verified<T>, Vec<SigningPub>), String> {
@@ -384,10 +400,10 @@ fn verify_admin_signed<T>(
             "names roster version {doc_version}, which the registry does not have"
         ));
     };
-    let latest = roster.latest();
+    let latest = registry::admin_keys(roster.latest());
     let keys: Vec<SigningPub> = registry::admin_keys(at)
         .into_iter()
-        .filter(|k| registry::admin_keys(latest).contains(k))
+        .filter(|k| rule == SignerRule::AdminThen || latest.contains(k))
         .collect();
     let v = signed::verify(bytes, sig, ns, &keys, threshold_of(&at.thresholds), parse)
         .map_err(|e| e.to_string())?;
@@ -395,20 +411,22 @@ fn verify_admin_signed<T>(
 }
 
 /// The `signer` and `signer_key` fields of a document must name the admin
-/// whose key made the first verified signature.
+/// (of the roster version the document names) whose key made the first
+/// verified signature.
 fn check_signer_fields(
     roster: &RosterChain,
+    doc_version: u64,
     keys: &[SigningPub],
     signers: &[usize],
     name: &str,
     key: &str,
 ) -> Result<(), String> {
     let k = &keys[signers[0]];
-    let admin = roster
-        .latest()
-        .admins
-        .iter()
-        .find(|a| SigningPub::parse(&a.signing_key).is_ok_and(|ak| ak == *k));
+    let admin = roster.version(doc_version).and_then(|r| {
+        r.admins
+            .iter()
+            .find(|a| SigningPub::parse(&a.signing_key).is_ok_and(|ak| ak == *k))
+    });
     match admin {
         Some(a) if a.name == name && k.fingerprint() == key => Ok(()),
         _ => Err(format!(
@@ -425,6 +443,7 @@ pub fn verify_manifest(
     roster: &RosterChain,
     bytes: &[u8],
     sig: &str,
+    rule: SignerRule,
 ) -> Result<Verified<Manifest>, String> {
     // The roster version is read before the signature is checked only to
     // choose which keys to check against; nothing else is used until then.
@@ -436,10 +455,21 @@ pub fn verify_manifest(
         bytes,
         sig,
         Namespace::Manifest,
+        rule,
         |t| t.values,
         signed::parse_yaml::<Manifest>,
     )?;
-    check_signer_fields(roster, &keys, v.signers(), &v.signer, &v.signer_key)?;
+    if v.roster_version != probe.roster_version {
+        return Err("the roster version changed between reads".into());
+    }
+    check_signer_fields(
+        roster,
+        v.roster_version,
+        &keys,
+        v.signers(),
+        &v.signer,
+        &v.signer_key,
+    )?;
     check_manifest(&v)?;
     Ok(v)
 }
@@ -566,11 +596,20 @@ fn load_inner(
         &rbytes,
         &rsig,
         Namespace::Record,
+        SignerRule::StillAdmin,
         |t| t.values,
         signed::parse_yaml::<Record>,
     )
     .and_then(|(r, keys)| {
-        check_signer_fields(&roster, &keys, r.signers(), &r.signer, &r.signer_key).map(|_| r)
+        check_signer_fields(
+            &roster,
+            r.roster_version,
+            &keys,
+            r.signers(),
+            &r.signer,
+            &r.signer_key,
+        )
+        .map(|_| r)
     })
     .map_err(|e| VerifyError {
         code: Code::RecordInvalid,
@@ -700,7 +739,8 @@ fn load_inner(
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-            match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig)) {
+            // Not pinned by the record: only current admins' signatures count.
+            match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig), SignerRule::StillAdmin) {
                 Ok(m) if m.project == project_name && m.counter > record.counter => {
                     return fail(
                         Code::ManifestAhead,
@@ -767,13 +807,16 @@ fn load_inner(
         ));
         (Source::PinnedCommit, b, sig)
     };
-    let manifest =
-        verify_manifest(&roster, &mbytes, &String::from_utf8_lossy(&msig)).map_err(|e| {
-            VerifyError {
-                code: Code::ManifestInvalid,
-                detail: format!("{MANIFEST_PATH}: {e}"),
-            }
-        })?;
+    let manifest = verify_manifest(
+        &roster,
+        &mbytes,
+        &String::from_utf8_lossy(&msig),
+        SignerRule::AdminThen,
+    )
+    .map_err(|e| VerifyError {
+        code: Code::ManifestInvalid,
+        detail: format!("{MANIFEST_PATH}: {e}"),
+    })?;
     if manifest.project != project_name {
         return fail(
             Code::ManifestInvalid,
