@@ -434,6 +434,29 @@ impl Repo {
         Ok(out)
     }
 
+    /// Every commit reachable from every ref (branches, remote-tracking
+    /// refs, tags, fetched pull-request refs), with its commit time.
+    pub fn all_reachable_commits(&self) -> Result<Vec<(String, i64)>, GitError> {
+        let mut walk = self.repo.revwalk()?;
+        for r in self.repo.references()? {
+            let Ok(r) = r else { continue };
+            if let Ok(c) = r.peel_to_commit() {
+                let _ = walk.push(c.id());
+            }
+        }
+        if let Ok(Some(h)) = self.head() {
+            let _ = walk.push(h);
+        }
+        let mut out = Vec::new();
+        for id in walk {
+            let Ok(id) = id else { break };
+            if let Ok(c) = self.repo.find_commit(id) {
+                out.push((id.to_string(), c.time().seconds()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The first parent of `commit`, if any.
     pub fn parent_of(&self, commit: &str) -> Result<Option<Oid>, GitError> {
         let c = self.repo.find_commit(Oid::from_str(commit)?)?;

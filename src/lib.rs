@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod documents;
 pub mod editor;
 pub mod exec;
+pub mod exposure;
 pub mod failpoint;
 pub mod git;
 pub mod history;

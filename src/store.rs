@@ -1039,3 +1039,47 @@ pub fn change_roster(
     state.registry.push_if_remote(&ctx.home)?;
     Ok(new.version)
 }
+
+/// Records, signed and audited, that `member`'s old values of `keys` are
+/// revoked at their issuers (a counted change with no file changes).
+pub fn ack_exposure(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+    member: &str,
+    env: Option<&str>,
+    keys: &[String],
+    note: &str,
+) -> Result<u64, StoreError> {
+    let admin = check_writable(&state, actor)?.clone();
+    names::check(Kind::Member, member).map_err(|e| StoreError::Refused(e.to_string()))?;
+    if let Some(e) = env {
+        names::check(Kind::Environment, e).map_err(|e| StoreError::Refused(e.to_string()))?;
+    }
+    for k in keys {
+        names::check(Kind::SecretKey, k).map_err(|e| StoreError::Refused(e.to_string()))?;
+    }
+    if note.trim().is_empty() || note.len() > 1000 || note.chars().any(char::is_control) {
+        return Err(StoreError::Refused(
+            "--note must say how the old values were revoked (one line, at most 1000 characters)"
+                .into(),
+        ));
+    }
+    let mut details = serde_json::json!({"member": member, "keys": keys, "note": note});
+    if let Some(e) = env {
+        details["env"] = serde_json::Value::String(e.to_string());
+    }
+    let (manifest, audit_change) = next_manifest(&state, actor, &admin, "exposure-ack", details)?;
+    let counter = manifest.counter;
+    let msg = format!("byreis: exposure-ack {member} (counter {counter})");
+    land_state(
+        ctx,
+        &mut state,
+        actor,
+        &admin,
+        manifest,
+        vec![audit_change],
+        &msg,
+    )?;
+    Ok(counter)
+}

@@ -475,3 +475,69 @@ pub fn deploy_verify(ctx: &Context, format: Format) -> CliResult {
     }
     Ok(())
 }
+
+pub fn exposure(ctx: &Context, name: &str, require_ack: bool, format: Format) -> CliResult {
+    names::check(Kind::Member, name)?;
+    let state = verified(ctx)?;
+    let identity = AgeIdentity::load(&ctx.home)?;
+    let report = crate::exposure::inventory(&state, &identity, name).map_err(CliError::Other)?;
+    match format {
+        Format::Json => println!("{}", json!(report)),
+        Format::Text => {
+            println!(
+                "exposure of {name}: {} secret(s) across {} file version(s), {} commits walked{}",
+                report.secrets.len(),
+                report.file_versions,
+                report.commits_walked,
+                if report.complete { "" } else { " (INCOMPLETE)" }
+            );
+            for why in &report.incomplete {
+                println!("  incomplete: {why}");
+            }
+            for s in &report.secrets {
+                let status = match &s.status {
+                    crate::exposure::Status::Unchanged => "UNCHANGED (the value they could read is still in use)".to_string(),
+                    crate::exposure::Status::ChangedInByreis { since_counter, since_time } => format!(
+                        "changed in byreis{} (byreis cannot know whether the old value was revoked at its issuer)",
+                        match (since_counter, since_time) {
+                            (Some(c), Some(t)) => format!(" at counter {c}, {t}"),
+                            _ => String::new(),
+                        }
+                    ),
+                    crate::exposure::Status::Acknowledged { by, time, note } => {
+                        format!("acknowledged by {by} at {time}: {}", names::escape(note))
+                    }
+                };
+                println!(
+                    "  {}/{}: {status}; {} value(s) seen",
+                    s.env,
+                    s.key,
+                    s.value_fingerprints.len()
+                );
+            }
+        }
+    }
+    let open = if require_ack {
+        report.unacknowledged()
+    } else {
+        report.unchanged()
+    };
+    if open > 0 {
+        return Err(CliError::Exit(super::EXIT_EXPOSED));
+    }
+    Ok(())
+}
+
+pub fn exposure_ack(
+    ctx: &Context,
+    name: &str,
+    env: Option<&str>,
+    keys: &[String],
+    note: &str,
+) -> CliResult {
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    let counter = store::ack_exposure(ctx, state, &actor, name, env, keys, note)?;
+    eprintln!("byreis: recorded that {name}'s old values of {} are revoked at their issuers (counter {counter})", keys.join(", "));
+    Ok(())
+}

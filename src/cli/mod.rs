@@ -17,6 +17,9 @@ use crate::verify::{Context, VerifyError};
 
 /// Exit code when verification refused (a diagnostic code was printed).
 pub const EXIT_VERIFY: i32 = 3;
+/// Exit code of `doctor --exposure` while exposed values are still in use
+/// (or, with `--require-ack`, not acknowledged).
+pub const EXIT_EXPOSED: i32 = 4;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -172,8 +175,20 @@ pub enum Command {
         format: Format,
         /// List past rotations from the verified audit log, with the
         /// project commit of each and whether its signature verifies.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "exposure")]
         rotation_history: bool,
+        /// Every value member NAME could ever read, across all history, and
+        /// whether each is still in use. Exit 4 while any is unchanged.
+        #[arg(long, value_name = "NAME")]
+        exposure: Option<String>,
+        /// With --exposure: exit 4 while any value is not acknowledged.
+        #[arg(long, requires = "exposure")]
+        require_ack: bool,
+    },
+    /// Exposure acknowledgements (after rotating values at their issuers).
+    Exposure {
+        #[command(subcommand)]
+        command: ExposureCommand,
     },
 }
 
@@ -197,6 +212,23 @@ pub enum RegistryCommand {
         anchor: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExposureCommand {
+    /// Record (signed, audited) that member NAME's old values of KEY… are
+    /// revoked at the systems that issued them.
+    Ack {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Only in this environment (default: every environment).
+        #[arg(long = "env", value_name = "ENV")]
+        env: Option<String>,
+        /// How the old values were revoked (kept in the audit log).
+        #[arg(long)]
+        note: String,
     },
 }
 
@@ -369,13 +401,26 @@ pub fn main() -> i32 {
         Command::Doctor {
             format,
             rotation_history,
+            exposure,
+            require_ack,
         } => {
             if rotation_history {
                 daily::rotation_history(&ctx, format)
+            } else if let Some(name) = exposure {
+                daily::exposure(&ctx, &name, require_ack, format)
             } else {
                 daily::doctor(&ctx, format)
             }
         }
+        Command::Exposure {
+            command:
+                ExposureCommand::Ack {
+                    name,
+                    keys,
+                    env,
+                    note,
+                },
+        } => daily::exposure_ack(&ctx, &name, env.as_deref(), &keys, &note),
     };
     match result {
         Ok(()) => 0,
