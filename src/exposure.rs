@@ -83,6 +83,10 @@ impl Report {
     }
 }
 
+/// The distinct values of one secret a party could read, and the first
+/// (by commit time) commit that exposed one.
+type Seen = (Vec<Zeroizing<String>>, i64, String);
+
 struct Version {
     env: String,
     blob: Oid,
@@ -170,8 +174,7 @@ pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Re
     });
 
     // (env, key) → distinct exposed values, and when first exposed.
-    let mut exposed: BTreeMap<(String, String), (Vec<Zeroizing<String>>, i64, String)> =
-        BTreeMap::new();
+    let mut exposed: BTreeMap<(String, String), Seen> = BTreeMap::new();
     let mut undecryptable = 0;
     for ((blob, _), result) in inputs.iter().zip(decrypted) {
         let v = &versions[blob];
