@@ -1,0 +1,203 @@
+//! Auditors: `doctor --rotation-history` rows and the exposure inventory
+//! (`doctor --exposure NAME`, `exposure ack`), over a history with adds,
+//! removes and value changes; a shallow clone is reported as incomplete.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{}", dump(o)))
+}
+
+fn status_of<'a>(report: &'a Value, env: &str, key: &str) -> &'a Value {
+    report["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["env"] == env && s["key"] == key)
+        .unwrap_or_else(|| panic!("{env}/{key} not in the inventory: {report}"))
+}
+
+#[test]
+fn history_and_exposure_inventory() {
+    // prod {DB, API}, staging {DB}.
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    let add_bob = format!("bob={}", bob.recipient);
+
+    // bob reads prod only; prod/DB changes while he is a reader; then he
+    // is removed (with a reason). staging is never his.
+    assert_ok(
+        &w.rotate(&["--add", &add_bob, "--env", "prod"]),
+        "add bob to prod",
+    );
+    w.set("prod", "DB", "db-v2-while-bob");
+    w.set("prod", "NEW", "added-while-bob");
+    assert_ok(
+        &w.rotate(&["--remove", "bob", "--reason", "left the team"]),
+        "remove bob",
+    );
+    // After removal: API is rotated in byreis, DB and NEW are not.
+    w.set("prod", "API", "api-rotated");
+    w.set("staging", "DB", "staging-v2");
+
+    // --rotation-history: exactly the two rotations, in order.
+    let o = w.alice_run(&["doctor", "--rotation-history", "--format", "json"]);
+    assert_ok(&o, "rotation history");
+    let h = json(&o);
+    let rows = h["rotations"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{h}");
+    assert_eq!(rows[0]["added"][0]["name"], "bob", "{h}");
+    assert_eq!(
+        rows[0]["added"][0]["envs"],
+        serde_json::json!(["prod"]),
+        "{h}"
+    );
+    assert_eq!(rows[1]["removed"][0]["name"], "bob", "{h}");
+    assert_eq!(rows[1]["reason"], "left the team", "{h}");
+    for r in rows {
+        assert_eq!(r["actor"], "alice", "{h}");
+        assert_eq!(r["commit_signature_ok"], true, "{h}");
+        assert_eq!(
+            r["counter_to"].as_u64().unwrap(),
+            r["counter_from"].as_u64().unwrap() + 1,
+            "{h}"
+        );
+        let commit = r["commit"].as_str().unwrap();
+        let manifest = w.git_ok(
+            &w.proj,
+            &["show", &format!("{commit}:.byreis/manifest.yaml")],
+        );
+        assert!(
+            manifest.contains(&format!("counter: {}", r["counter_to"])),
+            "the row's commit holds its counter\n{manifest}"
+        );
+    }
+
+    // The inventory: exactly prod's names, never staging's.
+    let o = w.alice_run(&["doctor", "--exposure", "bob", "--format", "json"]);
+    assert_exit(&o, 4, "exposure with values still in use exits 4");
+    let r = json(&o);
+    assert_eq!(r["complete"], true, "{r}");
+    let mut names: Vec<String> = r["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["env"].as_str().unwrap(),
+                s["key"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["prod/API", "prod/DB", "prod/NEW"], "{r}");
+    assert_eq!(status_of(&r, "prod", "DB")["status"], "unchanged", "{r}");
+    assert_eq!(status_of(&r, "prod", "NEW")["status"], "unchanged", "{r}");
+    assert_eq!(
+        status_of(&r, "prod", "API")["status"],
+        "changed-in-byreis",
+        "{r}"
+    );
+    // bob saw two values of DB (before and after the change).
+    assert_eq!(
+        status_of(&r, "prod", "DB")["value_fingerprints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{r}"
+    );
+    // Values never appear, and fingerprints differ from run to run.
+    let text = String::from_utf8_lossy(&o.stdout);
+    for v in [PROD_DB, "db-v2-while-bob", "added-while-bob", PROD_API] {
+        assert!(!text.contains(v), "a value leaked into the inventory");
+    }
+    let again = json(&w.alice_run(&["doctor", "--exposure", "bob", "--format", "json"]));
+    assert_ne!(
+        status_of(&r, "prod", "NEW")["value_fingerprints"],
+        status_of(&again, "prod", "NEW")["value_fingerprints"],
+        "fingerprints must be keyed per run"
+    );
+
+    // Rotate the rest in byreis: nothing unchanged → exit 0; --require-ack
+    // still exits 4 until an admin acknowledges each.
+    w.set("prod", "DB", "db-v3");
+    assert_ok(
+        &w.alice_run_stdin(&["unset", "prod", "NEW"], ""),
+        "unset NEW",
+    );
+    let o = w.alice_run(&["doctor", "--exposure", "bob"]);
+    assert_ok(&o, "no value bob read is still in use");
+    let o = w.alice_run(&["doctor", "--exposure", "bob", "--require-ack"]);
+    assert_exit(&o, 4, "not acknowledged yet");
+    let o = w.alice_run(&[
+        "exposure",
+        "ack",
+        "bob",
+        "DB",
+        "API",
+        "NEW",
+        "--env",
+        "prod",
+        "--note",
+        "revoked at the database and the API provider",
+    ]);
+    assert_ok(&o, "exposure ack");
+    let o = w.alice_run(&[
+        "doctor",
+        "--exposure",
+        "bob",
+        "--require-ack",
+        "--format",
+        "json",
+    ]);
+    assert_ok(&o, "everything acknowledged");
+    let r = json(&o);
+    for key in ["DB", "API", "NEW"] {
+        let s = status_of(&r, "prod", key);
+        assert_eq!(s["status"], "acknowledged", "{r}");
+        assert_eq!(s["by"], "alice", "{r}");
+    }
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after the acknowledgement");
+}
+
+#[test]
+fn shallow_clone_is_reported_incomplete() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    let add_bob = format!("bob={}", bob.recipient);
+    assert_ok(&w.rotate(&["--add", &add_bob]), "add bob");
+    w.set("prod", "DB", "v2");
+    assert_ok(&w.rotate(&["--remove", "bob"]), "remove bob");
+
+    let shallow = w.root.join("shallow");
+    let url = format!("file://{}", w.proj.display());
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &url,
+            shallow.to_str().unwrap(),
+        ],
+    );
+    let env = anchor_env(&w);
+    let o = run_env(
+        &w.alice.home,
+        &shallow,
+        &["doctor", "--exposure", "bob", "--format", "json"],
+        None,
+        &env,
+    );
+    let r = json(&o);
+    assert_eq!(r["complete"], false, "{r}");
+    let why = r["incomplete"].to_string();
+    assert!(why.contains("shallow"), "{r}");
+}
