@@ -247,7 +247,10 @@ pub fn registry_pull(ctx: &Context) -> CliResult {
     // Only the registry this machine trusts is ever fetched.
     let location = verify::pinned_location(ctx, &project)?;
     let dir = verify::registry_dir(&ctx.home, &location);
-    if verify::is_url(&location) || crate::git::Repo::open(&dir)?.has_origin() {
+    if verify::is_url(&location) && !dir.exists() {
+        crate::remote::clone(&ctx.home, &location)?;
+        eprintln!("byreis: cloned the registry to {}", dir.display());
+    } else if verify::is_url(&location) || crate::git::Repo::open(&dir)?.has_origin() {
         crate::remote::update(&dir)?;
         eprintln!("byreis: updated the registry copy at {}", dir.display());
     } else {
