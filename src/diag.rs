@@ -130,6 +130,9 @@ codes! {
     RegistryUnexpectedFile => "registry-unexpected-file",
         "the registry holds a file byreis does not expect (only the roster, records, requests, allowed_signers, the audit log, README and .github/ belong there)",
         "remove it in a reviewed change; a registry is small on purpose so that every change to it can be read";
+    GitLockStale => "git-lock-stale",
+        "a git lock file remains (index.lock or a branch lock), left by a git or byreis process that was killed",
+        "if no git or byreis command is running in that repository, remove the lock file named, then finish or abort the pending change (`byreis rotate --resume` / `--abort`)";
     IdentityMissing => "identity-missing",
         "no age identity is available",
         "run `byreis keygen`, or set BYREIS_IDENTITY / BYREIS_IDENTITY_FILE";

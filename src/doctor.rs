@@ -212,6 +212,22 @@ pub fn run(ctx: &Context) -> Vec<Check> {
         Err(e) => check("allowed-signers", Status::Fail, Some(Code::AllowedSignersStale), e.to_string()),
     });
 
+    let mut locks = state.project.repo.stale_locks();
+    locks.extend(state.registry.repo.stale_locks());
+    out.push(if locks.is_empty() {
+        check("git-locks", Status::Ok, None, "")
+    } else {
+        check(
+            "git-locks",
+            Status::Fail,
+            Some(Code::GitLockStale),
+            locks
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    });
     out.push(match state.project.repo.dirty_paths(OWNED_PATHS) {
         Ok(d) if d.is_empty() => check("worktree", Status::Ok, None, ""),
         Ok(d) => check(

@@ -385,6 +385,81 @@ impl Repo {
         Ok(())
     }
 
+    /// Makes the working tree and the index hold exactly HEAD's version of
+    /// every file under `prefixes` (writing each file in place and adding
+    /// it to the index with its stat data; removing files HEAD does not
+    /// have). Unlike a checkout, this does not trust the index: it repairs
+    /// a write that was interrupted between the work tree and the index.
+    pub fn restore_from_head(&self, prefixes: &[&str]) -> Result<(), GitError> {
+        let Some(root) = self.workdir.clone() else {
+            return Ok(());
+        };
+        let Some(head) = self.head()? else {
+            return Ok(());
+        };
+        let head = head.to_string();
+        let mut changes = Vec::new();
+        for path in self.files_under(&head, prefixes)? {
+            let content = self.read_file(&head, &path)?;
+            changes.push(Change { path, content });
+        }
+        // Files in the index or on disk under `prefixes` that HEAD lacks.
+        let index = self.repo.index()?;
+        let mut extra: Vec<String> = index
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .filter(|p| {
+                prefixes
+                    .iter()
+                    .any(|pre| p == pre || p.starts_with(&format!("{pre}/")))
+            })
+            .filter(|p| !changes.iter().any(|c| &c.path == p))
+            .collect();
+        for pre in prefixes {
+            for entry in walkdir::WalkDir::new(root.join(pre))
+                .follow_links(false)
+                .into_iter()
+                .flatten()
+            {
+                if entry.file_type().is_dir() {
+                    continue;
+                }
+                if let Ok(rel) = entry.path().strip_prefix(&root) {
+                    let rel = rel.to_string_lossy().into_owned();
+                    if !changes.iter().any(|c| c.path == rel) && !extra.contains(&rel) {
+                        extra.push(rel);
+                    }
+                }
+            }
+        }
+        drop(index);
+        for path in extra {
+            changes.push(Change {
+                path,
+                content: None,
+            });
+        }
+        self.write_worktree(&changes)
+    }
+
+    /// Lock files an interrupted git or byreis process may have left.
+    pub fn stale_locks(&self) -> Vec<PathBuf> {
+        let git = self.repo.path();
+        let mut out = Vec::new();
+        for p in [git.join("index.lock"), git.join("HEAD.lock")] {
+            if p.exists() {
+                out.push(p);
+            }
+        }
+        if let Ok(branch) = self.head_branch() {
+            let p = git.join(format!("{branch}.lock"));
+            if p.exists() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     /// Force-checks-out `paths` from HEAD (working tree and index).
     pub fn checkout_paths(&self, paths: &[&str]) -> Result<(), GitError> {
         if self.workdir.is_some() && !paths.is_empty() {

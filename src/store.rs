@@ -594,12 +594,14 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
     // The change was made on top of whatever the branch held then (the
     // pinned commit, or app commits after it).
     let base = repo.parent_of(&pending.project_commit)?;
+    refuse_stale_locks(repo)?;
     if head == base {
         repo.move_branch(head, new)?;
-        repo.checkout_paths(OWNED_PATHS)?;
+        repo.restore_from_head(OWNED_PATHS)?;
     } else if head == Some(new) {
-        // The branch moved before the interruption: finish the checkout.
-        repo.checkout_paths(OWNED_PATHS)?;
+        // The branch moved before the interruption: finish writing the
+        // work tree and the index (either may be partly written).
+        repo.restore_from_head(OWNED_PATHS)?;
     } else {
         return Err(StoreError::Refused(
             "the project branch is neither at the current state nor at the pending commit (someone committed since); run `byreis rotate --abort`".into(),
@@ -628,7 +630,7 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
 /// Abandons the pending change: the project returns to the current state's
 /// files (a signed commit if the branch had moved), and the record is
 /// re-signed without `pending`.
-pub fn abort(ctx: &Context, state: State, actor: &Actor) -> Result<u64, StoreError> {
+pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
     let admin = admin_of(&state, actor)?;
     let Some(pending) = state.record.pending.clone() else {
         return Err(StoreError::Refused(
@@ -636,10 +638,14 @@ pub fn abort(ctx: &Context, state: State, actor: &Actor) -> Result<u64, StoreErr
         ));
     };
     let repo = &state.project.repo;
+    refuse_stale_locks(repo)?;
     let head = repo.head()?;
     let pinned = &state.record.project_commit;
     let email = actor.email();
     let author = (admin.name.as_str(), email.as_str());
+    // First make the work tree and index match HEAD (an interrupted write
+    // may have left either half-written).
+    repo.restore_from_head(OWNED_PATHS)?;
     if let Some(h) = head {
         if h.to_string() != *pinned {
             // Restore byreis's files as the current state has them.
@@ -667,17 +673,50 @@ pub fn abort(ctx: &Context, state: State, actor: &Actor) -> Result<u64, StoreErr
             }
         }
     }
+    if repo.has_origin() {
+        if let Some(dir) = repo.workdir() {
+            crate::remote::push(dir)?;
+        }
+    }
     let mut record = state.record.value().clone();
     record.pending = None;
     record.signer = admin.name.clone();
     record.signer_key = actor.signer.public.fingerprint();
     record.issued = now();
+    record.expires = expiry(state.roster.latest().record_expiry_days);
     record.roster_version = state.roster.latest().version;
     state
         .registry
         .write_record(&record, &actor.signer, author)?;
     state.registry.push_if_remote(&ctx.home)?;
+    remember_revision(ctx, &mut state)?;
     Ok(record.counter)
+}
+
+/// After a record write outside `land`: this machine now refuses any
+/// older record (an aborted change's begun record, say).
+fn remember_revision(ctx: &Context, state: &mut State) -> Result<(), StoreError> {
+    let project = state.manifest.project.clone();
+    let r = state.registry.current_revision(&project)?;
+    if r > state.pin.record_revision_seen {
+        state.pin.record_revision_seen = r;
+        if state.pin_stored {
+            trust::save(&ctx.home, &state.project.repo.common_dir(), &state.pin)?;
+        }
+    }
+    Ok(())
+}
+
+fn refuse_stale_locks(repo: &Repo) -> Result<(), StoreError> {
+    let locks = repo.stale_locks();
+    if locks.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Refused(format!(
+        "lock files left by an interrupted git or byreis process remain: {}. If no git or byreis command is running in this repository, remove them (rm {}) and run this again",
+        locks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        locks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+    )))
 }
 
 fn admin_of(state: &State, actor: &Actor) -> Result<Admin, StoreError> {
@@ -876,7 +915,7 @@ fn relative_to(path: &Path, base: &Path) -> String {
 
 /// Re-signs the project's record with a fresh expiry (freeze defence).
 /// The record's content is otherwise unchanged; it must have verified.
-pub fn refresh(ctx: &Context, state: State, actor: &Actor) -> Result<String, StoreError> {
+pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String, StoreError> {
     let admin = admin_of(&state, actor)?;
     let roster = state.roster.latest();
     let mut record = state.record.value().clone();
@@ -890,6 +929,7 @@ pub fn refresh(ctx: &Context, state: State, actor: &Actor) -> Result<String, Sto
         .registry
         .write_record(&record, &actor.signer, (&admin.name, &email))?;
     state.registry.push_if_remote(&ctx.home)?;
+    remember_revision(ctx, &mut state)?;
     Ok(record.expires)
 }
 

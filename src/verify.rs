@@ -717,7 +717,10 @@ fn load_inner(
         .as_deref()
         .is_some_and(|b| registry::tagged_hash(b) == pinned_hash);
 
-    let (source, mbytes, msig) = if wt_is_pinned {
+    // While a signed record names a change as pending, the work tree may be
+    // anywhere between the two states (a write interrupted part-way), so
+    // reads serve the last complete state from the pinned commit's objects.
+    let (source, mbytes, msig) = if wt_is_pinned && record.pending.is_none() {
         let sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
             .ok()
             .flatten()
@@ -725,15 +728,8 @@ fn load_inner(
         (Source::Worktree, wt_manifest.expect("checked"), sig)
     } else {
         // Not the pinned manifest: tell an old checkout from a rollback.
-        let is_pending = wt_manifest.as_deref().is_some_and(|b| {
-            record
-                .pending
-                .as_ref()
-                .is_some_and(|p| registry::tagged_hash(b) == p.manifest)
-        });
-        if is_pending {
-            // The working tree holds a begun change that the signed record
-            // names as pending: serve the last complete state.
+        if record.pending.is_some() {
+            // A begun change: serve the last complete state (above).
         } else if let Some(b) = &wt_manifest {
             let wt_sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
                 .ok()

@@ -553,3 +553,271 @@ pub fn replace_in_file(path: &Path, from: &str, to: &str) {
     );
     fs::write(path, text.replacen(from, to, 1)).expect("write file");
 }
+
+// ---------------------------------------------------------------------------
+// Helpers for the rotate and crash tests.
+
+/// The path of a person's age identity file (as `byreis keygen` wrote it).
+pub fn identity_file(p: &Person) -> PathBuf {
+    p.home.join("identity.txt")
+}
+
+/// The env that pins the world's anchor for someone with no stored pin.
+pub fn anchor_env(w: &World) -> [(&'static str, &str); 1] {
+    [("BYREIS_ANCHOR", w.anchor.as_str())]
+}
+
+/// The age recipient in a `.pub` file or `age-keygen -y` output, trimmed,
+/// without the comment of an OpenSSH public key line.
+pub fn public_key_line(text: &str) -> String {
+    let mut f = text.split_whitespace();
+    let first = f.next().expect("a public key");
+    if first.starts_with("ssh-") {
+        format!("{first} {}", f.next().expect("key data"))
+    } else {
+        first.to_string()
+    }
+}
+
+/// Decodes an ASCII-armored age file into its binary form.
+pub fn age_binary(armored: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(armored).expect("an armored age file is text");
+    assert!(
+        text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "not an armored age file:\n{text}"
+    );
+    let b64: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("armor is base64")
+}
+
+/// The header lines (version line, stanzas, MAC line) and the payload
+/// (nonce and STREAM ciphertext) of an armored age file.
+pub fn age_header_and_payload(armored: &[u8]) -> (Vec<String>, Vec<u8>) {
+    let bin = age_binary(armored);
+    let mac = bin
+        .windows(5)
+        .position(|w| w == b"\n--- ")
+        .expect("age header has a MAC line");
+    let end = mac
+        + 1
+        + bin[mac + 1..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("MAC line ends")
+        + 1;
+    let header = String::from_utf8(bin[..end].to_vec()).expect("age header is text");
+    (
+        header.lines().map(str::to_string).collect(),
+        bin[end..].to_vec(),
+    )
+}
+
+/// The stanza types of an age header (`X25519`, `ssh-ed25519`, grease…).
+pub fn stanza_types(header: &[String]) -> Vec<String> {
+    header
+        .iter()
+        .filter_map(|l| l.strip_prefix("-> "))
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The real (X25519 and ssh-ed25519) stanzas of an armored age file.
+pub fn real_stanza_count(armored: &[u8]) -> usize {
+    let (h, _) = age_header_and_payload(armored);
+    stanza_types(&h)
+        .iter()
+        .filter(|t| *t == "X25519" || *t == "ssh-ed25519")
+        .count()
+}
+
+impl World {
+    /// Runs byreis as `p` in alice's project, pinned by BYREIS_ANCHOR.
+    pub fn run_as(&self, p: &Person, args: &[&str]) -> Output {
+        run_env(&p.home, &self.proj, args, None, &anchor_env(self))
+    }
+
+    /// `byreis rotate ARGS --yes` as alice.
+    pub fn rotate(&self, args: &[&str]) -> Output {
+        let mut a = vec!["rotate"];
+        a.extend_from_slice(args);
+        a.push("--yes");
+        self.alice_run(&a)
+    }
+
+    /// `byreis get ENV KEY` as alice, asserting it prints `value`.
+    #[track_caller]
+    pub fn assert_get(&self, env: &str, key: &str, value: &str) {
+        let o = self.alice_run(&["get", env, key]);
+        assert_ok(&o, &format!("alice get {env} {key}"));
+        assert_eq!(stdout(&o), format!("{value}\n"), "alice get {env} {key}");
+    }
+
+    /// `age -d -i IDENTITY FILE` with the stock age CLI.
+    pub fn age_decrypt(&self, identity: &Path, file: &Path) -> Output {
+        self.tool(
+            "age",
+            &self.root,
+            &[
+                "-d",
+                "-i",
+                identity.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ],
+            None,
+        )
+    }
+
+    /// `age -d -i IDENTITY` on `bytes` (stdin) with the stock age CLI.
+    pub fn age_decrypt_bytes(&self, identity: &Path, bytes: &[u8]) -> Output {
+        self.tool(
+            "age",
+            &self.root,
+            &["-d", "-i", identity.to_str().unwrap()],
+            Some(bytes),
+        )
+    }
+
+    /// Every `secrets/*.enc.yaml` in the working tree, sorted.
+    pub fn secrets_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.proj.join("secrets"))
+            .expect("secrets/ exists")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".enc.yaml"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The working tree's manifest, parsed (it is only read, never trusted).
+    pub fn manifest_yaml(&self) -> serde_yaml::Value {
+        serde_yaml::from_str(&fs::read_to_string(self.manifest()).expect("read manifest"))
+            .expect("manifest is YAML")
+    }
+
+    pub fn manifest_counter(&self) -> u64 {
+        self.manifest_yaml()["counter"]
+            .as_u64()
+            .expect("manifest counter")
+    }
+
+    /// Member names in the working tree's manifest.
+    pub fn manifest_members(&self) -> Vec<String> {
+        self.manifest_yaml()["members"]
+            .as_sequence()
+            .expect("members")
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Reader names of `env` in the working tree's manifest.
+    pub fn manifest_readers(&self, env: &str) -> Vec<String> {
+        self.manifest_yaml()["environments"][env]["readers"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("no environment {env} in the manifest"))
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The project's record in the registry, parsed (`projects/demo/record.yaml`).
+    pub fn record_yaml(&self) -> serde_yaml::Value {
+        let project = self.manifest_yaml()["project"]
+            .as_str()
+            .unwrap_or("demo")
+            .to_string();
+        let path = self.reg.join("projects").join(project).join("record.yaml");
+        serde_yaml::from_str(&fs::read_to_string(&path).expect("read record"))
+            .expect("record is YAML")
+    }
+
+    pub fn record_counter(&self) -> u64 {
+        self.record_yaml()["counter"]
+            .as_u64()
+            .expect("record counter")
+    }
+
+    /// The project commit the record names as pending, if any.
+    pub fn pending_commit(&self) -> Option<String> {
+        self.record_yaml()["pending"]["project_commit"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// The last line of `.byreis/audit.jsonl`, parsed.
+    pub fn last_audit(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.proj.join(".byreis/audit.jsonl")).expect("audit log");
+        let line = text.lines().last().expect("an audit entry");
+        serde_json::from_str(line).expect("audit line is JSON")
+    }
+
+    /// `git verify-commit REV` in `dir` with the registry's allowed_signers.
+    pub fn verify_commit(&self, dir: &Path, rev: &str) -> Output {
+        let cfg = format!(
+            "gpg.ssh.allowedSignersFile={}",
+            self.reg.join("allowed_signers").display()
+        );
+        self.git(dir, &["-c", &cfg, "verify-commit", rev])
+    }
+
+    /// `byreis import` as alice of a YAML document.
+    pub fn import(&self, yaml: &str) {
+        let file = self.root.join("import.yaml");
+        fs::write(&file, yaml).expect("write import file");
+        let o = self.alice_run(&["import", file.to_str().unwrap()]);
+        assert_ok(&o, "byreis import");
+        let _ = fs::remove_file(&file);
+    }
+
+    /// `git status --porcelain` of the project.
+    pub fn project_status(&self) -> String {
+        stdout(&self.git(&self.proj, &["status", "--porcelain"]))
+    }
+
+    /// The exact bytes of `path` in `rev` of the project.
+    pub fn git_blob(&self, rev: &str, path: &str) -> Vec<u8> {
+        let o = self.git(&self.proj, &["cat-file", "blob", &format!("{rev}:{path}")]);
+        assert_ok(&o, &format!("git cat-file blob {rev}:{path}"));
+        o.stdout
+    }
+}
+
+/// doctor's failing checks are exactly `change-pending` on `transaction`.
+#[track_caller]
+pub fn assert_doctor_pending(o: &Output, v: &serde_json::Value, what: &str) {
+    assert_exit(o, 3, what);
+    let failing = doctor_fail_codes(v);
+    assert_eq!(
+        failing,
+        vec!["change-pending".to_string()],
+        "{what}: expected only change-pending\n{}",
+        dump(o)
+    );
+    let tx = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "transaction")
+        .unwrap_or_else(|| panic!("{what}: no transaction check\n{}", dump(o)));
+    assert_eq!(tx["status"], "fail", "{what}\n{}", dump(o));
+    assert_eq!(tx["code"], "change-pending", "{what}\n{}", dump(o));
+}
+
+/// A new age identity made with the stock `age-keygen`; returns the key
+/// file (0600) and its recipient.
+pub fn age_keygen(w: &World, name: &str) -> (PathBuf, String) {
+    let path = w.root.join(format!("{name}.key"));
+    let o = w.tool("age-keygen", &w.root, &["-o", path.to_str().unwrap()], None);
+    assert_ok(&o, "age-keygen");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let o = w.tool("age-keygen", &w.root, &["-y", path.to_str().unwrap()], None);
+    assert_ok(&o, "age-keygen -y");
+    (path, stdout(&o).trim().to_string())
+}
