@@ -263,12 +263,9 @@ impl Repo {
         let scratch = Repo::wrap(Repository::open(self.repo.path())?)?;
         let odb = scratch.repo.odb()?;
         let mempack = odb.add_new_mempack_backend(1000)?;
-        let built = scratch.build_signed_commit(parent, changes, message, signer, author);
-        crate::timing::phase("git: objects built in memory");
-        let flushed = (|| -> Result<(), GitError> {
+        let flush = || -> Result<(), GitError> {
             let mut buf = git2::Buf::new();
             mempack.dump(&scratch.repo, &mut buf)?;
-            crate::timing::phase("git: pack made");
             if !buf.is_empty() {
                 let mut pw = odb.packwriter()?;
                 std::io::Write::write_all(&mut pw, &buf)
@@ -276,9 +273,28 @@ impl Repo {
                 pw.commit()?;
             }
             mempack.reset()?;
-            self.repo.odb()?.refresh()?;
             Ok(())
-        })();
+        };
+        // Blobs first, a bounded batch per pack, so memory stays flat
+        // whatever the number of files; the tree and commit then only link
+        // them (writing an object that exists is a no-op).
+        const BATCH: usize = 1024;
+        let big: Vec<&Change> = changes.iter().filter(|c| c.content.is_some()).collect();
+        if big.len() > BATCH {
+            for chunk in big.chunks(BATCH) {
+                for ch in chunk {
+                    scratch
+                        .repo
+                        .blob(ch.content.as_deref().expect("filtered"))?;
+                }
+                flush()?;
+            }
+        }
+        let built = scratch.build_signed_commit(parent, changes, message, signer, author);
+        crate::timing::phase("git: objects built in memory");
+        let flushed = flush();
+        crate::timing::phase("git: pack written");
+        let _ = self.repo.odb().and_then(|o| o.refresh());
         let commit = built?;
         flushed?;
         Ok(commit)
