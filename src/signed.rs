@@ -127,6 +127,19 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Strin
         .map_err(|e| e.to_string())
 }
 
+/// Parses YAML whose signature has already verified (an admin wrote it):
+/// size-limited, deserialized straight into `T` (unknown or duplicate
+/// fields are errors), without the untrusted-input event pre-check.
+pub fn parse_verified_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    if text.len() > crate::yaml::MAX_SIGNED_BYTES {
+        return Err(format!(
+            "larger than {} bytes",
+            crate::yaml::MAX_SIGNED_BYTES
+        ));
+    }
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -445,27 +445,50 @@ pub fn verify_manifest(
     sig: &str,
     rule: SignerRule,
 ) -> Result<Verified<Manifest>, String> {
-    // The roster version is read before the signature is checked only to
-    // choose which keys to check against; nothing else is used until then.
-    let probe: Manifest =
-        signed::parse_yaml(std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?)?;
-    let (v, keys) = verify_admin_signed(
-        roster,
-        probe.roster_version,
+    // The signature is checked against every key that could count before
+    // anything is parsed; the roster version the manifest names then
+    // decides which of those signatures do count.
+    let latest = registry::admin_keys(roster.latest());
+    let mut candidates: Vec<SigningPub> = Vec::new();
+    for r in &roster.versions {
+        for k in registry::admin_keys(r) {
+            if !candidates.contains(&k) && (rule == SignerRule::AdminThen || latest.contains(&k)) {
+                candidates.push(k);
+            }
+        }
+    }
+    let v = signed::verify(
         bytes,
         sig,
         Namespace::Manifest,
-        rule,
-        |t| t.values,
-        signed::parse_yaml::<Manifest>,
-    )?;
-    if v.roster_version != probe.roster_version {
-        return Err("the roster version changed between reads".into());
+        &candidates,
+        1,
+        signed::parse_verified_yaml::<Manifest>,
+    )
+    .map_err(|e| e.to_string())?;
+    let Some(at) = roster.version(v.roster_version) else {
+        return Err(format!(
+            "names roster version {}, which the registry does not have",
+            v.roster_version
+        ));
+    };
+    let at_keys = registry::admin_keys(at);
+    let counted = v
+        .signers()
+        .iter()
+        .filter(|i| at_keys.contains(&candidates[**i]))
+        .count();
+    if counted < at.thresholds.values.max(1) {
+        return Err(format!(
+            "only {counted} of the {} required signatures are by admins of roster version {}",
+            at.thresholds.values.max(1),
+            v.roster_version
+        ));
     }
     check_signer_fields(
         roster,
         v.roster_version,
-        &keys,
+        &candidates,
         v.signers(),
         &v.signer,
         &v.signer_key,
