@@ -59,8 +59,26 @@ fn objects_containing(w: &World, repo: &Path, needle: &[u8]) -> bool {
     o.stdout.windows(needle.len()).any(|win| win == needle)
 }
 
+/// Top-level entries of `dir` (to scan only what appears during the test:
+/// a CI checkout under /tmp, with its build directory, is not ours to read).
+fn entries(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 #[test]
 fn plaintext_never_reaches_disk() {
+    let temp_dirs: Vec<std::path::PathBuf> = {
+        let mut v = vec![std::env::temp_dir(), "/dev/shm".into(), "/tmp".into()];
+        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+            v.push(runtime.into());
+        }
+        v.sort();
+        v.dedup();
+        v
+    };
+    let before: Vec<_> = temp_dirs.iter().map(|d| entries(d)).collect();
     let w = World::with_secrets();
     let set_value = canary("set");
     let edit_value = canary("edit");
@@ -129,12 +147,16 @@ fn plaintext_never_reaches_disk() {
         // compressed: see below), every BYREIS_HOME and HOME: all under root.
         let mut found = Vec::new();
         files_containing(&w.root, n, &mut found);
-        // Temp and shared-memory directories of this machine.
-        for dir in [std::env::temp_dir(), "/dev/shm".into(), "/tmp".into()] {
-            files_containing(&dir, n, &mut found);
-        }
-        if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
-            files_containing(Path::new(&runtime), n, &mut found);
+        // Whatever appeared in the temp and shared-memory directories of
+        // this machine while the test ran (the world itself included).
+        for (dir, old) in temp_dirs.iter().zip(&before) {
+            for entry in entries(dir).difference(old) {
+                if entry.is_dir() {
+                    files_containing(entry, n, &mut found);
+                } else if fs::read(entry).is_ok_and(|b| b.windows(n.len()).any(|x| x == n)) {
+                    found.push(entry.display().to_string());
+                }
+            }
         }
         assert!(found.is_empty(), "plaintext {needle} found in {found:?}");
         for repo in [&w.proj, &w.reg] {
