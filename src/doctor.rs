@@ -228,6 +228,19 @@ pub fn run(ctx: &Context) -> Vec<Check> {
                 .join(", "),
         )
     });
+    if let Ok(d) = state.registry.repo.dirty_paths(registry::REGISTRY_OWNED) {
+        if !d.is_empty() {
+            out.push(check(
+                "registry-worktree",
+                Status::Warn,
+                Some(Code::WorktreeChanged),
+                format!(
+                    "the registry's work tree differs from its HEAD in {} (byreis reads HEAD; the next registry write restores them)",
+                    d.iter().map(|p| crate::names::escape(p)).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
     out.push(match state.project.repo.dirty_paths(OWNED_PATHS) {
         Ok(d) if d.is_empty() => check("worktree", Status::Ok, None, ""),
         Ok(d) => check(

@@ -15,6 +15,8 @@ use crate::sshsig::{self, Namespace};
 pub const ALLOWED_SIGNERS: &str = "allowed_signers";
 /// The registry's own audit log: one signed entry per roster change.
 pub const REGISTRY_AUDIT: &str = "audit.jsonl";
+/// Registry paths only byreis writes.
+pub const REGISTRY_OWNED: &[&str] = &["roster", "projects", ALLOWED_SIGNERS, REGISTRY_AUDIT];
 
 /// Files copied from `registry-template/` by `registry init`.
 pub const TEMPLATE: &[(&str, &str)] = &[

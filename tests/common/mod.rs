@@ -733,9 +733,13 @@ impl World {
             .as_str()
             .unwrap_or("demo")
             .to_string();
-        let path = self.reg.join("projects").join(project).join("record.yaml");
-        serde_yaml::from_str(&fs::read_to_string(&path).expect("read record"))
-            .expect("record is YAML")
+        // From the registry's HEAD commit (what byreis reads), not its work
+        // tree, which a kill during a registry write can leave behind.
+        let text = self.git_ok(
+            &self.reg,
+            &["show", &format!("HEAD:projects/{project}/record.yaml")],
+        );
+        serde_yaml::from_str(&text).expect("record is YAML")
     }
 
     pub fn record_counter(&self) -> u64 {
