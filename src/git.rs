@@ -134,24 +134,13 @@ impl Repo {
     /// Reads a regular file at `path` in `commit`. `Ok(None)` if absent;
     /// an error if it is a link, submodule or directory.
     pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
-        let tree = self.commit_tree(commit)?;
-        let entry = match tree.get_path(Path::new(path)) {
-            Ok(e) => e,
-            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if entry_kind(entry.filemode()) != EntryKind::Blob {
-            return Err(GitError::NotRegular {
-                path: path.to_string(),
-                commit: commit.to_string(),
-            });
-        }
-        let blob = self.repo.find_blob(entry.id())?;
-        Ok(Some(blob.content().to_vec()))
+        Ok(self
+            .read_file_with_id(commit, path)?
+            .map(|(_, bytes)| bytes))
     }
 
-    /// Like [`Repo::read_file`], with the blob's id (without reading the
-    /// content twice when ids repeat, callers compare ids first).
+    /// Like [`Repo::read_file`], with the blob's id (callers that walk
+    /// history compare ids to parse each distinct blob once).
     pub fn read_file_with_id(
         &self,
         commit: &str,
