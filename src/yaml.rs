@@ -381,6 +381,32 @@ mod tests {
     }
 
     #[test]
+    fn import_documents() {
+        let envs = parse_import(
+            "prod:\n  A: 1\n  B: \"x y\"\nstaging: {A: 2}\n",
+            MAX_DOC_BYTES,
+        )
+        .unwrap();
+        assert_eq!(
+            expose(&envs["prod"]),
+            vec![("A".into(), "1".into()), ("B".into(), "x y".into())]
+        );
+        assert_eq!(expose(&envs["staging"]), vec![("A".into(), "2".into())]);
+        for bad in [
+            "prod:\n  A: 1\nprod:\n  B: 2\n",
+            "prod:\n  A: 1\n  A: 2\n",
+            "Prod:\n  A: 1\n",
+            "prod:\n  bad-name: 1\n",
+            "prod:\n  A:\n    B: 1\n",
+            "prod: [1]\n",
+            "prod: &x\n  A: 1\n",
+            "A: 1\n",
+        ] {
+            assert!(parse_import(bad, MAX_DOC_BYTES).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn strict_documents() {
         assert!(check_strict("a: 1\nb: [1, 2]\nc: {d: e}\n").is_ok());
         assert!(check_strict("a: 1\na: 2\n").is_err());
