@@ -84,6 +84,18 @@ alice get prod DATABASE_URL || echo "(exit $? — refused: the file is not the o
 git checkout -q -- secrets/prod.enc.yaml
 show alice doctor
 
+step "Incident response: bob leaves; what could he read, and is it still in use?"
+alice rotate --remove bob --reason "left the company" --yes 2>/dev/null
+alice doctor --exposure bob || echo "(exit $? — a value bob could read is still in use)"
+printf 'postgres://app:rotated@localhost/app' | alice set staging DATABASE_URL
+show alice doctor --exposure bob
+show alice exposure ack bob DATABASE_URL --env staging --note "old password revoked in the database"
+show alice doctor --exposure bob --require-ack
+
+step "Deploy gate and admins"
+show alice verify
+show alice admin list
+
 step "History: signed commits, counted"
 git -c gpg.ssh.allowedSignersFile="$work/registry/allowed_signers" log --format='%h %G? %GS  %s'
 echo
