@@ -171,56 +171,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, YamlError> {
     if text.len() > MAX_SECRETS_BYTES {
         return Err(YamlError::TooLarge(text.len(), MAX_SECRETS_BYTES));
     }
-    let mut out = Secrets::new();
-    let mut depth = 0usize;
-    let mut documents = 0;
-    let mut pending_key: Option<String> = None;
-    for ev in Parser::new_from_str(text) {
-        let (ev, _) = ev.map_err(syntax)?;
-        match ev {
-            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
-            Event::DocumentStart(_) => {
-                documents += 1;
-                if documents > 1 {
-                    return Err(YamlError::Forbidden("multiple documents"));
-                }
-            }
-            Event::Alias(_) => return Err(YamlError::Forbidden("aliases")),
-            Event::MappingStart(anchor, tag) => {
-                refuse_decorations(anchor, tag.is_some())?;
-                depth += 1;
-                if depth > 1 {
-                    return Err(YamlError::NotFlatMapping);
-                }
-            }
-            Event::MappingEnd => depth -= 1,
-            Event::SequenceStart(..) | Event::SequenceEnd => return Err(YamlError::NotFlatMapping),
-            Event::Scalar(value, style, anchor, tag) => {
-                refuse_decorations(anchor, tag.is_some())?;
-                if depth != 1 {
-                    // A bare scalar document: only "nothing" is accepted.
-                    if value.is_empty() && style == saphyr_parser::ScalarStyle::Plain {
-                        continue;
-                    }
-                    return Err(YamlError::NotFlatMapping);
-                }
-                match pending_key.take() {
-                    None => {
-                        names::check(Kind::SecretKey, &value)?;
-                        if out.contains_key(value.as_ref()) {
-                            return Err(YamlError::DuplicateKey(names::quoted(&value)));
-                        }
-                        pending_key = Some(value.into_owned());
-                    }
-                    Some(key) => {
-                        let v = SecretValue::new(Zeroizing::new(value.into_owned()));
-                        out.insert(key, v);
-                    }
-                }
-            }
-        }
-    }
-    Ok(out)
+    Ok(walk_secrets(text, false)?.remove("").unwrap_or_default())
 }
 
 /// Parses an import document: a mapping of environment names to flat
@@ -229,17 +180,32 @@ pub fn parse_import(text: &str, limit: usize) -> Result<BTreeMap<String, Secrets
     if text.len() > limit {
         return Err(YamlError::TooLarge(text.len(), limit));
     }
+    walk_secrets(text, true)
+}
+
+/// The one event walk behind [`parse_secrets`] and [`parse_import`]: a
+/// single document that is a flat mapping of secret names to scalars, or
+/// (`nested`) a mapping of environment names to such mappings. Aliases,
+/// anchors, tags, sequences, deeper nesting, invalid names and duplicate
+/// keys are refused here, for both. Flat documents land under the key "".
+fn walk_secrets(text: &str, nested: bool) -> Result<BTreeMap<String, Secrets>, YamlError> {
+    let secrets_depth = if nested { 2 } else { 1 };
+    let shape = || {
+        if nested {
+            YamlError::Shape(
+                "an import is a mapping of environment names to mappings of secret names to values"
+                    .into(),
+            )
+        } else {
+            YamlError::NotFlatMapping
+        }
+    };
     let mut out: BTreeMap<String, Secrets> = BTreeMap::new();
+    // The environment whose secrets are being read ("" when flat).
+    let mut env: Option<String> = (!nested).then(String::new);
     let mut depth = 0usize;
     let mut documents = 0;
-    let mut env: Option<String> = None;
     let mut pending_key: Option<String> = None;
-    let shape = || {
-        YamlError::Shape(
-            "an import is a mapping of environment names to mappings of secret names to values"
-                .into(),
-        )
-    };
     for ev in Parser::new_from_str(text) {
         let (ev, _) = ev.map_err(syntax)?;
         match ev {
@@ -254,52 +220,54 @@ pub fn parse_import(text: &str, limit: usize) -> Result<BTreeMap<String, Secrets
             Event::MappingStart(anchor, tag) => {
                 refuse_decorations(anchor, tag.is_some())?;
                 depth += 1;
-                if depth > 2 || (depth == 2 && env.is_none()) {
+                if depth > secrets_depth || (depth == secrets_depth && env.is_none()) {
                     return Err(shape());
                 }
             }
             Event::MappingEnd => {
-                if depth == 2 {
+                if nested && depth == 2 {
                     env = None;
                 }
-                depth -= 1;
+                depth = depth.saturating_sub(1);
             }
             Event::SequenceStart(..) | Event::SequenceEnd => return Err(shape()),
-            Event::Scalar(value, _, anchor, tag) => {
+            Event::Scalar(value, style, anchor, tag) => {
                 refuse_decorations(anchor, tag.is_some())?;
-                match depth {
-                    1 => {
-                        if env.is_some() {
-                            return Err(shape());
-                        }
-                        names::check(Kind::Environment, &value)?;
-                        if out.contains_key(value.as_ref()) {
-                            return Err(YamlError::DuplicateKey(names::quoted(&value)));
-                        }
-                        out.insert(value.to_string(), Secrets::new());
-                        env = Some(value.into_owned());
+                if nested && depth == 1 {
+                    // An environment name, opening its mapping.
+                    if env.is_some() {
+                        return Err(shape());
                     }
-                    2 => {
-                        let secrets = out
-                            .get_mut(env.as_deref().expect("depth 2 has an env"))
-                            .expect("inserted");
-                        match pending_key.take() {
-                            None => {
-                                names::check(Kind::SecretKey, &value)?;
-                                if secrets.contains_key(value.as_ref()) {
-                                    return Err(YamlError::DuplicateKey(names::quoted(&value)));
-                                }
-                                pending_key = Some(value.into_owned());
+                    names::check(Kind::Environment, &value)?;
+                    if out.contains_key(value.as_ref()) {
+                        return Err(YamlError::DuplicateKey(names::quoted(&value)));
+                    }
+                    out.insert(value.to_string(), Secrets::new());
+                    env = Some(value.into_owned());
+                } else if depth == secrets_depth {
+                    let secrets = out
+                        .entry(env.clone().expect("checked at the mapping start"))
+                        .or_default();
+                    match pending_key.take() {
+                        None => {
+                            names::check(Kind::SecretKey, &value)?;
+                            if secrets.contains_key(value.as_ref()) {
+                                return Err(YamlError::DuplicateKey(names::quoted(&value)));
                             }
-                            Some(key) => {
-                                secrets.insert(
-                                    key,
-                                    SecretValue::new(Zeroizing::new(value.into_owned())),
-                                );
-                            }
+                            pending_key = Some(value.into_owned());
+                        }
+                        Some(key) => {
+                            let v = SecretValue::new(Zeroizing::new(value.into_owned()));
+                            secrets.insert(key, v);
                         }
                     }
-                    _ => return Err(shape()),
+                } else if depth == 0
+                    && value.is_empty()
+                    && style == saphyr_parser::ScalarStyle::Plain
+                {
+                    // An empty document: no secrets.
+                } else {
+                    return Err(shape());
                 }
             }
         }
