@@ -25,18 +25,7 @@ fn concurrent_rotations_exactly_one_lands() {
     let w = World::new();
     // A shared bare registry and a shared bare project; alice's project
     // uses the registry by URL, so each admin has a managed clone of it.
-    let reg_bare = w.root.join("reg.git");
-    w.git_ok(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            w.reg.to_str().unwrap(),
-            reg_bare.to_str().unwrap(),
-        ],
-    );
-    let url = format!("file://{}", reg_bare.display());
+    let url = w.bare_registry_url();
     let proj_bare = w.root.join("proj.git");
     w.git_ok(
         &w.root,

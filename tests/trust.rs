@@ -248,18 +248,7 @@ fn url_world() -> (World, String) {
     let w = World::new();
     // A second project, on the URL registry (the World's own project uses
     // the registry by path).
-    let bare = w.root.join("reg.git");
-    w.git_ok(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            w.reg.to_str().unwrap(),
-            bare.to_str().unwrap(),
-        ],
-    );
-    let url = format!("file://{}", bare.display());
+    let url = w.bare_registry_url();
     let proj = w.root.join("urlproj");
     std::fs::create_dir(&proj).unwrap();
     w.git_ok(&proj, &["init", "-q", "-b", "main"]);

@@ -825,3 +825,22 @@ pub fn age_keygen(w: &World, name: &str) -> (PathBuf, String) {
     assert_ok(&o, "age-keygen -y");
     (path, stdout(&o).trim().to_string())
 }
+
+impl World {
+    /// A bare clone of the registry at `root/reg.git`, and its `file://` URL
+    /// (a registry reached by URL, as teams share it).
+    pub fn bare_registry_url(&self) -> String {
+        let bare = self.root.join("reg.git");
+        self.git_ok(
+            &self.root,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                self.reg.to_str().unwrap(),
+                bare.to_str().unwrap(),
+            ],
+        );
+        format!("file://{}", bare.display())
+    }
+}
