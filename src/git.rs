@@ -51,8 +51,26 @@ impl std::fmt::Debug for Repo {
 /// One file change in a commit: `None` deletes the path.
 pub struct Change {
     pub path: String,
-    pub content: Option<Vec<u8>>,
+    pub content: Option<Content>,
 }
+
+/// What a [`Change`] puts at its path.
+pub enum Content {
+    /// Bytes not yet in the object database.
+    Bytes(Vec<u8>),
+    /// A blob already stored with [`Repo::store_blobs`] (large changes keep
+    /// only ids in memory, not every file).
+    Stored(Oid),
+}
+
+impl From<Vec<u8>> for Content {
+    fn from(bytes: Vec<u8>) -> Content {
+        Content::Bytes(bytes)
+    }
+}
+
+/// Blobs per pack: bounds what one [`Repo::store_blobs`] call holds.
+pub const PACK_BATCH: usize = 1024;
 
 impl Repo {
     /// Opens the repository whose work tree contains `dir`.
@@ -202,9 +220,13 @@ impl Repo {
     /// (untracked files included).
     pub fn dirty_paths(&self, prefixes: &[&str]) -> Result<Vec<String>, GitError> {
         let mut opts = git2::StatusOptions::new();
+        // update_index: stat data of files found unchanged is written back
+        // (as `git status` does), so the next status does not hash them
+        // again.
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
-            .include_ignored(false);
+            .include_ignored(false)
+            .update_index(true);
         for p in prefixes {
             opts.pathspec(p);
         }
@@ -246,55 +268,71 @@ impl Repo {
         signer: &Signer,
         author: (&str, &str),
     ) -> Result<Oid, GitError> {
-        // Objects go to an in-memory backend first and reach the disk as
-        // one pack: one file instead of a loose object per blob. A fresh
-        // handle each time, so no other write ever lands in a mempack.
-        let scratch = Repo::wrap(Repository::open(self.repo.path())?)?;
-        let odb = scratch.repo.odb()?;
-        let mempack = odb.add_new_mempack_backend(1000)?;
-        let flush = || -> Result<(), GitError> {
-            let mut buf = git2::Buf::new();
-            mempack.dump(&scratch.repo, &mut buf)?;
-            if !buf.is_empty() {
-                let mut pw = odb.packwriter()?;
-                std::io::Write::write_all(&mut pw, &buf)
-                    .map_err(|e| GitError::Git(git2::Error::from_str(&e.to_string())))?;
-                pw.commit()?;
-            }
-            mempack.reset()?;
-            Ok(())
-        };
-        // Blobs first, at most BATCH per pack, so the in-memory pack never
-        // holds more than BATCH blobs; the tree and commit then only link
-        // them (writing an object that exists is a no-op). (Peak memory at
-        // 10,000 files is still dominated by what the rotation holds: see
-        // ADR 0011.)
-        const BATCH: usize = 1024;
-        let big: Vec<&Change> = changes.iter().filter(|c| c.content.is_some()).collect();
-        if big.len() > BATCH {
-            for chunk in big.chunks(BATCH) {
-                for ch in chunk {
-                    scratch
-                        .repo
-                        .blob(ch.content.as_deref().expect("filtered"))?;
-                }
-                flush()?;
-            }
+        // New blobs reach the disk as packs (one file per PACK_BATCH blobs,
+        // not a loose object each); the trees and the commit, a handful of
+        // objects, are written loose.
+        let fresh: Vec<&[u8]> = changes
+            .iter()
+            .filter_map(|c| match &c.content {
+                Some(Content::Bytes(b)) => Some(b.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(fresh.len());
+        for chunk in fresh.chunks(PACK_BATCH) {
+            ids.extend(self.store_blobs(chunk)?);
         }
-        let built = scratch.build_signed_commit(parent, changes, message, signer, author);
-        crate::timing::phase("git: objects built in memory");
-        let flushed = flush();
-        crate::timing::phase("git: pack written");
-        let _ = self.repo.odb().and_then(|o| o.refresh());
-        let commit = built?;
-        flushed?;
+        crate::timing::phase("git: blobs packed");
+        let mut ids = ids.into_iter();
+        let resolved: Vec<(&str, Option<Oid>)> = changes
+            .iter()
+            .map(|c| {
+                let id = match &c.content {
+                    Some(Content::Bytes(_)) => Some(ids.next().expect("one id per new blob")),
+                    Some(Content::Stored(id)) => Some(*id),
+                    None => None,
+                };
+                (c.path.as_str(), id)
+            })
+            .collect();
+        let commit = self.build_signed_commit(parent, &resolved, message, signer, author)?;
+        crate::timing::phase("git: trees and commit written");
         Ok(commit)
+    }
+
+    /// Stores `blobs` in the object database as one pack, written straight
+    /// to libgit2's indexer, and returns their ids in order. Nothing refers
+    /// to them until a commit does: an interrupted run leaves unreachable
+    /// objects, which `git gc` removes.
+    ///
+    /// Why not libgit2's own pack builder: it searches for deltas between
+    /// objects (useless between ciphertexts, and a fifth of a rotation's
+    /// time), and every object written through the object database first
+    /// rescans the pack directory when it is new (ADR 0011).
+    pub fn store_blobs(&self, blobs: &[&[u8]]) -> Result<Vec<Oid>, GitError> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = crate::par::map(blobs, None, |b| pack_entry(b));
+        let odb = self.repo.odb()?;
+        let mut writer = odb.packwriter()?;
+        let mut pack = PackStream::new(&mut writer, blobs.len())?;
+        let mut ids = Vec::with_capacity(blobs.len());
+        for e in encoded {
+            let (id, bytes) = e?;
+            pack.write(&bytes)?;
+            ids.push(id);
+        }
+        pack.finish()?;
+        writer.commit()?;
+        odb.refresh()?;
+        Ok(ids)
     }
 
     fn build_signed_commit(
         &self,
         parent: Option<Oid>,
-        changes: &[Change],
+        changes: &[(&str, Option<Oid>)],
         message: &str,
         signer: &Signer,
         author: (&str, &str),
@@ -304,14 +342,11 @@ impl Repo {
         if let Some(p) = &parent {
             index.read_tree(&p.tree()?)?;
         }
-        for ch in changes {
-            match &ch.content {
-                Some(bytes) => {
-                    let oid = self.repo.blob(bytes)?;
-                    index.add(&index_entry(&ch.path, oid, bytes.len()))?;
-                }
+        for (path, id) in changes {
+            match id {
+                Some(id) => index.add(&index_entry(path, *id))?,
                 None => {
-                    let _ = index.remove_path(Path::new(&ch.path));
+                    let _ = index.remove_path(Path::new(path));
                 }
             }
         }
@@ -378,13 +413,31 @@ impl Repo {
         let Some(root) = &self.workdir else {
             return Ok(());
         };
-        let written = crate::par::map(changes, None, |ch| write_one(root, ch));
         let mut index = self.repo.index()?;
-        for (ch, w) in changes.iter().zip(written) {
-            match w.map_err(|e| GitError::Git(git2::Error::from_str(&e.to_string())))? {
-                Some((id, meta)) => index.add(&stat_entry(&ch.path, id, &meta))?,
-                None => {
-                    let _ = index.remove_path(Path::new(&ch.path));
+        // PACK_BATCH files at a time: stored blobs are read back from the
+        // object database a batch at a time, not all at once.
+        for chunk in changes.chunks(PACK_BATCH) {
+            let mut files: Vec<(&str, Option<std::borrow::Cow<'_, [u8]>>)> =
+                Vec::with_capacity(chunk.len());
+            for ch in chunk {
+                let bytes = match &ch.content {
+                    None => None,
+                    Some(Content::Bytes(b)) => Some(std::borrow::Cow::Borrowed(b.as_slice())),
+                    Some(Content::Stored(id)) => Some(std::borrow::Cow::Owned(
+                        self.repo.find_blob(*id)?.content().to_vec(),
+                    )),
+                };
+                files.push((ch.path.as_str(), bytes));
+            }
+            let written = crate::par::map(&files, None, |(path, bytes)| {
+                write_one(root, path, bytes.as_deref())
+            });
+            for ((path, _), w) in files.iter().zip(written) {
+                match w.map_err(|e| GitError::Git(git2::Error::from_str(&e.to_string())))? {
+                    Some((id, meta)) => index.add(&stat_entry(path, id, &meta))?,
+                    None => {
+                        let _ = index.remove_path(Path::new(path));
+                    }
                 }
             }
         }
@@ -407,9 +460,11 @@ impl Repo {
         let head = head.to_string();
         let mut changes = Vec::new();
         for path in self.files_under(&head, prefixes)? {
-            let content = self.read_file(&head, &path)?;
+            let content = self.read_file(&head, &path)?.map(Content::Bytes);
             changes.push(Change { path, content });
         }
+        let in_head: std::collections::HashSet<String> =
+            changes.iter().map(|c| c.path.clone()).collect();
         // Files in the index or on disk under `prefixes` that HEAD lacks.
         let index = self.repo.index()?;
         let mut extra: Vec<String> = index
@@ -420,7 +475,7 @@ impl Repo {
                     .iter()
                     .any(|pre| p == pre || p.starts_with(&format!("{pre}/")))
             })
-            .filter(|p| !changes.iter().any(|c| &c.path == p))
+            .filter(|p| !in_head.contains(p))
             .collect();
         for pre in prefixes {
             for entry in walkdir::WalkDir::new(root.join(pre))
@@ -433,7 +488,7 @@ impl Repo {
                 }
                 if let Ok(rel) = entry.path().strip_prefix(&root) {
                     let rel = rel.to_string_lossy().into_owned();
-                    if !changes.iter().any(|c| c.path == rel) && !extra.contains(&rel) {
+                    if !in_head.contains(&rel) && !extra.contains(&rel) {
                         extra.push(rel);
                     }
                 }
@@ -587,10 +642,14 @@ fn entry_kind(mode: i32) -> EntryKind {
 
 /// Writes or deletes one file of a change; returns the blob id and the
 /// file's metadata for the index.
-fn write_one(root: &Path, ch: &Change) -> std::io::Result<Option<(Oid, std::fs::Metadata)>> {
+fn write_one(
+    root: &Path,
+    rel: &str,
+    content: Option<&[u8]>,
+) -> std::io::Result<Option<(Oid, std::fs::Metadata)>> {
     use std::os::unix::fs::OpenOptionsExt;
-    let path = root.join(&ch.path);
-    let Some(bytes) = &ch.content else {
+    let path = root.join(rel);
+    let Some(bytes) = content else {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -649,7 +708,8 @@ fn stat_entry(path: &str, id: Oid, meta: &std::fs::Metadata) -> git2::IndexEntry
     }
 }
 
-fn index_entry(path: &str, id: Oid, len: usize) -> git2::IndexEntry {
+/// An entry for an in-memory index that only writes trees (no stat data).
+fn index_entry(path: &str, id: Oid) -> git2::IndexEntry {
     git2::IndexEntry {
         ctime: git2::IndexTime::new(0, 0),
         mtime: git2::IndexTime::new(0, 0),
@@ -658,10 +718,70 @@ fn index_entry(path: &str, id: Oid, len: usize) -> git2::IndexEntry {
         mode: 0o100644,
         uid: 0,
         gid: 0,
-        file_size: len as u32,
+        file_size: 0,
         id,
         flags: (path.len().min(0xfff)) as u16,
         flags_extended: 0,
         path: path.as_bytes().to_vec(),
+    }
+}
+
+/// One pack entry for a blob: its id, and the entry's bytes (type and size
+/// header, then the zlib-deflated content), as the pack format v2 has them.
+fn pack_entry(data: &[u8]) -> Result<(Oid, Vec<u8>), GitError> {
+    use std::io::Write as _;
+    let id = Oid::hash_object(ObjectType::Blob, data)?;
+    let mut out = Vec::with_capacity(data.len() + 64);
+    // Type 3 (blob) in bits 4-6 of the first byte with the size's low four
+    // bits; the rest of the size seven bits a byte, high bit = more.
+    let mut size = data.len();
+    let mut byte = (3u8 << 4) | (size & 0x0f) as u8;
+    size >>= 4;
+    while size > 0 {
+        out.push(byte | 0x80);
+        byte = (size & 0x7f) as u8;
+        size >>= 7;
+    }
+    out.push(byte);
+    // Fast compression: ciphertexts in base64 barely compress anyway.
+    let mut z = flate2::write::ZlibEncoder::new(out, flate2::Compression::fast());
+    z.write_all(data).map_err(io_error)?;
+    Ok((id, z.finish().map_err(io_error)?))
+}
+
+fn io_error(e: std::io::Error) -> GitError {
+    GitError::Git(git2::Error::from_str(&e.to_string()))
+}
+
+/// A pack (format v2) written as a stream: header, entries, then the
+/// SHA-1 of everything before it, which libgit2's indexer checks.
+struct PackStream<W: std::io::Write> {
+    out: W,
+    hash: sha1::Sha1,
+}
+
+impl<W: std::io::Write> PackStream<W> {
+    fn new(out: W, count: usize) -> Result<Self, GitError> {
+        let count = u32::try_from(count)
+            .map_err(|_| GitError::Git(git2::Error::from_str("too many objects for one pack")))?;
+        let mut p = PackStream {
+            out,
+            hash: sha1::Digest::new(),
+        };
+        p.write(b"PACK")?;
+        p.write(&2u32.to_be_bytes())?;
+        p.write(&count.to_be_bytes())?;
+        Ok(p)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), GitError> {
+        sha1::Digest::update(&mut self.hash, bytes);
+        self.out.write_all(bytes).map_err(io_error)
+    }
+
+    fn finish(mut self) -> Result<(), GitError> {
+        let sum = sha1::Digest::finalize(self.hash);
+        self.out.write_all(&sum).map_err(io_error)?;
+        self.out.flush().map_err(io_error)
     }
 }

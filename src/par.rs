@@ -15,6 +15,7 @@ pub struct Progress {
     done: AtomicUsize,
     last: Mutex<Instant>,
     enabled: bool,
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -25,6 +26,7 @@ impl Progress {
             done: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
             enabled: std::io::stderr().is_terminal() && total > 1,
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -51,8 +53,13 @@ impl Progress {
         }
     }
 
+    /// Ends the line once every item is done (one progress may span
+    /// several [`map`] calls).
     pub fn finish(&self) {
-        if self.enabled {
+        if self.enabled
+            && self.done.load(Ordering::Relaxed) >= self.total
+            && !self.finished.swap(true, Ordering::Relaxed)
+        {
             let _ = writeln!(std::io::stderr());
         }
     }

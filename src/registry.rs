@@ -371,15 +371,15 @@ impl Registry {
         let mut changes = vec![
             Change {
                 path: sig_path(&path),
-                content: Some(sig.into_bytes()),
+                content: Some(sig.into_bytes().into()),
             },
             Change {
                 path,
-                content: Some(bytes),
+                content: Some(bytes.into()),
             },
             Change {
                 path: ALLOWED_SIGNERS.into(),
-                content: Some(render_allowed_signers(roster).into_bytes()),
+                content: Some(render_allowed_signers(roster).into_bytes().into()),
             },
         ];
         for r in records {
@@ -391,11 +391,11 @@ impl Registry {
             let rp = record_path(&r.project);
             changes.push(Change {
                 path: sig_path(&rp),
-                content: Some(rs.into_bytes()),
+                content: Some(rs.into_bytes().into()),
             });
             changes.push(Change {
                 path: rp,
-                content: Some(rb),
+                content: Some(rb.into()),
             });
         }
         let mut log = self.audit_log()?;
@@ -403,7 +403,7 @@ impl Registry {
         log.push(b'\n');
         changes.push(Change {
             path: REGISTRY_AUDIT.into(),
-            content: Some(log),
+            content: Some(log.into()),
         });
         let msg = format!(
             "byreis: roster version {} ({summary})\n\nSigned by {}.",
@@ -432,11 +432,11 @@ impl Registry {
         let changes = vec![
             Change {
                 path: sig_path(&path),
-                content: Some(sig.into_bytes()),
+                content: Some(sig.into_bytes().into()),
             },
             Change {
                 path,
-                content: Some(bytes),
+                content: Some(bytes.into()),
             },
         ];
         let msg = format!(
@@ -485,20 +485,20 @@ pub fn init(dir: &Path, admin: Admin, signer: &Signer) -> Result<String, Registr
         .iter()
         .map(|(p, c)| Change {
             path: p.to_string(),
-            content: Some(c.as_bytes().to_vec()),
+            content: Some(c.as_bytes().to_vec().into()),
         })
         .collect();
     changes.push(Change {
         path: ALLOWED_SIGNERS.into(),
-        content: Some(render_allowed_signers(&roster).into_bytes()),
+        content: Some(render_allowed_signers(&roster).into_bytes().into()),
     });
     changes.push(Change {
         path: roster_path(1),
-        content: Some(bytes),
+        content: Some(bytes.into()),
     });
     changes.push(Change {
         path: sig_path(&roster_path(1)),
-        content: Some(sig.into_bytes()),
+        content: Some(sig.into_bytes().into()),
     });
     let repo = Repo::init(dir)?;
     let email = admin

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::agefile;
 use crate::documents::{Environment, Member};
-use crate::git::Change;
+use crate::git::{self, Change};
 use crate::keys::AgeRecipient;
 use crate::names::{self, Kind};
 use crate::signed::sha256_hex;
@@ -129,13 +129,13 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
         .iter()
         .filter_map(|a| AgeRecipient::parse(&a.age_recipient).ok())
         .collect();
-    let is_admin = |name: &str| {
-        members
-            .iter()
-            .find(|mem| mem.name == name)
-            .and_then(|mem| AgeRecipient::parse(&mem.recipient).ok())
-            .is_some_and(|r| admin_keys.contains(&r))
-    };
+    // Names whose key is an admin's, parsed once (not once per file).
+    let admin_names: BTreeSet<&str> = members
+        .iter()
+        .filter(|mem| AgeRecipient::parse(&mem.recipient).is_ok_and(|r| admin_keys.contains(&r)))
+        .map(|mem| mem.name.as_str())
+        .collect();
+    let is_admin = |name: &str| admin_names.contains(name);
 
     let mut readers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut plan = Plan {
@@ -295,8 +295,8 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
     let mut needed = Vec::new();
     for (env, e) in &m.environments {
         let removed_reads = req.remove.iter().any(|n| e.readers.contains(n));
-        let mine = state.readers(env).contains(&me);
-        if affected.contains(env) && !mine {
+        let hint = state.readers(env).iter().position(|r| *r == me);
+        if affected.contains(env) && hint.is_none() {
             return Err(crate::verify::VerifyError {
                 code: crate::diag::Code::IdentityNotRecipient,
                 detail: format!(
@@ -305,19 +305,25 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
             }
             .into());
         }
-        if affected.contains(env) || (removed_reads && mine) {
-            let bytes = state.env_file(env)?;
-            let hint = state.readers(env).iter().position(|r| *r == me);
-            needed.push((env.clone(), bytes, hint));
+        if affected.contains(env) || (removed_reads && hint.is_some()) {
+            needed.push((env.as_str(), hint));
         }
     }
+    // A batch at a time: read, then hash, count stanzas and decrypt on all
+    // cores. Only the plaintexts (small) are kept for every file.
     let progress = crate::par::Progress::new("byreis: decrypting  ", needed.len());
-    let results = crate::par::map(&needed, Some(&progress), |(_, bytes, hint)| {
-        agefile::decrypt_hinted(bytes, &actor.identity, *hint)
-    });
     let mut plaintexts = BTreeMap::new();
-    for ((env, _, _), r) in needed.iter().zip(results) {
-        plaintexts.insert(env.clone(), r?);
+    for chunk in needed.chunks(crate::git::PACK_BATCH) {
+        let files = chunk
+            .iter()
+            .map(|(env, hint)| Ok((state.env_file_unchecked(env)?, *hint)))
+            .collect::<Result<Vec<_>, crate::verify::VerifyError>>()?;
+        let results = crate::par::map(&files, Some(&progress), |(file, hint)| {
+            agefile::decrypt_hinted(file.check()?, &actor.identity, *hint).map_err(StoreError::from)
+        });
+        for ((env, _), r) in chunk.iter().zip(results) {
+            plaintexts.insert(env.to_string(), r?);
+        }
     }
     for name in &req.remove {
         let mut could_read = BTreeMap::new();
@@ -374,35 +380,68 @@ pub fn execute(
             .expect("reader is a member");
         AgeRecipient::parse(&m.recipient).expect("verified or checked key")
     };
+    // Environments with the same new readers share one parsed recipient
+    // list (most projects have a handful of distinct sets, not one per file).
+    // Reader lists are moved, not copied, into the new manifest: at 10,000
+    // files they are the bulk of its memory.
+    let mut readers = readers;
+    let mut sets: Vec<Vec<AgeRecipient>> = Vec::new();
     let mut jobs = Vec::new();
     let mut new_envs = BTreeMap::new();
-    for (env, e) in &state.manifest.environments {
-        let new_readers = readers[env].clone();
-        if new_readers == e.readers {
-            new_envs.insert(env.clone(), e.clone());
-        } else {
-            let recipients: Vec<AgeRecipient> = new_readers.iter().map(recipient_of).collect();
-            jobs.push((env.clone(), recipients, new_readers));
+    {
+        let mut set_of: BTreeMap<&[String], usize> = BTreeMap::new();
+        for (env, e) in &state.manifest.environments {
+            let new_readers = &readers[env];
+            if *new_readers != e.readers {
+                let set = *set_of.entry(new_readers.as_slice()).or_insert_with(|| {
+                    sets.push(new_readers.iter().map(recipient_of).collect());
+                    sets.len() - 1
+                });
+                jobs.push((env.clone(), set));
+            }
         }
     }
+    for (env, e) in &state.manifest.environments {
+        if readers[env] == e.readers {
+            let readers = readers.remove(env).expect("planned for every environment");
+            new_envs.insert(
+                env.clone(),
+                Environment {
+                    readers,
+                    sha256: e.sha256.clone(),
+                },
+            );
+        }
+    }
+    // PACK_BATCH files at a time: encrypt on all cores, store the batch as
+    // one pack, keep only blob ids and hashes. Memory stays bounded by a
+    // batch whatever the number of files; the blobs stay unreferenced
+    // until the commit (ADR 0010).
+    let mut plaintexts = plaintexts;
+    let repo = &state.project.repo;
     let progress = crate::par::Progress::new("byreis: re-encrypting", jobs.len());
-    let files = crate::par::map(&jobs, Some(&progress), |(env, recipients, _)| {
-        agefile::encrypt(&plaintexts[env], recipients)
-    });
     let mut changes = Vec::with_capacity(jobs.len() + 1);
-    for ((env, _, new_readers), file) in jobs.into_iter().zip(files) {
-        let file = file?;
-        new_envs.insert(
-            env.clone(),
-            Environment {
-                readers: new_readers,
-                sha256: sha256_hex(&file),
-            },
-        );
-        changes.push(Change {
-            path: names::env_file(&env),
-            content: Some(file),
+    for chunk in jobs.chunks(git::PACK_BATCH) {
+        let files = crate::par::map(chunk, Some(&progress), |(env, set)| {
+            agefile::encrypt(&plaintexts[env], &sets[*set])
         });
+        let files = files.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let ids = repo.store_blobs(&files.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+        for (((env, _), file), id) in chunk.iter().zip(&files).zip(ids) {
+            // Plaintext no longer needed: dropped (and zeroized) now.
+            plaintexts.remove(env);
+            new_envs.insert(
+                env.clone(),
+                Environment {
+                    readers: readers.remove(env).expect("planned for every environment"),
+                    sha256: sha256_hex(file),
+                },
+            );
+            changes.push(Change {
+                path: names::env_file(env),
+                content: Some(git::Content::Stored(id)),
+            });
+        }
     }
     let fp = |n: &str| {
         members

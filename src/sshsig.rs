@@ -18,6 +18,8 @@ pub enum Namespace {
     Record,
     Roster,
     Audit,
+    /// An admin's approval of a proposed manifest (k-of-n, ADR 0012).
+    Proposal,
 }
 
 impl Namespace {
@@ -28,6 +30,7 @@ impl Namespace {
             Namespace::Record => "record@byreis.dev",
             Namespace::Roster => "roster@byreis.dev",
             Namespace::Audit => "audit@byreis.dev",
+            Namespace::Proposal => "proposal@byreis.dev",
         }
     }
 }

@@ -140,6 +140,23 @@ pub fn name_diff(old: &Secrets, new: &Secrets) -> serde_json::Value {
 /// Checks that `state` can be written: the working tree holds the pinned
 /// state, byreis's files are clean, and the actor is an admin.
 pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
+    let admin = check_can_write(state, actor)?;
+    let dirty = state.project.repo.dirty_paths(OWNED_PATHS)?;
+    if !dirty.is_empty() {
+        return Err(VerifyError {
+            code: Code::WorktreeChanged,
+            detail: format!(
+                "uncommitted changes in byreis's files: {}; commit or discard them first (nothing was changed)",
+                dirty.iter().map(|p| names::escape(p)).collect::<Vec<_>>().join(", ")
+            ),
+        }
+        .into());
+    }
+    Ok(admin)
+}
+
+/// [`check_writable`] without the work-tree status.
+fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
     let latest = state.roster.latest();
     let Some(admin) = actor.admin_in(latest) else {
         return Err(StoreError::Refused(format!(
@@ -162,17 +179,6 @@ pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, 
         return Err(VerifyError {
             code: Code::CheckoutNotCurrent,
             detail: "your checkout is not at the state the registry pins; check out the branch that holds it (git pull) before writing".into(),
-        }
-        .into());
-    }
-    let dirty = state.project.repo.dirty_paths(OWNED_PATHS)?;
-    if !dirty.is_empty() {
-        return Err(VerifyError {
-            code: Code::WorktreeChanged,
-            detail: format!(
-                "uncommitted changes in byreis's files: {}; commit or discard them first (nothing was changed)",
-                dirty.iter().map(|p| names::escape(p)).collect::<Vec<_>>().join(", ")
-            ),
         }
         .into());
     }
@@ -251,7 +257,7 @@ pub fn commit_changes(
         );
         file_changes.push(Change {
             path: names::env_file(&change.env),
-            content: Some(file),
+            content: Some(file.into()),
         });
     }
     file_changes.push(audit_change);
@@ -321,7 +327,7 @@ pub(crate) fn next_manifest(
         manifest,
         Change {
             path: audit::PATH.into(),
-            content: Some(audit_text),
+            content: Some(audit_text.into()),
         },
     ))
 }
@@ -424,11 +430,11 @@ fn land(
     let manifest_hash = registry::tagged_hash(&mbytes);
     changes.push(Change {
         path: MANIFEST_PATH.into(),
-        content: Some(mbytes),
+        content: Some(mbytes.into()),
     });
     changes.push(Change {
         path: MANIFEST_SIG_PATH.into(),
-        content: Some(msig.into_bytes()),
+        content: Some(msig.into_bytes().into()),
     });
     failpoint::hit("prepared");
     crate::timing::phase("prepared (files encrypted)");
@@ -566,10 +572,14 @@ pub fn verify_pending(
     let sig = repo
         .read_file(&p.project_commit, MANIFEST_SIG_PATH)?
         .unwrap_or_default();
+    let approvals = repo
+        .read_file(&p.project_commit, verify::APPROVALS_PATH)?
+        .unwrap_or_default();
     let m = verify::verify_manifest(
         &state.roster,
         &bytes,
         &String::from_utf8_lossy(&sig),
+        verify::Approvals::Required(&String::from_utf8_lossy(&approvals)),
         verify::SignerRule::AdminThen,
     )
     .map_err(bad)?;
@@ -650,16 +660,18 @@ pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Stor
         if h.to_string() != *pinned {
             // Restore byreis's files as the current state has them.
             let mut changes = Vec::new();
-            let mut paths = repo.files_under(&h.to_string(), OWNED_PATHS)?;
-            for p in repo.files_under(pinned, OWNED_PATHS)? {
-                if !paths.contains(&p) {
-                    paths.push(p);
-                }
-            }
+            let mut paths: std::collections::BTreeSet<String> = repo
+                .files_under(&h.to_string(), OWNED_PATHS)?
+                .into_iter()
+                .collect();
+            paths.extend(repo.files_under(pinned, OWNED_PATHS)?);
             for p in paths {
                 let content = repo.read_file(pinned, &p)?;
                 if repo.read_file(&h.to_string(), &p)? != content {
-                    changes.push(Change { path: p, content });
+                    changes.push(Change {
+                        path: p,
+                        content: content.map(Into::into),
+                    });
                 }
             }
             if !changes.is_empty() {
@@ -848,11 +860,11 @@ pub fn init_project(
     let changes = vec![
         Change {
             path: CONFIG_PATH.into(),
-            content: Some(documents::to_yaml(&config)),
+            content: Some(documents::to_yaml(&config).into()),
         },
         Change {
             path: audit::PATH.into(),
-            content: Some(format!("{line}\n").into_bytes()),
+            content: Some(format!("{line}\n").into_bytes().into()),
         },
     ];
     let pin = Pin {

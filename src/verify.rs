@@ -34,6 +34,9 @@ use crate::yaml::{self, Secrets};
 pub const CONFIG_PATH: &str = "byreis.yaml";
 pub const MANIFEST_PATH: &str = ".byreis/manifest.yaml";
 pub const MANIFEST_SIG_PATH: &str = ".byreis/manifest.yaml.sig";
+/// Approvals of the manifest by further admins (namespace
+/// `proposal@byreis.dev`), when the registry asks for more than one.
+pub const APPROVALS_PATH: &str = ".byreis/approvals.sig";
 pub const SECRETS_DIR: &str = "secrets";
 /// Paths byreis owns in the project repo.
 pub const OWNED_PATHS: &[&str] = &[CONFIG_PATH, ".byreis", SECRETS_DIR];
@@ -240,6 +243,51 @@ pub struct State {
     pub notes: Vec<(Code, String)>,
 }
 
+/// A secrets file read but not yet checked against the verified manifest.
+pub struct UncheckedFile {
+    path: String,
+    bytes: Vec<u8>,
+    sha256: String,
+    /// Readers with X25519 and with ssh-ed25519 keys, and how many the
+    /// manifest names.
+    x25519: usize,
+    ssh: usize,
+    listed: usize,
+}
+
+impl UncheckedFile {
+    /// The bytes, once their SHA-256 matches the manifest and the header
+    /// has exactly one stanza per reader (of the right kinds).
+    pub fn check(&self) -> Result<&[u8], VerifyError> {
+        let path = &self.path;
+        if sha256_hex(&self.bytes) != self.sha256 {
+            return fail(
+                Code::FileHashMismatch,
+                format!("{path} does not match the signed manifest (someone changed it outside byreis); no value from it is used"),
+            );
+        }
+        let count = agefile::count_stanzas(&self.bytes).map_err(|e| VerifyError {
+            code: Code::FileMalformed,
+            detail: format!("{path}: {e}"),
+        })?;
+        if count.x25519 != self.x25519
+            || count.ssh_ed25519 != self.ssh
+            || count.real() != self.listed
+            || count.grease > 1
+        {
+            return fail(
+                Code::RecipientsMismatch,
+                format!(
+                    "{path} has {} recipient stanzas but the manifest lists {} readers",
+                    count.real(),
+                    self.listed
+                ),
+            );
+        }
+        Ok(&self.bytes)
+    }
+}
+
 /// The managed clone of a URL registry.
 pub fn managed_clone_dir(home: &Home, url: &str) -> PathBuf {
     home.dir
@@ -438,11 +486,46 @@ fn check_signer_fields(
     }
 }
 
+/// Whether [`verify_manifest`] enforces the registry's approval threshold.
+#[derive(Debug, Clone, Copy)]
+pub enum Approvals<'a> {
+    /// Enforce it; the text of `.byreis/approvals.sig` (may be empty).
+    Required(&'a str),
+    /// Only the author's signature (a proposal, or the exposure inventory,
+    /// which must count every file an admin encrypted to someone).
+    NotRequired,
+}
+
+/// How many distinct admins must sign or approve a manifest. A verifier
+/// holding one manifest cannot tell a value change from a recipient change
+/// without the one before it, so every manifest needs the larger of the
+/// two thresholds (ADR 0012).
+pub fn required_approvals(t: &crate::documents::Thresholds) -> usize {
+    t.values.max(t.recipients).max(1)
+}
+
+/// Keys of `allowed` with a valid approval (namespace `proposal@byreis.dev`)
+/// of exactly `bytes` in `approvals`, each once. Blocks that do not verify
+/// (an approval of other bytes, a key outside `allowed`, garbage) do not
+/// count and are not errors: approvals can only add.
+pub fn approvers(allowed: &[SigningPub], bytes: &[u8], approvals: &str) -> Vec<SigningPub> {
+    let mut out: Vec<SigningPub> = Vec::new();
+    for block in crate::sshsig::split_armored(approvals) {
+        if let Ok(i) = crate::sshsig::verify_armored(&block, Namespace::Proposal, bytes, allowed) {
+            if !out.contains(&allowed[i]) {
+                out.push(allowed[i].clone());
+            }
+        }
+    }
+    out
+}
+
 /// Verifies a manifest's bytes and signature against the roster.
 pub fn verify_manifest(
     roster: &RosterChain,
     bytes: &[u8],
     sig: &str,
+    approvals: Approvals<'_>,
     rule: SignerRule,
 ) -> Result<Verified<Manifest>, String> {
     // The signature is checked against every key that could count before
@@ -472,18 +555,30 @@ pub fn verify_manifest(
             v.roster_version
         ));
     };
-    let at_keys = registry::admin_keys(at);
-    let counted = v
-        .signers()
-        .iter()
-        .filter(|i| at_keys.contains(&candidates[**i]))
-        .count();
-    if counted < at.thresholds.values.max(1) {
-        return Err(format!(
-            "only {counted} of the {} required signatures are by admins of roster version {}",
-            at.thresholds.values.max(1),
-            v.roster_version
-        ));
+    if let Approvals::Required(approvals) = approvals {
+        let at_keys: Vec<SigningPub> = registry::admin_keys(at)
+            .into_iter()
+            .filter(|k| candidates.contains(k))
+            .collect();
+        let mut counted: Vec<SigningPub> = v
+            .signers()
+            .iter()
+            .map(|i| candidates[*i].clone())
+            .filter(|k| at_keys.contains(k))
+            .collect();
+        for k in approvers(&at_keys, bytes, approvals) {
+            if !counted.contains(&k) {
+                counted.push(k);
+            }
+        }
+        let need = required_approvals(&at.thresholds);
+        if counted.len() < need {
+            return Err(format!(
+                "only {} of the {need} required admins (roster version {}) signed or approved it",
+                counted.len(),
+                v.roster_version
+            ));
+        }
     }
     check_signer_fields(
         roster,
@@ -513,7 +608,9 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
         }
         recips.push(r);
     }
-    let known = |n: &String| m.members.iter().any(|mem| &mem.name == n);
+    let members: std::collections::HashSet<&str> =
+        m.members.iter().map(|mem| mem.name.as_str()).collect();
+    let known = |n: &String| members.contains(n.as_str());
     for r in &m.default_readers {
         if !known(r) {
             return Err(format!(
@@ -743,12 +840,21 @@ fn load_inner(
     // While a signed record names a change as pending, the work tree may be
     // anywhere between the two states (a write interrupted part-way), so
     // reads serve the last complete state from the pinned commit's objects.
-    let (source, mbytes, msig) = if wt_is_pinned && record.pending.is_none() {
+    let (source, mbytes, msig, approvals) = if wt_is_pinned && record.pending.is_none() {
         let sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
             .ok()
             .flatten()
             .unwrap_or_default();
-        (Source::Worktree, wt_manifest.expect("checked"), sig)
+        let approvals = read_worktree_file(&root, APPROVALS_PATH, 1 << 20)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        (
+            Source::Worktree,
+            wt_manifest.expect("checked"),
+            sig,
+            approvals,
+        )
     } else {
         // Not the pinned manifest: tell an old checkout from a rollback.
         if record.pending.is_some() {
@@ -759,7 +865,7 @@ fn load_inner(
                 .flatten()
                 .unwrap_or_default();
             // Not pinned by the record: only current admins' signatures count.
-            match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig), SignerRule::StillAdmin) {
+            match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig), Approvals::NotRequired, SignerRule::StillAdmin) {
                 Ok(m) if m.project == project_name && m.counter > record.counter => {
                     return fail(
                         Code::ManifestAhead,
@@ -820,16 +926,18 @@ fn load_inner(
             );
         }
         let sig = read(MANIFEST_SIG_PATH)?.unwrap_or_default();
+        let approvals = read(APPROVALS_PATH)?.unwrap_or_default();
         notes.push((
             Code::CheckoutNotCurrent,
             format!("your checkout is not at the current state; serving counter {} from pinned commit {}", record.counter, short(&record.project_commit)),
         ));
-        (Source::PinnedCommit, b, sig)
+        (Source::PinnedCommit, b, sig, approvals)
     };
     let manifest = verify_manifest(
         &roster,
         &mbytes,
         &String::from_utf8_lossy(&msig),
+        Approvals::Required(&String::from_utf8_lossy(&approvals)),
         SignerRule::AdminThen,
     )
     .map_err(|e| VerifyError {
@@ -1027,9 +1135,11 @@ impl State {
                 }
             }
         }
+        let present: std::collections::HashSet<&str> =
+            entries.iter().map(|(n, _)| n.as_str()).collect();
         for env in self.manifest.environments.keys() {
             let file = format!("{env}.enc.yaml");
-            if !entries.iter().any(|(n, _)| *n == file) {
+            if !present.contains(file.as_str()) {
                 return fail(
                     Code::FileMissing,
                     format!(
@@ -1045,6 +1155,15 @@ impl State {
     /// The bytes of `env`'s file, after its SHA-256 matched the manifest and
     /// its header lists exactly as many recipients as the environment has.
     pub fn env_file(&self, env: &str) -> Result<Vec<u8>, VerifyError> {
+        let file = self.env_file_unchecked(env)?;
+        file.check()?;
+        Ok(file.bytes)
+    }
+
+    /// `env`'s file as read, with what [`UncheckedFile::check`] compares it
+    /// to: for checking many files on all cores (the state itself is not
+    /// shared across threads).
+    pub fn env_file_unchecked(&self, env: &str) -> Result<UncheckedFile, VerifyError> {
         names::check(Kind::Environment, env).map_err(|e| VerifyError {
             code: Code::FileMissing,
             detail: e.to_string(),
@@ -1072,36 +1191,19 @@ impl State {
         let Some(bytes) = self.read_owned(&path, agefile::MAX_FILE_BYTES)? else {
             return fail(Code::FileMissing, format!("{path} is missing"));
         };
-        if sha256_hex(&bytes) != entry.sha256 {
-            return fail(
-                Code::FileHashMismatch,
-                format!("{path} does not match the signed manifest (someone changed it outside byreis); no value from it is used"),
-            );
-        }
-        let count = agefile::count_stanzas(&bytes).map_err(|e| VerifyError {
-            code: Code::FileMalformed,
-            detail: format!("{path}: {e}"),
-        })?;
         let readers = self.readers(env);
         let ssh = readers
             .iter()
             .filter(|r| r.kind() == crate::keys::RecipientKind::SshEd25519)
             .count();
-        if count.x25519 != readers.len() - ssh
-            || count.ssh_ed25519 != ssh
-            || count.real() != entry.readers.len()
-            || count.grease > 1
-        {
-            return fail(
-                Code::RecipientsMismatch,
-                format!(
-                    "{path} has {} recipient stanzas but the manifest lists {} readers",
-                    count.real(),
-                    entry.readers.len()
-                ),
-            );
-        }
-        Ok(bytes)
+        Ok(UncheckedFile {
+            path,
+            bytes,
+            sha256: entry.sha256.clone(),
+            x25519: readers.len() - ssh,
+            ssh,
+            listed: entry.readers.len(),
+        })
     }
 
     /// Recipients of `env` as the verified manifest lists them, in order.

@@ -96,6 +96,12 @@ fn git_verify_commit_accepts_byreis_commits_in_both_repos() {
             assert_ok(&o, &format!("git verify-commit {rev} in the {what}"));
             assert_stderr_contains(&o, "Good \"git\" signature for alice", what);
         }
+        // byreis writes its own packs (ADR 0011): stock git checks every
+        // object, pack and index.
+        let packs = fs::read_dir(dir.join(".git/objects/pack")).unwrap().count();
+        assert!(packs > 0, "{what}: byreis wrote no pack");
+        let o = w.git(dir, &["fsck", "--full", "--strict", "--no-dangling"]);
+        assert_ok(&o, &format!("git fsck in the {what}"));
     }
     // A commit made with plain git is not signed, and verify-commit says so.
     fs::write(w.proj.join("README"), "hello\n").unwrap();
