@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole byreis story on throwaway local repositories, no network:
 # an admin creates a registry and a project, sets secrets, a teammate
-# pins the anchor, everything verifies with stock tools, and a forged
-# file is refused. Usage: scripts/demo.sh [--keep]
+# pins the anchor, everything verifies with stock tools, a forged file is
+# refused, and a second admin must approve changes. Usage:
+# scripts/demo.sh [--keep]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --quiet --manifest-path "$here/Cargo.toml"
@@ -95,6 +96,20 @@ show alice doctor --exposure bob --require-ack
 step "Deploy gate and admins"
 show alice verify
 show alice admin list
+
+step "A second admin, and two admins for every change (k-of-n, ADR 0012)"
+carol() { BYREIS_HOME="$work/carol" "$BYREIS" "$@"; }
+carol keygen --name carol >/dev/null
+carol_age=$(carol whoami --format json | sed -n 's/.*"age_recipient":"\([^"]*\)".*/\1/p')
+show alice admin add carol --signing-key "$(cat "$work/carol/signing_key.pub")" --age "$carol_age"
+alice rotate --add "carol=$carol_age" --yes 2>/dev/null
+carol trust --anchor "$anchor" >/dev/null
+show alice admin thresholds --recipients 2 --values 2
+printf 'sk_live_789' | show alice set prod STRIPE_KEY
+show alice get prod STRIPE_KEY
+proposal=$(git for-each-ref --format='%(refname:short)' refs/heads/byreis/proposal/)
+show carol approve "$proposal" --yes
+show alice get prod STRIPE_KEY
 
 step "History: signed commits, counted"
 git -c gpg.ssh.allowedSignersFile="$work/registry/allowed_signers" log --format='%h %G? %GS  %s'

@@ -605,6 +605,112 @@ impl Repo {
         self.repo.find_remote("origin").is_ok()
     }
 
+    /// Creates branch `name` at `commit`; refused if it exists.
+    pub fn create_branch(&self, name: &str, commit: Oid) -> Result<(), GitError> {
+        self.repo
+            .reference(
+                &format!("refs/heads/{name}"),
+                commit,
+                false,
+                "byreis: proposal",
+            )
+            .map_err(|e| {
+                if e.code() == git2::ErrorCode::Exists {
+                    GitError::Git(git2::Error::from_str(&format!(
+                        "branch {name} already exists"
+                    )))
+                } else {
+                    GitError::Git(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Moves branch `name` from `old` to `new` (compare-and-swap).
+    pub fn move_named_branch(&self, name: &str, old: Oid, new: Oid) -> Result<(), GitError> {
+        self.repo
+            .reference_matching(
+                &format!("refs/heads/{name}"),
+                new,
+                true,
+                old,
+                "byreis: approval",
+            )
+            .map_err(|e| {
+                if e.code() == git2::ErrorCode::Modified {
+                    GitError::Raced
+                } else {
+                    GitError::Git(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Deletes branch `name` if it exists.
+    pub fn delete_branch(&self, name: &str) -> Result<(), GitError> {
+        match self.repo.find_reference(&format!("refs/heads/{name}")) {
+            Ok(mut r) => Ok(r.delete()?),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The commit branch `name` points to: a local branch, else the
+    /// `origin` remote-tracking branch of that name.
+    pub fn branch_commit(&self, name: &str) -> Result<Option<Oid>, GitError> {
+        for full in [
+            format!("refs/heads/{name}"),
+            format!("refs/remotes/origin/{name}"),
+        ] {
+            match self.repo.find_reference(&full) {
+                Ok(r) => return Ok(Some(r.peel_to_commit()?.id())),
+                Err(e) if e.code() == git2::ErrorCode::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Local branches whose names start with `prefix`, with their commits.
+    pub fn branches_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Oid)>, GitError> {
+        let mut out = Vec::new();
+        for r in self
+            .repo
+            .references_glob(&format!("refs/heads/{prefix}*"))?
+        {
+            let r = r?;
+            if let (Ok(name), Ok(c)) = (r.shorthand(), r.peel_to_commit()) {
+                out.push((name.to_string(), c.id()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Paths whose blob differs between the trees of commits `a` and `b`
+    /// (added, removed or changed; no rename detection).
+    pub fn changed_paths(&self, a: &str, b: &str) -> Result<Vec<String>, GitError> {
+        let ta = self.repo.find_commit(Oid::from_str(a)?)?.tree()?;
+        let tb = self.repo.find_commit(Oid::from_str(b)?)?.tree()?;
+        let diff = self.repo.diff_tree_to_tree(Some(&ta), Some(&tb), None)?;
+        let mut out = Vec::new();
+        for d in diff.deltas() {
+            for f in [d.old_file(), d.new_file()] {
+                if let Some(p) = f.path().and_then(|p| p.to_str()) {
+                    if !out.iter().any(|o: &String| o == p) {
+                        out.push(p.to_string());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The message of `commit`.
+    pub fn commit_message(&self, commit: &str) -> Result<String, GitError> {
+        let c = self.repo.find_commit(Oid::from_str(commit)?)?;
+        Ok(String::from_utf8_lossy(c.message_bytes()).into_owned())
+    }
+
     /// The full name of the branch HEAD points to (`refs/heads/main`).
     fn head_branch(&self) -> Result<String, GitError> {
         let head = self.repo.find_reference("HEAD")?;

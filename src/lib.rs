@@ -17,6 +17,7 @@ pub mod history;
 pub mod keys;
 pub mod names;
 pub mod par;
+pub mod proposal;
 pub mod registry;
 pub mod remote;
 pub mod rotation;

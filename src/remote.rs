@@ -95,3 +95,23 @@ pub fn push(dir: &Path) -> Result<(), RemoteError> {
     c.args(["push", "--quiet", "origin", "HEAD"]);
     run(c, "push", &dir.display().to_string())
 }
+
+/// Pushes `refspec` (for example `refs/heads/byreis/proposal/7-ab12cd34`)
+/// to `origin`.
+pub fn push_ref(dir: &Path, refspec: &str) -> Result<(), RemoteError> {
+    let mut c = git(Some(dir));
+    c.args(["push", "--quiet", "origin", "--", refspec]);
+    run(c, "push", &dir.display().to_string())
+}
+
+/// Fetches `origin`'s proposal branches into `refs/remotes/origin/`.
+pub fn fetch_proposals(dir: &Path) -> Result<(), RemoteError> {
+    let mut c = git(Some(dir));
+    c.args([
+        "fetch",
+        "--quiet",
+        "origin",
+        "+refs/heads/byreis/proposal/*:refs/remotes/origin/byreis/proposal/*",
+    ]);
+    run(c, "fetch", &dir.display().to_string())
+}

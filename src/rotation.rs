@@ -360,7 +360,7 @@ pub fn execute(
     mut state: State,
     actor: &Actor,
     prepared: Prepared,
-) -> Result<(Plan, u64), StoreError> {
+) -> Result<(Plan, store::Landed), StoreError> {
     let admin = store::check_writable(&state, actor)?.clone();
     let Prepared {
         plan,
@@ -467,8 +467,8 @@ pub fn execute(
     changes.push(audit_change);
     let counter = manifest.counter;
     let msg = format!("byreis: rotate recipients (counter {counter})");
-    store::land_state(ctx, &mut state, actor, &admin, manifest, changes, &msg)?;
-    Ok((plan, counter))
+    let landed = store::land_state(ctx, &mut state, actor, &admin, manifest, changes, &msg)?;
+    Ok((plan, landed))
 }
 
 /// Lines describing how readers differ between two manifests.

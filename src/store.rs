@@ -68,7 +68,7 @@ impl Actor {
         })
     }
 
-    fn email(&self) -> String {
+    pub fn email(&self) -> String {
         self.profile
             .email
             .clone()
@@ -191,7 +191,7 @@ pub fn commit_change(
     state: State,
     actor: &Actor,
     change: EnvChange,
-) -> Result<u64, StoreError> {
+) -> Result<Landed, StoreError> {
     let action = change.action;
     commit_changes(ctx, state, actor, vec![change], action)
 }
@@ -204,7 +204,7 @@ pub fn commit_changes(
     actor: &Actor,
     changes: Vec<EnvChange>,
     action: &'static str,
-) -> Result<u64, StoreError> {
+) -> Result<Landed, StoreError> {
     let admin = check_writable(&state, actor)?.clone();
     if changes.is_empty() {
         return Err(StoreError::Refused("nothing to change".into()));
@@ -276,8 +276,7 @@ pub fn commit_changes(
         manifest,
         file_changes,
         &message,
-    )?;
-    Ok(counter)
+    )
 }
 
 /// The next manifest (counter +1, chained to the current one, signed by
@@ -341,7 +340,14 @@ pub(crate) fn land_state(
     manifest: Manifest,
     changes: Vec<Change>,
     message: &str,
-) -> Result<(), StoreError> {
+) -> Result<Landed, StoreError> {
+    let need = verify::required_approvals(&state.roster.latest().thresholds);
+    if need > 1 {
+        let p =
+            crate::proposal::propose(ctx, state, actor, admin, manifest, changes, message, need)?;
+        return Ok(Landed::Proposed(p));
+    }
+    let counter = manifest.counter;
     let target = Target {
         repo: &state.project.repo,
         registry: &state.registry,
@@ -358,16 +364,27 @@ pub(crate) fn land_state(
         manifest,
         changes,
         message,
-    )
+    )?;
+    Ok(Landed::Done(counter))
+}
+
+/// How a signed change ended.
+#[derive(Debug)]
+pub enum Landed {
+    /// Landed: this counter is current.
+    Done(u64),
+    /// The registry asks for more than one admin: the change waits on a
+    /// proposal branch for approvals (`byreis approve`).
+    Proposed(crate::proposal::Proposal),
 }
 
 /// Where a change lands.
-struct Target<'a> {
-    repo: &'a Repo,
-    registry: &'a Registry,
-    roster: &'a documents::Roster,
+pub(crate) struct Target<'a> {
+    pub repo: &'a Repo,
+    pub registry: &'a Registry,
+    pub roster: &'a documents::Roster,
     /// The verified current record; `None` when a project is created.
-    current: Option<&'a Record>,
+    pub current: Option<&'a Record>,
 }
 
 /// A record pinning `counter`/`manifest`/`commit`, signed now by `actor`.
@@ -422,20 +439,70 @@ fn land(
     actor: &Actor,
     admin: &Admin,
     manifest: Manifest,
+    changes: Vec<Change>,
+    message: &str,
+) -> Result<(), StoreError> {
+    let signed = SignedManifest::sign(manifest, &actor.signer)?;
+    land_signed(
+        ctx, target, pin, pin_stored, actor, admin, signed, changes, message,
+    )
+}
+
+/// A manifest with the exact bytes that were signed and their signature.
+pub(crate) struct SignedManifest {
+    pub manifest: Manifest,
+    pub bytes: Vec<u8>,
+    pub sig: String,
+}
+
+impl SignedManifest {
+    /// Serializes `manifest` and signs the bytes (`manifest@byreis.dev`).
+    pub fn sign(manifest: Manifest, signer: &Signer) -> Result<SignedManifest, StoreError> {
+        let bytes = documents::to_yaml(&manifest);
+        let sig = sshsig::sign_armored(signer, Namespace::Manifest, &bytes)?;
+        Ok(SignedManifest {
+            manifest,
+            bytes,
+            sig,
+        })
+    }
+
+    /// The manifest, and the two file changes that write it and its
+    /// signature.
+    pub fn into_changes(self) -> (Manifest, [Change; 2]) {
+        (
+            self.manifest,
+            [
+                Change {
+                    path: MANIFEST_PATH.into(),
+                    content: Some(self.bytes.into()),
+                },
+                Change {
+                    path: MANIFEST_SIG_PATH.into(),
+                    content: Some(self.sig.into_bytes().into()),
+                },
+            ],
+        )
+    }
+}
+
+/// [`land`] for a manifest already signed (an approved proposal keeps the
+/// proposer's signature over the bytes every approver signed).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn land_signed(
+    ctx: &Context,
+    target: &Target<'_>,
+    pin: &mut Pin,
+    pin_stored: bool,
+    actor: &Actor,
+    admin: &Admin,
+    signed: SignedManifest,
     mut changes: Vec<Change>,
     message: &str,
 ) -> Result<(), StoreError> {
-    let mbytes = documents::to_yaml(&manifest);
-    let msig = sshsig::sign_armored(&actor.signer, Namespace::Manifest, &mbytes)?;
-    let manifest_hash = registry::tagged_hash(&mbytes);
-    changes.push(Change {
-        path: MANIFEST_PATH.into(),
-        content: Some(mbytes.into()),
-    });
-    changes.push(Change {
-        path: MANIFEST_SIG_PATH.into(),
-        content: Some(msig.into_bytes().into()),
-    });
+    let manifest_hash = registry::tagged_hash(&signed.bytes);
+    let (manifest, files) = signed.into_changes();
+    changes.extend(files);
     failpoint::hit("prepared");
     crate::timing::phase("prepared (files encrypted)");
     let author = (admin.name.as_str(), actor.email());
@@ -949,13 +1016,16 @@ pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String,
 pub enum AdminChange {
     Add(Admin),
     Remove(String),
+    /// New approval thresholds (each between 1 and the number of admins).
+    Thresholds(documents::Thresholds),
 }
 
 /// Makes roster version N+1 from N with `change`, signed by `actor` (an
-/// admin of N who stays an admin of N+1: with thresholds of 1 that one
-/// signature satisfies both rules; larger thresholds need approvals, which
-/// are not built yet). Every project record is re-signed under N+1 in the
-/// same commit. Returns the new version.
+/// admin of N who stays an admin of N+1: with a roster threshold of 1 that
+/// one signature satisfies both rules; a roster threshold above 1 needs
+/// approvals of roster changes, which are not built: refused). Every
+/// project record is re-signed under N+1 in the same commit. Returns the
+/// new version.
 pub fn change_roster(
     ctx: &Context,
     state: &State,
@@ -1022,13 +1092,30 @@ pub fn change_roster(
             }
             ("admin-remove", name.clone())
         }
+        AdminChange::Thresholds(t) => {
+            if *t == old.thresholds {
+                return Err(StoreError::Refused(
+                    "the thresholds would not change (nothing was changed)".into(),
+                ));
+            }
+            new.thresholds = t.clone();
+            (
+                "thresholds",
+                format!(
+                    "roster {}, recipients {}, values {}",
+                    t.roster, t.recipients, t.values
+                ),
+            )
+        }
     };
-    for t in [
-        &mut new.thresholds.roster,
-        &mut new.thresholds.recipients,
-        &mut new.thresholds.values,
-    ] {
-        *t = (*t).min(new.admins.len());
+    if !matches!(change, AdminChange::Thresholds(_)) {
+        for t in [
+            &mut new.thresholds.roster,
+            &mut new.thresholds.recipients,
+            &mut new.thresholds.values,
+        ] {
+            *t = (*t).min(new.admins.len());
+        }
     }
     registry::check_roster(&new, new.version).map_err(StoreError::Refused)?;
 
@@ -1102,7 +1189,7 @@ pub fn ack_exposure(
     env: Option<&str>,
     keys: &[String],
     note: &str,
-) -> Result<u64, StoreError> {
+) -> Result<Landed, StoreError> {
     let admin = check_writable(&state, actor)?.clone();
     names::check(Kind::Member, member).map_err(|e| StoreError::Refused(e.to_string()))?;
     if let Some(e) = env {
@@ -1132,6 +1219,5 @@ pub fn ack_exposure(
         manifest,
         vec![audit_change],
         &msg,
-    )?;
-    Ok(counter)
+    )
 }

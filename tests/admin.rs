@@ -39,14 +39,6 @@ fn reg_head(w: &World) -> String {
     w.git_ok(&w.reg, &["rev-parse", "HEAD"])
 }
 
-/// `byreis whoami --format json` for the person with `home`.
-fn whoami(home: &Path, env: &[(&str, &str)]) -> Value {
-    let o = run_env(home, home, &["whoami", "--format", "json"], None, env);
-    assert_ok(&o, "whoami --format json");
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("whoami printed no JSON ({e})\n{}", dump(&o)))
-}
-
 /// `byreis admin list --format json` as alice.
 fn admin_list(w: &World) -> Value {
     let o = w.alice_run(&["admin", "list", "--format", "json"]);
@@ -62,35 +54,6 @@ fn admin_names(list: &Value) -> Vec<String> {
         .iter()
         .map(|a| a["name"].as_str().expect("admin name").to_string())
         .collect()
-}
-
-/// The contents of a person's `signing_key.pub`, as the brief's users would
-/// paste them (`ssh-ed25519 AAAA… comment`).
-fn signing_pub_text(p: &Person) -> String {
-    fs::read_to_string(p.home.join("signing_key.pub"))
-        .expect("keygen wrote signing_key.pub")
-        .trim()
-        .to_string()
-}
-
-/// alice adds `p` as an admin: signing key from `$HOME/signing_key.pub`,
-/// age recipient from `whoami --format json`.
-fn add_admin(w: &World, p: &Person) {
-    let me = whoami(&p.home, &[]);
-    let recipient = me["age_recipient"].as_str().expect("age_recipient");
-    let email = format!("{}@example.test", p.name);
-    let o = w.alice_run(&[
-        "admin",
-        "add",
-        &p.name,
-        "--signing-key",
-        &signing_pub_text(p),
-        "--age",
-        recipient,
-        "--email",
-        &email,
-    ]);
-    assert_ok(&o, &format!("admin add {}", p.name));
 }
 
 /// bob: an admin (roster version 2), a reader of every environment, and

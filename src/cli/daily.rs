@@ -96,7 +96,7 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
     let mut secrets = current(&state, env, &actor)?;
     let created = !state.manifest.environments.contains_key(env);
     secrets.insert(key.to_string(), SecretValue::new(value));
-    let counter = store::commit_change(
+    let landed = store::commit_change(
         ctx,
         state,
         &actor,
@@ -106,10 +106,12 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
             action: "set",
         },
     )?;
-    eprintln!(
-        "byreis: set {key} in {env}{} (counter {counter}, signed commit and registry record written)",
-        if created { " (new environment)" } else { "" }
-    );
+    super::report(landed, |counter| {
+        format!(
+            "byreis: set {key} in {env}{} (counter {counter}, signed commit and registry record written)",
+            if created { " (new environment)" } else { "" }
+        )
+    });
     Ok(())
 }
 
@@ -125,7 +127,7 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
             "{env} has no secret named {key}; nothing was changed"
         )));
     }
-    let counter = store::commit_change(
+    let landed = store::commit_change(
         ctx,
         state,
         &actor,
@@ -135,7 +137,9 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
             action: "unset",
         },
     )?;
-    eprintln!("byreis: removed {key} from {env} (counter {counter})");
+    super::report(landed, |counter| {
+        format!("byreis: removed {key} from {env} (counter {counter})")
+    });
     Ok(())
 }
 
@@ -254,7 +258,7 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
         eprintln!("byreis: no changes to {env}");
         return Ok(());
     }
-    let counter = store::commit_change(
+    let landed = store::commit_change(
         ctx,
         state,
         &actor,
@@ -264,7 +268,9 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
             action: "edit",
         },
     )?;
-    eprintln!("byreis: saved {env} (counter {counter})");
+    super::report(landed, |counter| {
+        format!("byreis: saved {env} (counter {counter})")
+    });
     Ok(())
 }
 
@@ -382,8 +388,10 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
         });
     }
     let n = changes.len();
-    let counter = store::commit_changes(ctx, state, &actor, changes, "import")?;
-    eprintln!("byreis: imported {count} secret(s) into {n} environment(s) (counter {counter})");
+    let landed = store::commit_changes(ctx, state, &actor, changes, "import")?;
+    super::report(landed, |counter| {
+        format!("byreis: imported {count} secret(s) into {n} environment(s) (counter {counter})")
+    });
     Ok(())
 }
 
@@ -537,7 +545,12 @@ pub fn exposure_ack(
 ) -> CliResult {
     let state = verified(ctx)?;
     let actor = Actor::load(&ctx.home)?;
-    let counter = store::ack_exposure(ctx, state, &actor, name, env, keys, note)?;
-    eprintln!("byreis: recorded that {name}'s old values of {} are revoked at their issuers (counter {counter})", keys.join(", "));
+    let landed = store::ack_exposure(ctx, state, &actor, name, env, keys, note)?;
+    super::report(landed, |counter| {
+        format!(
+            "byreis: recorded that {name}'s old values of {} are revoked at their issuers (counter {counter})",
+            keys.join(", ")
+        )
+    });
     Ok(())
 }

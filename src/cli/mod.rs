@@ -185,6 +185,22 @@ pub enum Command {
         #[arg(long, requires = "exposure")]
         require_ack: bool,
     },
+    /// Approve a proposed change (admin): checks it independently, shows
+    /// what it changes, adds your signature; the approval that reaches the
+    /// registry's threshold lands it.
+    Approve {
+        /// The proposal branch (byreis/proposal/COUNTER-HASH).
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Do not ask for confirmation (required when not interactive).
+        #[arg(long)]
+        yes: bool,
+        /// Print new and changed values (masked by default).
+        #[arg(long)]
+        show_values: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Exposure acknowledgements (after rotating values at their issuers).
     Exposure {
         #[command(subcommand)]
@@ -255,6 +271,22 @@ pub enum AdminCommand {
     /// Remove an admin (another admin must do it). Removal does not take
     /// back what they could already read: see the warning it prints.
     Remove { name: String },
+    /// Set how many distinct admins must sign each kind of change (a new
+    /// roster version). Above 1, changes become proposals that other admins
+    /// `approve`; every manifest needs the larger of --recipients and
+    /// --values (ADR 0012).
+    Thresholds {
+        /// Roster changes (above 1 is refused for now: roster approvals are
+        /// not built).
+        #[arg(long, value_name = "K")]
+        roster: Option<usize>,
+        /// Recipient changes (rotate).
+        #[arg(long, value_name = "K")]
+        recipients: Option<usize>,
+        /// Value changes (set, edit, unset, import, exposure ack).
+        #[arg(long, value_name = "K")]
+        values: Option<usize>,
+    },
 }
 
 /// An error as the user sees it.
@@ -314,6 +346,28 @@ fn context(dir: Option<PathBuf>) -> Context {
     }
 }
 
+/// Prints what a signed change came to: `done(counter)` when it landed, or
+/// where its proposal waits for approvals.
+pub(crate) fn report(landed: crate::store::Landed, done: impl FnOnce(u64) -> String) {
+    match landed {
+        crate::store::Landed::Done(counter) => eprintln!("{}", done(counter)),
+        crate::store::Landed::Proposed(p) => eprintln!("{}", describe_proposal(&p)),
+    }
+}
+
+/// One line on a proposal waiting for approvals.
+pub(crate) fn describe_proposal(p: &crate::proposal::Proposal) -> String {
+    format!(
+        "byreis: proposed, not landed: this registry needs {} admins and {} approved so far. The change (counter {} when it lands) waits on branch {}{}. Another admin runs `byreis approve {}`.",
+        p.need,
+        p.approvals,
+        p.counter,
+        p.branch,
+        if p.pushed { " (pushed to origin)" } else { " (local only: push it, or run approve in this clone)" },
+        p.branch
+    )
+}
+
 /// Prints notes that come with a verified state (stale copy, old checkout).
 pub(crate) fn print_notes(notes: &[(Code, String)]) {
     for (code, msg) in notes {
@@ -365,6 +419,20 @@ pub fn main() -> i32 {
         Command::Admin {
             command: AdminCommand::Remove { name },
         } => setup::admin_remove(&ctx, &name),
+        Command::Admin {
+            command:
+                AdminCommand::Thresholds {
+                    roster,
+                    recipients,
+                    values,
+                },
+        } => setup::admin_thresholds(&ctx, roster, recipients, values),
+        Command::Approve {
+            reference,
+            yes,
+            show_values,
+            format,
+        } => rotate::approve(&ctx, &reference, yes, show_values, format),
         Command::Init { project, registry } => setup::init(&ctx, &project, &registry),
         Command::Trust { anchor, show } => setup::trust(&ctx, anchor, show),
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),

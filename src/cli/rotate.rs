@@ -74,12 +74,17 @@ pub fn rotate(
     } else if !preview.readded.is_empty() {
         confirm(ctx, false, "Re-add a member who was removed before?")?;
     }
-    let (plan, counter) = rotation::execute(ctx, state, &actor, prepared)?;
+    let (plan, landed) = rotation::execute(ctx, state, &actor, prepared)?;
+    let (counter, proposal) = match &landed {
+        crate::store::Landed::Done(c) => (Some(*c), None),
+        crate::store::Landed::Proposed(p) => (None, Some(p.clone())),
+    };
     match format {
         Format::Json => println!(
             "{}",
             json!({
                 "counter": counter,
+                "proposal": proposal,
                 "added": plan.added,
                 "removed": plan.removed,
                 "files": plan.files,
@@ -87,10 +92,12 @@ pub fn rotate(
                 "exposures": plan.exposures,
             })
         ),
-        Format::Text => eprintln!(
-            "byreis: rotated (counter {counter}): {} file(s) re-encrypted with fresh file keys",
-            plan.files.len()
-        ),
+        Format::Text => super::report(landed, |counter| {
+            format!(
+                "byreis: rotated (counter {counter}): {} file(s) re-encrypted with fresh file keys",
+                plan.files.len()
+            )
+        }),
     }
     Ok(())
 }
@@ -141,5 +148,84 @@ pub fn abort(ctx: &Context) -> CliResult {
     let actor = Actor::load(&ctx.home)?;
     let counter = crate::store::abort(ctx, state, &actor)?;
     eprintln!("byreis: aborted the pending change; counter {counter} is current");
+    Ok(())
+}
+
+/// `approve REF`: review a proposal independently, show it, sign.
+pub fn approve(
+    ctx: &Context,
+    reference: &str,
+    yes: bool,
+    show_values: bool,
+    format: Format,
+) -> CliResult {
+    let state = verify::load(ctx)?;
+    print_notes(&state.notes);
+    let actor = Actor::load(&ctx.home)?;
+    crate::store::check_writable(&state, &actor)?;
+    let review = crate::proposal::review(&state, &actor, reference, show_values)?;
+    eprintln!(
+        "byreis: proposal {} by {}: counter {} -> {}",
+        review.branch,
+        crate::names::escape(&review.proposer),
+        state.record.counter,
+        review.counter
+    );
+    eprintln!(
+        "byreis: approved so far by {} ({} of {} admins needed)",
+        review.approved_by.join(", "),
+        review.approved_by.len(),
+        review.need
+    );
+    if review.void > 0 {
+        eprintln!(
+            "byreis: note: {} approval(s) in it do not verify over this manifest (made for other bytes, or not by a current admin) and do not count",
+            review.void
+        );
+    }
+    for line in &review.readers {
+        eprintln!("byreis:   {line}");
+    }
+    for d in &review.envs {
+        if !d.readable {
+            eprintln!("byreis:   {}: file changes you cannot read (you are not a reader of both states; its values were not checked by you)", d.env);
+            continue;
+        }
+        for (what, names) in [
+            ("added", &d.added),
+            ("changed", &d.changed),
+            ("removed", &d.removed),
+        ] {
+            if !names.is_empty() {
+                eprintln!("byreis:   {}: {what}: {}", d.env, names.join(", "));
+            }
+        }
+        if !d.loads_code.is_empty() {
+            eprintln!(
+                "byreis:   {}: WARNING: exec refuses these names (they load code): {}",
+                d.env,
+                d.loads_code.join(", ")
+            );
+        }
+        for (k, v) in &d.values {
+            println!("{}.{k}={v}", d.env);
+        }
+    }
+    if !show_values {
+        eprintln!("byreis: values are masked (--show-values prints new and changed ones)");
+    }
+    confirm(ctx, yes, "Approve and sign?")?;
+    let landed = crate::proposal::approve(ctx, state, &actor, review)?;
+    match (format, landed) {
+        (Format::Json, crate::store::Landed::Done(c)) => {
+            println!("{}", json!({"landed": true, "counter": c}))
+        }
+        (Format::Json, crate::store::Landed::Proposed(p)) => {
+            println!("{}", json!({"landed": false, "proposal": p}))
+        }
+        (Format::Text, landed) => super::report(landed, |c| {
+            format!("byreis: approved; the change landed (counter {c})")
+        }),
+    }
     Ok(())
 }

@@ -353,6 +353,47 @@ pub fn admin_add(
     Ok(())
 }
 
+pub fn admin_thresholds(
+    ctx: &Context,
+    roster: Option<usize>,
+    recipients: Option<usize>,
+    values: Option<usize>,
+) -> CliResult {
+    if roster.is_none() && recipients.is_none() && values.is_none() {
+        return Err(CliError::Other(
+            "give at least one of --roster, --recipients, --values".into(),
+        ));
+    }
+    let state = verify::load(ctx)?;
+    let actor = crate::store::Actor::load(&ctx.home)?;
+    let old = &state.roster.latest().thresholds;
+    let t = crate::documents::Thresholds {
+        roster: roster.unwrap_or(old.roster),
+        recipients: recipients.unwrap_or(old.recipients),
+        values: values.unwrap_or(old.values),
+    };
+    if t.roster > 1 {
+        return Err(CliError::Other(
+            "--roster above 1 is refused: approvals of roster changes are not built yet, so no roster change could ever land (nothing was changed)".into(),
+        ));
+    }
+    let version = crate::store::change_roster(
+        ctx,
+        &state,
+        &actor,
+        crate::store::AdminChange::Thresholds(t.clone()),
+    )?;
+    eprintln!(
+        "byreis: roster version {version}: thresholds roster {}, recipients {}, values {}",
+        t.roster, t.recipients, t.values
+    );
+    let need = crate::verify::required_approvals(&t);
+    if need > 1 {
+        eprintln!("byreis: from now on every change to this project's secrets needs {need} admins: the first makes a proposal, others run `byreis approve REF`");
+    }
+    Ok(())
+}
+
 pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
     let state = verify::load(ctx)?;
     let actor = crate::store::Actor::load(&ctx.home)?;

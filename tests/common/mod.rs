@@ -844,3 +844,40 @@ impl World {
         format!("file://{}", bare.display())
     }
 }
+
+/// `byreis whoami --format json` for the person with `home`.
+pub fn whoami(home: &Path, env: &[(&str, &str)]) -> serde_json::Value {
+    let o = run_env(home, home, &["whoami", "--format", "json"], None, env);
+    assert_ok(&o, "whoami --format json");
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("whoami printed no JSON ({e})\n{}", dump(&o)))
+}
+
+/// The contents of a person's `signing_key.pub`, as the brief's users would
+/// paste them (`ssh-ed25519 AAAA… comment`).
+pub fn signing_pub_text(p: &Person) -> String {
+    fs::read_to_string(p.home.join("signing_key.pub"))
+        .expect("keygen wrote signing_key.pub")
+        .trim()
+        .to_string()
+}
+
+/// alice adds `p` as an admin: signing key from `$HOME/signing_key.pub`,
+/// age recipient from `whoami --format json`.
+pub fn add_admin(w: &World, p: &Person) {
+    let me = whoami(&p.home, &[]);
+    let recipient = me["age_recipient"].as_str().expect("age_recipient");
+    let email = format!("{}@example.test", p.name);
+    let o = w.alice_run(&[
+        "admin",
+        "add",
+        &p.name,
+        "--signing-key",
+        &signing_pub_text(p),
+        "--age",
+        recipient,
+        "--email",
+        &email,
+    ]);
+    assert_ok(&o, &format!("admin add {}", p.name));
+}

