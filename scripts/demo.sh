@@ -2,7 +2,8 @@
 # The whole byreis story on throwaway local repositories, no network:
 # an admin creates a registry and a project, sets secrets, a teammate
 # pins the anchor, everything verifies with stock tools, a forged file is
-# refused, and a second admin must approve changes. Usage:
+# refused, a contributor asks for access, and a second admin must approve
+# changes. Usage:
 # scripts/demo.sh [--keep]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -96,6 +97,16 @@ show alice doctor --exposure bob --require-ack
 step "Deploy gate and admins"
 show alice verify
 show alice admin list
+
+step "Dave asks for access; Alice types the fingerprint Dave told her on a call"
+dave() { BYREIS_HOME="$work/dave" "$BYREIS" "$@"; }
+dave keygen --name dave >/dev/null
+dave_fp=$(dave request-access --name dave --email dave@example.com --reason "on-call for staging")
+echo "(Dave reads his fingerprint to Alice over the phone: $dave_fp)"
+show alice request list
+show alice rotate --add --from-request byreis/request/dave --env staging --confirm-fingerprint "$dave_fp" --yes
+dave trust --anchor "$anchor" >/dev/null
+show dave get staging DATABASE_URL
 
 step "A second admin, and two admins for every change (k-of-n, ADR 0012)"
 carol() { BYREIS_HOME="$work/carol" "$BYREIS" "$@"; }

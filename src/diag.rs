@@ -130,6 +130,9 @@ codes! {
     RegistryUnexpectedFile => "registry-unexpected-file",
         "the registry holds a file byreis does not expect (only the roster, records, requests, allowed_signers, the audit log, README and .github/ belong there)",
         "remove it in a reviewed change; a registry is small on purpose so that every change to it can be read";
+    RequestInvalid => "request-invalid",
+        "a file under requests/ in the registry is not a well-formed access request, or a decision on one does not verify",
+        "fix or remove it in a reviewed change; requests hold public keys only, in the format of docs/request-access-runbook.md, and decisions are written by `byreis` admins only";
     GitLockStale => "git-lock-stale",
         "a git lock file remains (index.lock or a branch lock), left by a git or byreis process that was killed",
         "if no git or byreis command is running in that repository, remove the lock file named, then finish or abort the pending change (`byreis rotate --resume` / `--abort`)";

@@ -288,6 +288,76 @@ fn registry_path_allowed(path: &str) -> bool {
     }
 }
 
+/// Every file under `requests/`: `README.md`, request files that parse as
+/// requests for the project and name their path gives, and decisions whose
+/// signature (`request@byreis.dev`) is by an admin of some roster version.
+fn request_checks(reg: &registry::Registry, admin_keys: &[crate::keys::SigningPub]) -> Check {
+    use crate::names::{check as name_ok, Kind};
+    let head = reg.head();
+    let files = match reg.repo.files_under(&head, &["requests"]) {
+        Ok(f) => f,
+        Err(e) => {
+            return check(
+                "requests",
+                Status::Fail,
+                Some(Code::RequestInvalid),
+                e.to_string(),
+            )
+        }
+    };
+    let mut bad = Vec::new();
+    let (mut requests, mut decisions) = (0, 0);
+    for f in &files {
+        let parts: Vec<&str> = f.split('/').collect();
+        let ok = match parts.as_slice() {
+            ["requests", "README.md"] => true,
+            ["requests", p, file] if name_ok(Kind::Project, p).is_ok() => {
+                if let Some(n) = file.strip_suffix(".decision.yaml.sig") {
+                    name_ok(Kind::Member, n).is_ok()
+                } else if let Some(n) = file.strip_suffix(".decision.yaml") {
+                    decisions += 1;
+                    name_ok(Kind::Member, n).is_ok()
+                        && crate::request::decision(reg, p, n, admin_keys)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|d| d.project == *p && d.name == n)
+                } else if let Some(n) = file.strip_suffix(".yaml") {
+                    requests += 1;
+                    reg.repo
+                        .read_file(&head, f)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|b| {
+                            crate::request::parse(&b)
+                                .is_ok_and(|(d, _)| d.project == *p && d.name == n)
+                        })
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if !ok {
+            bad.push(crate::names::escape(f));
+        }
+    }
+    if bad.is_empty() {
+        check(
+            "requests",
+            Status::Ok,
+            None,
+            format!("{requests} request file(s), {decisions} signed decision(s)"),
+        )
+    } else {
+        check(
+            "requests",
+            Status::Fail,
+            Some(Code::RequestInvalid),
+            bad.join(", "),
+        )
+    }
+}
+
 /// `byreis registry verify`: keyless checks of a registry repository's
 /// HEAD commit against a pinned anchor (for the registry's own CI).
 pub fn registry_checks(reg: &registry::Registry, anchor: &str) -> Vec<Check> {
@@ -448,6 +518,9 @@ pub fn registry_checks(reg: &registry::Registry, anchor: &str) -> Vec<Check> {
             e.to_string(),
         ),
     });
+
+    // Requests: well-formed request files, decisions signed by admins.
+    out.push(request_checks(reg, &all_keys));
 
     // Nothing else.
     match reg.repo.all_entries(&reg.head()) {

@@ -673,11 +673,22 @@ impl Repo {
 
     /// Local branches whose names start with `prefix`, with their commits.
     pub fn branches_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Oid)>, GitError> {
+        self.refs_with_prefix(&format!("refs/heads/{prefix}"))
+    }
+
+    /// `origin`'s remote-tracking branches whose short names
+    /// (`origin/…`) start with `prefix`.
+    pub fn remote_branches_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Oid)>, GitError> {
+        self.refs_with_prefix(&format!("refs/remotes/{prefix}"))
+    }
+
+    /// References under `full_prefix`: short names and commits.
+    fn refs_with_prefix(&self, full_prefix: &str) -> Result<Vec<(String, Oid)>, GitError> {
         let mut out = Vec::new();
-        for r in self
-            .repo
-            .references_glob(&format!("refs/heads/{prefix}*"))?
-        {
+        for r in self.repo.references_glob(&format!("{full_prefix}*"))? {
             let r = r?;
             if let (Ok(name), Ok(c)) = (r.shorthand(), r.peel_to_commit()) {
                 out.push((name.to_string(), c.id()));

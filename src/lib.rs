@@ -20,6 +20,7 @@ pub mod par;
 pub mod proposal;
 pub mod registry;
 pub mod remote;
+pub mod request;
 pub mod rotation;
 pub mod secret;
 pub mod signed;

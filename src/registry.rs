@@ -182,7 +182,7 @@ impl Registry {
 
     /// One signed commit on top of the commit this registry was read at;
     /// refused (`Raced`) if the registry moved since.
-    fn commit(
+    pub fn commit(
         &self,
         changes: &[Change],
         msg: &str,

@@ -104,14 +104,17 @@ pub fn push_ref(dir: &Path, refspec: &str) -> Result<(), RemoteError> {
     run(c, "push", &dir.display().to_string())
 }
 
+/// Fetches `refspec` from `origin`.
+pub fn fetch_refs(dir: &Path, refspec: &str) -> Result<(), RemoteError> {
+    let mut c = git(Some(dir));
+    c.args(["fetch", "--quiet", "origin", "--", refspec]);
+    run(c, "fetch", &dir.display().to_string())
+}
+
 /// Fetches `origin`'s proposal branches into `refs/remotes/origin/`.
 pub fn fetch_proposals(dir: &Path) -> Result<(), RemoteError> {
-    let mut c = git(Some(dir));
-    c.args([
-        "fetch",
-        "--quiet",
-        "origin",
+    fetch_refs(
+        dir,
         "+refs/heads/byreis/proposal/*:refs/remotes/origin/byreis/proposal/*",
-    ]);
-    run(c, "fetch", &dir.display().to_string())
+    )
 }

@@ -29,6 +29,8 @@ pub struct Request {
     pub envs: Vec<String>,
     /// Why, recorded in the audit entry.
     pub reason: Option<String>,
+    /// The access request absorbed, recorded in the audit entry.
+    pub request: Option<serde_json::Value>,
 }
 
 /// What a removed party could read before the rotation.
@@ -276,6 +278,7 @@ pub struct Prepared {
     new: NewReaders,
     plaintexts: BTreeMap<String, crate::yaml::Secrets>,
     reason: Option<String>,
+    request: Option<serde_json::Value>,
 }
 
 /// Plans the rotation and decrypts every file it needs, on all cores.
@@ -350,6 +353,7 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
         new,
         plaintexts,
         reason: req.reason.clone(),
+        request: req.request.clone(),
     })
 }
 
@@ -372,6 +376,7 @@ pub fn execute(
             },
         plaintexts,
         reason,
+        request,
     } = prepared;
     let recipient_of = |n: &String| {
         let m = members
@@ -456,6 +461,9 @@ pub fn execute(
         "removed": plan.removed.iter().map(|(n, envs)| serde_json::json!({"name": n, "fingerprint": fp(n), "envs": envs})).collect::<Vec<_>>(),
         "files": plan.files,
     });
+    if let Some(r) = request {
+        details["request"] = r;
+    }
     if let Some(r) = reason {
         details["reason"] = serde_json::Value::String(r);
     }

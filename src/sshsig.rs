@@ -20,6 +20,8 @@ pub enum Namespace {
     Audit,
     /// An admin's approval of a proposed manifest (k-of-n, ADR 0012).
     Proposal,
+    /// An admin's decision on an access request (absorbed or rejected).
+    Request,
 }
 
 impl Namespace {
@@ -31,6 +33,7 @@ impl Namespace {
             Namespace::Roster => "roster@byreis.dev",
             Namespace::Audit => "audit@byreis.dev",
             Namespace::Proposal => "proposal@byreis.dev",
+            Namespace::Request => "request@byreis.dev",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! done by the library modules.
 
 mod daily;
+mod requests;
 mod rotate;
 mod setup;
 
@@ -136,32 +137,7 @@ pub enum Command {
     ///
     /// Removal does not take back what someone already read: they keep every
     /// value and every old commit. See docs/forward-secrecy-runbook.md.
-    Rotate {
-        /// Add a member: NAME=age1… or NAME="ssh-ed25519 AAAA…".
-        #[arg(long, value_name = "NAME=RECIPIENT")]
-        add: Vec<String>,
-        /// Remove a member.
-        #[arg(long, value_name = "NAME")]
-        remove: Vec<String>,
-        /// Limit the change to these environments (default: all).
-        #[arg(long = "env", value_name = "ENV")]
-        envs: Vec<String>,
-        /// Why (recorded in the signed audit entry).
-        #[arg(long, value_name = "TEXT")]
-        reason: Option<String>,
-        /// Do not ask for confirmation (required when not interactive).
-        #[arg(long)]
-        yes: bool,
-        /// Finish the change a signed registry record names as pending
-        /// (after an interruption); shows the change first.
-        #[arg(long, conflicts_with_all = ["add", "remove", "envs", "abort"])]
-        resume: bool,
-        /// Abandon the pending change and return to the last complete state.
-        #[arg(long, conflicts_with_all = ["add", "remove", "envs"])]
-        abort: bool,
-        #[arg(long, value_enum, default_value_t)]
-        format: Format,
-    },
+    Rotate(rotate::Args),
     /// For deploy pipelines: keyless check that the checked-out state is
     /// exactly the one the registry pins, unexpired, every file matching.
     /// Exit 0 when it is, 3 (with the code) when not.
@@ -184,6 +160,29 @@ pub enum Command {
         /// With --exposure: exit 4 while any value is not acknowledged.
         #[arg(long, requires = "exposure")]
         require_ack: bool,
+    },
+    /// Ask for access (contributor): a request with your public keys, as a
+    /// file (--out) or on a branch byreis/request/NAME of the registry.
+    /// Prints your key's fingerprint: send it to an admin over another
+    /// channel.
+    RequestAccess {
+        /// Your member name (a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Why you need access (shown to admins).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Write the request to FILE instead of a registry branch.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Access requests in the registry (admin): list, show, reject. Absorb
+    /// one with `rotate --add --from-request REF`.
+    Request {
+        #[command(subcommand)]
+        command: RequestCommand,
     },
     /// Approve a proposed change (admin): checks it independently, shows
     /// what it changes, adds your signature; the approval that reaches the
@@ -228,6 +227,28 @@ pub enum RegistryCommand {
         anchor: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Request branches in the registry, with their state (never keys or
+    /// fingerprints).
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
+    /// One request: who, when, state, reason (never its fingerprint).
+    Show {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Reject a request (signed decision in the registry; grants nothing).
+    Reject {
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
 }
 
@@ -447,24 +468,30 @@ pub fn main() -> i32 {
             override_all,
             command,
         } => daily::exec(&ctx, &env, &overrides, override_all, &command),
-        Command::Rotate {
-            add,
-            remove,
-            envs,
-            reason,
-            yes,
-            resume,
-            abort,
-            format,
-        } => {
-            if resume {
-                rotate::resume(&ctx, yes)
-            } else if abort {
+        Command::Rotate(args) => {
+            if args.resume {
+                rotate::resume(&ctx, args.yes)
+            } else if args.abort {
                 rotate::abort(&ctx)
             } else {
-                rotate::rotate(&ctx, &add, remove, envs, reason, yes, format)
+                rotate::rotate(&ctx, args)
             }
         }
+        Command::RequestAccess {
+            name,
+            email,
+            reason,
+            out,
+        } => requests::request_access(&ctx, &name, email, reason, out),
+        Command::Request {
+            command: RequestCommand::List { format },
+        } => requests::list(&ctx, format),
+        Command::Request {
+            command: RequestCommand::Show { reference },
+        } => requests::show(&ctx, &reference),
+        Command::Request {
+            command: RequestCommand::Reject { reference, reason },
+        } => requests::reject(&ctx, &reference, reason),
         Command::Verify { format } => daily::deploy_verify(&ctx, format),
         Command::Doctor {
             format,

@@ -8,15 +8,56 @@ use crate::rotation::{self, Request};
 use crate::store::Actor;
 use crate::verify::{self, Context};
 
-pub fn rotate(
-    ctx: &Context,
-    add: &[String],
-    remove: Vec<String>,
-    envs: Vec<String>,
-    reason: Option<String>,
-    yes: bool,
-    format: Format,
-) -> CliResult {
+/// `rotate`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Add a member: NAME=age1… or NAME="ssh-ed25519 AAAA…". With
+    /// --from-request, `--add` alone means the requester.
+    #[arg(long, value_name = "NAME=RECIPIENT", num_args = 0..=1, default_missing_value = "")]
+    pub add: Vec<String>,
+    /// Absorb an access request: a request file, or a registry branch
+    /// byreis/request/NAME. You type the fingerprint the contributor
+    /// sent you over another channel before the key is used.
+    #[arg(long, value_name = "REF")]
+    pub from_request: Option<String>,
+    /// The fingerprint the contributor sent you (non-interactive runs).
+    #[arg(long, value_name = "FP", requires = "from_request")]
+    pub confirm_fingerprint: Option<String>,
+    /// Remove a member.
+    #[arg(long, value_name = "NAME")]
+    pub remove: Vec<String>,
+    /// Limit the change to these environments (default: all).
+    #[arg(long = "env", value_name = "ENV")]
+    pub envs: Vec<String>,
+    /// Why (recorded in the signed audit entry).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Do not ask for confirmation (required when not interactive).
+    #[arg(long)]
+    pub yes: bool,
+    /// Finish the change a signed registry record names as pending
+    /// (after an interruption); shows the change first.
+    #[arg(long, conflicts_with_all = ["add", "remove", "envs", "abort", "from_request"])]
+    pub resume: bool,
+    /// Abandon the pending change and return to the last complete state.
+    #[arg(long, conflicts_with_all = ["add", "remove", "envs", "from_request"])]
+    pub abort: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+pub fn rotate(ctx: &Context, args: Args) -> CliResult {
+    let Args {
+        add,
+        from_request,
+        confirm_fingerprint,
+        remove,
+        envs,
+        reason,
+        yes,
+        format,
+        ..
+    } = args;
     if let Some(r) = &reason {
         if r.len() > 1000 || r.chars().any(|c| c.is_control()) {
             return Err(CliError::Other(
@@ -30,7 +71,15 @@ pub fn rotate(
         reason,
         ..Default::default()
     };
-    for a in add {
+    for a in &add {
+        if a.is_empty() {
+            if from_request.is_none() {
+                return Err(CliError::Other(
+                    "--add takes NAME=RECIPIENT (or use --add --from-request REF)".into(),
+                ));
+            }
+            continue;
+        }
         let Some((name, key)) = a.split_once('=') else {
             return Err(CliError::Other(format!(
                 "--add takes NAME=RECIPIENT, got {}",
@@ -44,6 +93,26 @@ pub fn rotate(
     print_notes(&state.notes);
     let actor = Actor::load(&ctx.home)?;
     crate::store::check_writable(&state, &actor)?;
+    let absorbing = match &from_request {
+        Some(r) => {
+            if crate::verify::required_approvals(&state.roster.latest().thresholds) > 1 {
+                return Err(CliError::Other(
+                    "absorbing a request in a registry that needs more than one admin per change is not built yet (nothing was changed)".into(),
+                ));
+            }
+            let loaded = super::requests::confirm_request(ctx, &state, r, confirm_fingerprint)?;
+            req.add
+                .push((loaded.doc.name.clone(), loaded.key().clone()));
+            req.request = Some(json!({
+                "name": loaded.doc.name,
+                "fingerprint": loaded.key().fingerprint(),
+                "request_sha256": loaded.sha256,
+                "source": loaded.source.to_string(),
+            }));
+            Some(loaded)
+        }
+        None => None,
+    };
     let prepared = rotation::prepare(&state, &actor, &req)?;
     crate::timing::phase("files decrypted");
     let preview = &prepared.plan;
@@ -74,6 +143,10 @@ pub fn rotate(
     } else if !preview.readded.is_empty() {
         confirm(ctx, false, "Re-add a member who was removed before?")?;
     }
+    if let Some(loaded) = &absorbing {
+        // The request must still be the one confirmed (`stale` otherwise).
+        crate::request::check_not_stale(&state.registry, loaded)?;
+    }
     let (plan, landed) = rotation::execute(ctx, state, &actor, prepared)?;
     let (counter, proposal) = match &landed {
         crate::store::Landed::Done(c) => (Some(*c), None),
@@ -98,6 +171,9 @@ pub fn rotate(
                 plan.files.len()
             )
         }),
+    }
+    if let (Some(loaded), Some(counter)) = (&absorbing, counter) {
+        super::requests::record_absorbed(ctx, loaded, counter)?;
     }
     Ok(())
 }

@@ -1,0 +1,349 @@
+//! request-access (contributor) and request list/show/reject (admin).
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::{CliError, CliResult, Format};
+use crate::keys::{AgeIdentity, KeyError, Profile, Signer};
+use crate::names;
+use crate::request::{self, Decision, Loaded, State};
+use crate::store::Actor;
+use crate::verify::{self, Context, Project};
+
+/// `request-access`: writes a request (public keys only) to a file or to a
+/// branch of the registry, and prints the key's fingerprint for the
+/// contributor to send over another channel.
+pub fn request_access(
+    ctx: &Context,
+    name: &str,
+    email: Option<String>,
+    reason: Option<String>,
+    out: Option<PathBuf>,
+) -> CliResult {
+    let project = Project::open(&ctx.dir)?;
+    let identity = match AgeIdentity::load(&ctx.home) {
+        Ok(i) => i,
+        Err(KeyError::NoIdentity) if ctx.interactive => {
+            let create = dialoguer::Confirm::new()
+                .with_prompt(format!(
+                    "You have no byreis identity yet. Create one now (byreis keygen --name {name})?"
+                ))
+                .default(true)
+                .interact()
+                .map_err(|e| CliError::Other(e.to_string()))?;
+            if !create {
+                return Err(CliError::Other(
+                    "no identity: run `byreis keygen --name NAME` first; nothing was sent".into(),
+                ));
+            }
+            super::setup::keygen(ctx, name, email.clone(), None)?;
+            AgeIdentity::load(&ctx.home)?
+        }
+        Err(KeyError::NoIdentity) => {
+            return Err(CliError::Other(format!(
+                "no identity: run `byreis keygen --name {name}` first; nothing was sent"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let signer = match Profile::load(&ctx.home)? {
+        Some(p) => Signer::load_for(&p).ok(),
+        None => None,
+    };
+    let key = identity.recipient();
+    let (doc, bytes) = request::new_request(
+        &project.config.project,
+        name,
+        email.as_deref(),
+        reason.as_deref(),
+        &key,
+        signer.as_ref().map(|s| &s.public),
+    )
+    .map_err(CliError::Other)?;
+    match out {
+        Some(path) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| {
+                    CliError::Other(format!(
+                        "{}: {e} (byreis does not overwrite files)",
+                        path.display()
+                    ))
+                })?;
+            f.write_all(&bytes)?;
+            eprintln!(
+                "byreis: wrote the request to {}: hand it to an admin by any channel (it holds public keys only)",
+                path.display()
+            );
+        }
+        None => {
+            let location = project.registry_location()?;
+            let dir = verify::registry_dir(&ctx.home, &location);
+            if verify::is_url(&location) && !dir.exists() {
+                crate::remote::clone(&ctx.home, &location)?;
+            }
+            let Some(signer) = signer else {
+                return Err(CliError::Other(
+                    "no signing key to sign the request commit: use --out FILE, or run `byreis keygen`".into(),
+                ));
+            };
+            let mail = email
+                .clone()
+                .unwrap_or_else(|| format!("{name}@byreis.invalid"));
+            let pushed = request::put_on_branch(&dir, &doc, &bytes, &signer, (name, &mail))?;
+            eprintln!(
+                "byreis: request written on branch {}{name} of the registry {}",
+                request::BRANCH_PREFIX,
+                if pushed {
+                    "and pushed to its origin".to_string()
+                } else {
+                    format!("at {}", dir.display())
+                }
+            );
+        }
+    }
+    let fp = key.fingerprint();
+    eprintln!(
+        "byreis: your key's fingerprint is below. Send it to an admin over ANOTHER channel (in person, a call, a chat you already trust), not with the request: the admin must type it to let you in.\n"
+    );
+    println!("{fp}");
+    Ok(())
+}
+
+fn admin_keys(state: &verify::State) -> Vec<crate::keys::SigningPub> {
+    state.all_admin_keys()
+}
+
+/// The request `reference` with its decision and state.
+fn load_with_state(
+    state: &verify::State,
+    reference: &str,
+) -> Result<(Loaded, Option<Decision>, State), CliError> {
+    let loaded = request::load(&state.registry, &state.manifest.project, reference)?;
+    let d = request::decision(
+        &state.registry,
+        &state.manifest.project,
+        &loaded.doc.name,
+        &admin_keys(state),
+    )?;
+    let st = request::state_of(&loaded, d.as_ref());
+    Ok((loaded, d, st))
+}
+
+/// Shows what may be shown before a fingerprint is typed: nothing derived
+/// from the key.
+fn describe(loaded: &Loaded, st: State) -> Vec<String> {
+    let d = &loaded.doc;
+    vec![
+        format!(
+            "request from {}{} for project {}",
+            names::escape(&d.name),
+            d.email
+                .as_deref()
+                .map(|e| format!(" <{}>", names::escape(e)))
+                .unwrap_or_default(),
+            names::escape(&d.project)
+        ),
+        format!("made {} ({})", names::escape(&d.time), loaded.source),
+        format!("state: {st}"),
+    ]
+}
+
+pub fn list(ctx: &Context, format: Format) -> CliResult {
+    let state = verify::load(ctx)?;
+    let mut rows = Vec::new();
+    for branch in request::branches(&state.registry)? {
+        match load_with_state(&state, &branch) {
+            Ok((l, _, st)) => rows.push(json!({
+                "ref": branch,
+                "name": l.doc.name,
+                "email": l.doc.email,
+                "time": l.doc.time,
+                "state": st,
+            })),
+            Err(e) => rows.push(json!({"ref": branch, "state": "invalid", "error": match e {
+                CliError::Verify(v) => v.detail,
+                CliError::Other(m) => m,
+                CliError::Exit(c) => format!("exit {c}"),
+            }})),
+        }
+    }
+    match format {
+        Format::Json => println!("{}", json!({ "requests": rows })),
+        Format::Text => {
+            if rows.is_empty() {
+                eprintln!("byreis: no request branches in the registry (file requests are absorbed with `rotate --from-request FILE`)");
+            }
+            for r in &rows {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    r["ref"].as_str().unwrap_or_default(),
+                    names::escape(r["name"].as_str().unwrap_or("-")),
+                    r["state"].as_str().unwrap_or_default(),
+                    names::escape(r["time"].as_str().unwrap_or("-")),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn show(ctx: &Context, reference: &str) -> CliResult {
+    let state = verify::load(ctx)?;
+    let (loaded, d, st) = load_with_state(&state, reference)?;
+    for line in describe(&loaded, st) {
+        println!("{line}");
+    }
+    if let Some(d) = d.filter(|d| d.request_sha256 == loaded.sha256) {
+        println!(
+            "decided: {} by {} at {}{}",
+            d.state,
+            names::escape(&d.by),
+            d.time,
+            d.counter
+                .map(|c| format!(" (counter {c})"))
+                .unwrap_or_default()
+        );
+    }
+    // The reason is shown only here and after a typed confirmation, never
+    // before the fingerprint prompt of an absorb: a request could quote a
+    // fingerprint in it for a hurried admin to copy.
+    if let Some(r) = &loaded.doc.reason {
+        println!("reason: {}", names::escape(r));
+    }
+    Ok(())
+}
+
+pub fn reject(ctx: &Context, reference: &str, reason: Option<String>) -> CliResult {
+    if let Some(r) = &reason {
+        if r.len() > 1000 || r.chars().any(char::is_control) {
+            return Err(CliError::Other(
+                "--reason must be one line of at most 1000 characters".into(),
+            ));
+        }
+    }
+    let state = verify::load(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    let admin = crate::store::check_writable(&state, &actor)?.clone();
+    let (loaded, d, st) = load_with_state(&state, reference)?;
+    request::require_requested(st, d.as_ref(), "reject it")?;
+    decide(
+        ctx, &state, &actor, &admin, &loaded, "rejected", None, reason,
+    )?;
+    eprintln!(
+        "byreis: rejected the request of {} (recorded, signed, in the registry); nobody was given access",
+        names::escape(&loaded.doc.name)
+    );
+    Ok(())
+}
+
+/// For `rotate --from-request`: loads the request, refuses any state but
+/// `requested`, shows what may be shown, and has the admin type the
+/// fingerprint they received over another channel before anything derived
+/// from the key appears.
+pub fn confirm_request(
+    ctx: &Context,
+    state: &verify::State,
+    reference: &str,
+    typed: Option<String>,
+) -> Result<Loaded, CliError> {
+    let (loaded, d, st) = load_with_state(state, reference)?;
+    request::require_requested(st, d.as_ref(), "absorb it")?;
+    request::refuse_quoted_fingerprint(&loaded)?;
+    for line in describe(&loaded, st) {
+        eprintln!("byreis: {line}");
+    }
+    let typed = match typed {
+        Some(t) => t,
+        None if ctx.interactive => dialoguer::Input::<String>::new()
+            .with_prompt(format!(
+                "Type the fingerprint {} sent you over another channel (not from this screen or the request)",
+                names::escape(&loaded.doc.name)
+            ))
+            .interact_text()
+            .map_err(|e| CliError::Other(e.to_string()))?,
+        None => {
+            return Err(CliError::Other(
+                "non-interactive run: pass --confirm-fingerprint FP with the fingerprint the contributor sent you over another channel; nothing was changed".into(),
+            ))
+        }
+    };
+    request::confirm_fingerprint(&loaded, &typed)?;
+    eprintln!(
+        "byreis: fingerprint confirmed for {} ({})",
+        names::escape(&loaded.doc.name),
+        loaded.key().fingerprint()
+    );
+    if let Some(r) = &loaded.doc.reason {
+        eprintln!("byreis: reason given: {}", names::escape(r));
+    }
+    Ok(loaded)
+}
+
+/// After an absorbing rotation landed at `counter`: the decision, signed,
+/// in a registry commit of its own.
+pub fn record_absorbed(ctx: &Context, loaded: &Loaded, counter: u64) -> CliResult {
+    let state = verify::load(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    let admin = crate::store::check_writable(&state, &actor)?.clone();
+    decide(
+        ctx,
+        &state,
+        &actor,
+        &admin,
+        loaded,
+        "absorbed",
+        Some(counter),
+        None,
+    )?;
+    eprintln!(
+        "byreis: recorded in the registry that the request of {} was absorbed at counter {counter}",
+        names::escape(&loaded.doc.name)
+    );
+    Ok(())
+}
+
+/// Records an admin's decision on `loaded` in the registry (signed file,
+/// signed commit of its own, pushed when the registry has a remote).
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    ctx: &Context,
+    state: &verify::State,
+    actor: &Actor,
+    admin: &crate::documents::Admin,
+    loaded: &Loaded,
+    what: &str,
+    counter: Option<u64>,
+    reason: Option<String>,
+) -> CliResult {
+    let decision = Decision {
+        format: request::DECISION_FORMAT.into(),
+        project: loaded.doc.project.clone(),
+        name: loaded.doc.name.clone(),
+        state: what.into(),
+        fingerprint: loaded.key().fingerprint(),
+        request_sha256: loaded.sha256.clone(),
+        request_commit: match &loaded.source {
+            request::Source::Branch { commit, .. } => Some(commit.to_string()),
+            request::Source::File(_) => None,
+        },
+        by: admin.name.clone(),
+        by_key: actor.signer.public.fingerprint(),
+        time: crate::store::now(),
+        counter,
+        reason,
+    };
+    let email = actor.email();
+    request::record_decision(
+        &state.registry,
+        &ctx.home,
+        &decision,
+        &actor.signer,
+        (&admin.name, &email),
+    )?;
+    Ok(())
+}

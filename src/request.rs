@@ -1,0 +1,537 @@
+//! Access requests on a plain git registry (docs/request-access-runbook.md).
+//!
+//! A contributor writes a request file (public keys only) and hands it over
+//! as a file (`--out`) or on a branch `byreis/request/<name>` of the
+//! registry. An admin absorbs it with `rotate --from-request REF` after
+//! typing the fingerprint the contributor sent over another channel, or
+//! rejects it. The admin's decision is a file of its own in the registry,
+//! signed in namespace `request@byreis.dev`, in an admin-signed commit: the
+//! contributor's commit is never merged.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::git::{Change, Oid, Repo};
+use crate::keys::{self, AgeRecipient, SigningPub};
+use crate::names::{self, Kind};
+use crate::registry::Registry;
+use crate::secret::ct_eq;
+use crate::signed::sha256_hex;
+use crate::sshsig::{self, Namespace};
+use crate::store::StoreError;
+
+/// Request branches in the registry are named `byreis/request/<name>`.
+pub const BRANCH_PREFIX: &str = "byreis/request/";
+pub const REQUEST_FORMAT: &str = "byreis-request/1";
+pub const DECISION_FORMAT: &str = "byreis-request-decision/1";
+/// Requests are small: public keys and a few lines of text.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// A request file: `requests/<project>/<name>.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestDoc {
+    pub format: String,
+    pub project: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub age_recipient: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub time: String,
+}
+
+/// An admin's decision on a request:
+/// `requests/<project>/<name>.decision.yaml` and its `.sig`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub format: String,
+    pub project: String,
+    pub name: String,
+    /// `absorbed` or `rejected`.
+    pub state: String,
+    /// The fingerprint of the request's age key, as the admin confirmed it.
+    pub fingerprint: String,
+    /// SHA-256 of the request file's exact bytes.
+    pub request_sha256: String,
+    /// The request branch's commit the admin confirmed, when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_commit: Option<String>,
+    pub by: String,
+    pub by_key: String,
+    pub time: String,
+    /// The project counter the absorbing rotation landed at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u64>,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub fn request_path(project: &str, name: &str) -> String {
+    format!("requests/{project}/{name}.yaml")
+}
+
+pub fn decision_path(project: &str, name: &str) -> String {
+    format!("requests/{project}/{name}.decision.yaml")
+}
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(msg.into()))
+}
+
+fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.chars().count() > max {
+        return Err(format!("{what} is longer than {max} characters"));
+    }
+    Ok(())
+}
+
+/// Parses untrusted request bytes: strict YAML, known fields only, ASCII
+/// names, a key that parses. Text fields may hold anything printable;
+/// they are escaped wherever they are shown.
+pub fn parse(bytes: &[u8]) -> Result<(RequestDoc, AgeRecipient), String> {
+    if bytes.len() > MAX_REQUEST_BYTES {
+        return Err(format!("larger than {MAX_REQUEST_BYTES} bytes"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let doc: RequestDoc = crate::yaml::from_untrusted(text).map_err(|e| e.to_string())?;
+    if doc.format != REQUEST_FORMAT {
+        return Err(format!(
+            "format is {}, expected {REQUEST_FORMAT}",
+            names::quoted(&doc.format)
+        ));
+    }
+    names::check(Kind::Project, &doc.project).map_err(|e| e.to_string())?;
+    names::check(Kind::Member, &doc.name).map_err(|e| e.to_string())?;
+    if let Some(e) = &doc.email {
+        if e.is_empty()
+            || e.len() > 254
+            || !e.bytes().all(|b| b.is_ascii_graphic())
+            || !e.contains('@')
+        {
+            return Err(format!("email {} is not an address", names::quoted(e)));
+        }
+    }
+    if let Some(r) = &doc.reason {
+        check_text("reason", r, 1000)?;
+    }
+    check_text("time", &doc.time, 64)?;
+    let key = AgeRecipient::parse(&doc.age_recipient).map_err(|e| e.to_string())?;
+    if let Some(k) = &doc.signing_key {
+        SigningPub::parse(k).map_err(|e| e.to_string())?;
+    }
+    Ok((doc, key))
+}
+
+/// Where a request was read from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// A registry branch, at the commit that was read.
+    Branch {
+        name: String,
+        commit: Oid,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "file {}", names::escape(&p.display().to_string())),
+            Source::Branch { name, commit } => {
+                write!(f, "registry branch {name} at {}", &commit.to_string()[..12])
+            }
+        }
+    }
+}
+
+/// A request read and validated (nothing derived from its key is shown
+/// before the admin typed the fingerprint: see [`confirm_fingerprint`]).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub doc: RequestDoc,
+    key: AgeRecipient,
+    pub sha256: String,
+    pub source: Source,
+}
+
+impl Loaded {
+    /// The key, for the rotation. Only after [`confirm_fingerprint`].
+    pub fn key(&self) -> &AgeRecipient {
+        &self.key
+    }
+}
+
+/// The state of a request (the runbook's state machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Requested,
+    Absorbed,
+    Rejected,
+    /// An admin decided on a later request for the same name.
+    Superseded,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Requested => "requested",
+            State::Absorbed => "absorbed",
+            State::Rejected => "rejected",
+            State::Superseded => "superseded",
+        })
+    }
+}
+
+/// Reads request `reference`: a file path, or a request branch of the
+/// registry (fetched from its `origin` first when it has one).
+pub fn load(reg: &Registry, project: &str, reference: &str) -> Result<Loaded, StoreError> {
+    let (bytes, source) = if let Some(name) = reference
+        .strip_prefix("origin/")
+        .unwrap_or(reference)
+        .strip_prefix(BRANCH_PREFIX)
+    {
+        names::check(Kind::Member, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+        let branch = format!("{BRANCH_PREFIX}{name}");
+        fetch_requests(reg);
+        let Some(commit) = reg.repo.branch_commit(&branch)? else {
+            return refuse(format!(
+                "no request branch {branch} in the registry: withdrawn, or never pushed (state: withdrawn)"
+            ));
+        };
+        // Exactly one commit on top of the registry's history, adding
+        // exactly this request file.
+        let tip = commit.to_string();
+        let parent = reg.repo.parent_of(&tip)?.map(|p| p.to_string());
+        let expected = request_path(project, name);
+        match parent {
+            Some(p)
+                if reg.repo.contains(
+                    Oid::from_str(&reg.head()).map_err(crate::git::GitError::Git)?,
+                    &p,
+                ) =>
+            {
+                let changed = reg.repo.changed_paths(&p, &tip)?;
+                if changed != [expected.clone()] {
+                    return refuse(format!(
+                        "request branch {branch} must change exactly {expected}; it changes: {}",
+                        changed
+                            .iter()
+                            .map(|c| names::escape(c))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            _ => {
+                return refuse(format!(
+                    "request branch {branch} must be one commit on top of the registry's history"
+                ))
+            }
+        }
+        let bytes = reg
+            .repo
+            .read_file(&tip, &expected)?
+            .ok_or_else(|| StoreError::Refused(format!("{branch} has no {expected}")))?;
+        (
+            bytes,
+            Source::Branch {
+                name: branch,
+                commit,
+            },
+        )
+    } else if reference.bytes().all(|b| b.is_ascii_digit()) || reference.starts_with("https://") {
+        return refuse(
+            "GitHub pull requests as access requests are not built yet: use the request file (`request-access --out`) or a request branch (byreis/request/NAME)",
+        );
+    } else {
+        let path = PathBuf::from(reference);
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| {
+            StoreError::Refused(format!("request {}: {e}", names::quoted(reference)))
+        })?;
+        if !meta.is_file() || meta.len() > MAX_REQUEST_BYTES as u64 {
+            return refuse(format!(
+                "request {} is not a regular file of at most {MAX_REQUEST_BYTES} bytes",
+                names::quoted(reference)
+            ));
+        }
+        let bytes = std::fs::read(&path)
+            .map_err(|e| StoreError::Refused(format!("{}: {e}", names::quoted(reference))))?;
+        (bytes, Source::File(path))
+    };
+    let (doc, key) = parse(&bytes)
+        .map_err(|e| StoreError::Refused(format!("request {}: {e}", names::quoted(reference))))?;
+    if doc.project != project {
+        return refuse(format!(
+            "the request is for project {}, this is {project}",
+            names::quoted(&doc.project)
+        ));
+    }
+    if let Source::Branch { name, .. } = &source {
+        if name.strip_prefix(BRANCH_PREFIX) != Some(doc.name.as_str()) {
+            return refuse(format!(
+                "branch {name} holds a request for {}",
+                names::quoted(&doc.name)
+            ));
+        }
+    }
+    Ok(Loaded {
+        sha256: sha256_hex(&bytes),
+        doc,
+        key,
+        source,
+    })
+}
+
+/// Best effort: a registry with an `origin` gets its request branches
+/// fetched (a stale copy still works for requests already fetched).
+fn fetch_requests(reg: &Registry) {
+    if reg.repo.has_origin() {
+        let _ = crate::remote::fetch_refs(
+            &reg.dir,
+            "+refs/heads/byreis/request/*:refs/remotes/origin/byreis/request/*",
+        );
+    }
+}
+
+/// The decision recorded for `name`, if any (verified against the
+/// registry's admin keys).
+pub fn decision(
+    reg: &Registry,
+    project: &str,
+    name: &str,
+    admin_keys: &[SigningPub],
+) -> Result<Option<Decision>, StoreError> {
+    let path = decision_path(project, name);
+    let head = reg.head();
+    let Some(bytes) = reg.repo.read_file(&head, &path)? else {
+        return Ok(None);
+    };
+    let sig = reg
+        .repo
+        .read_file(&head, &format!("{path}.sig"))?
+        .unwrap_or_default();
+    let v = crate::signed::verify(
+        &bytes,
+        &String::from_utf8_lossy(&sig),
+        Namespace::Request,
+        admin_keys,
+        1,
+        crate::signed::parse_yaml::<Decision>,
+    )
+    .map_err(|e| StoreError::Refused(format!("{path} does not verify: {e}")))?;
+    Ok(Some(v.value().clone()))
+}
+
+/// The state of `loaded` given the decision on record for its name.
+pub fn state_of(loaded: &Loaded, decision: Option<&Decision>) -> State {
+    match decision {
+        None => State::Requested,
+        Some(d) if d.request_sha256 == loaded.sha256 => match d.state.as_str() {
+            "absorbed" => State::Absorbed,
+            _ => State::Rejected,
+        },
+        // A decision on another request for this name: this one is older
+        // (superseded) or newer (still requested).
+        Some(d) if d.time.as_str() > loaded.doc.time.as_str() => State::Superseded,
+        Some(_) => State::Requested,
+    }
+}
+
+/// Refuses, clearly, any action on a request that is not `requested`.
+pub fn require_requested(state: State, d: Option<&Decision>, what: &str) -> Result<(), StoreError> {
+    match (state, d) {
+        (State::Requested, _) => Ok(()),
+        (State::Absorbed, Some(d)) => refuse(format!(
+            "cannot {what}: this request was absorbed by {} at counter {} ({}); to take access away, `byreis rotate --remove {}`",
+            d.by,
+            d.counter.unwrap_or_default(),
+            d.time,
+            d.name
+        )),
+        (State::Rejected, Some(d)) => refuse(format!(
+            "cannot {what}: this request was rejected by {} ({}){}; the contributor must make a new request",
+            d.by,
+            d.time,
+            d.reason
+                .as_deref()
+                .map(|r| format!(": {}", names::escape(r)))
+                .unwrap_or_default()
+        )),
+        (State::Superseded, _) => refuse(format!(
+            "cannot {what}: this request was superseded (an admin decided on a later request for the same name)"
+        )),
+        (_, None) => refuse(format!("cannot {what}: state {state}")),
+    }
+}
+
+/// Compares the fingerprint the admin typed with the one computed from the
+/// key's bytes (never from the request file's text): normalised, constant
+/// time.
+pub fn confirm_fingerprint(loaded: &Loaded, typed: &str) -> Result<(), StoreError> {
+    let computed = keys::normalise_fingerprint(&loaded.key.fingerprint());
+    let typed = keys::normalise_fingerprint(typed);
+    if typed.is_empty() || !ct_eq(typed.as_bytes(), computed.as_bytes()) {
+        return refuse(
+            "the fingerprint you typed does not match the requested key: do not absorb this request; ask the contributor, over another channel, for the fingerprint `request-access` printed (nothing was changed)",
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a request whose text quotes its own key's fingerprint (a
+/// hurried admin could copy it from the screen instead of typing what the
+/// contributor sent over another channel).
+pub fn refuse_quoted_fingerprint(loaded: &Loaded) -> Result<(), StoreError> {
+    let fp = keys::normalise_fingerprint(&loaded.key.fingerprint());
+    let d = &loaded.doc;
+    let text = [
+        d.name.as_str(),
+        d.email.as_deref().unwrap_or(""),
+        d.reason.as_deref().unwrap_or(""),
+        d.time.as_str(),
+    ]
+    .map(keys::normalise_fingerprint)
+    .concat();
+    // Any 8 consecutive characters of the fingerprint (40 bits) is a quote.
+    if (0..=fp.len() - 8).any(|i| text.contains(&fp[i..i + 8])) {
+        return refuse(
+            "the request quotes part of its own key's fingerprint; a request must never carry it (the admin types what the contributor sent over another channel): refused, nothing was changed",
+        );
+    }
+    Ok(())
+}
+
+/// Refuses when a request branch moved since it was read (`stale`).
+pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError> {
+    if let Source::Branch { name, commit } = &loaded.source {
+        let now = reg.repo.branch_commit(name)?;
+        if now != Some(*commit) {
+            return refuse(format!(
+                "request branch {name} changed after you confirmed it (stale): nothing was changed; run the command again and confirm the new request"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `decision`, signed (`request@byreis.dev`), in a signed registry
+/// commit of its own, and pushes the registry when it has a remote.
+pub fn record_decision(
+    reg: &Registry,
+    home: &keys::Home,
+    decision: &Decision,
+    signer: &keys::Signer,
+    author: (&str, &str),
+) -> Result<(), StoreError> {
+    let bytes = crate::documents::to_yaml(decision);
+    let sig = sshsig::sign_armored(signer, Namespace::Request, &bytes)?;
+    let path = decision_path(&decision.project, &decision.name);
+    let changes = [
+        Change {
+            path: format!("{path}.sig"),
+            content: Some(sig.into_bytes().into()),
+        },
+        Change {
+            path,
+            content: Some(bytes.into()),
+        },
+    ];
+    let msg = format!(
+        "byreis: request of {} for {} {}\n\nFingerprint {} confirmed by {}.",
+        decision.name, decision.project, decision.state, decision.fingerprint, decision.by
+    );
+    reg.commit(&changes, &msg, signer, author)?;
+    reg.push_if_remote(home)?;
+    Ok(())
+}
+
+/// Every request branch of the registry for `project`: local branches and
+/// `origin`'s, each name once (local first).
+pub fn branches(reg: &Registry) -> Result<Vec<String>, StoreError> {
+    fetch_requests(reg);
+    let mut out: Vec<String> = Vec::new();
+    for (name, _) in reg.repo.branches_with_prefix(BRANCH_PREFIX)? {
+        out.push(name);
+    }
+    for (name, _) in reg
+        .repo
+        .remote_branches_with_prefix(&format!("origin/{BRANCH_PREFIX}"))?
+    {
+        let short = name.trim_start_matches("origin/").to_string();
+        if !out.contains(&short) {
+            out.push(short);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Builds the request document for `request-access`.
+pub fn new_request(
+    project: &str,
+    name: &str,
+    email: Option<&str>,
+    reason: Option<&str>,
+    key: &AgeRecipient,
+    signing_key: Option<&SigningPub>,
+) -> Result<(RequestDoc, Vec<u8>), String> {
+    let doc = RequestDoc {
+        format: REQUEST_FORMAT.into(),
+        project: project.into(),
+        name: name.into(),
+        email: email.map(str::to_string),
+        age_recipient: key.as_str().to_string(),
+        signing_key: signing_key.map(SigningPub::to_openssh),
+        reason: reason.map(str::to_string),
+        time: crate::store::now(),
+    };
+    let bytes = crate::documents::to_yaml(&doc);
+    // What an admin will parse: refuse to send what they would refuse.
+    parse(&bytes)?;
+    Ok((doc, bytes))
+}
+
+/// Puts a request on branch `byreis/request/<name>` of the registry at
+/// `dir` (one commit on its HEAD adding the request file), and pushes the
+/// branch when the registry has an `origin`. Returns whether it pushed.
+pub fn put_on_branch(
+    dir: &Path,
+    doc: &RequestDoc,
+    bytes: &[u8],
+    signer: &keys::Signer,
+    author: (&str, &str),
+) -> Result<bool, StoreError> {
+    let repo = Repo::open(dir)?;
+    let branch = format!("{BRANCH_PREFIX}{}", doc.name);
+    let head = repo.head()?;
+    let changes = [Change {
+        path: request_path(&doc.project, &doc.name),
+        content: Some(bytes.to_vec().into()),
+    }];
+    let msg = format!("byreis: access request of {} for {}", doc.name, doc.project);
+    let commit = repo.create_signed_commit(head, &changes, &msg, signer, author)?;
+    match repo.branch_commit(&branch)? {
+        Some(old)
+            if repo
+                .branches_with_prefix(&branch)?
+                .iter()
+                .any(|(n, _)| *n == branch) =>
+        {
+            repo.move_named_branch(&branch, old, commit)?
+        }
+        _ => repo.create_branch(&branch, commit)?,
+    }
+    if repo.has_origin() {
+        crate::remote::push_ref(dir, &format!("+refs/heads/{branch}"))?;
+        return Ok(true);
+    }
+    Ok(false)
+}

@@ -1,0 +1,285 @@
+//! Access requests on a plain git registry (docs/request-access-runbook.md):
+//! request-access to a registry branch or a file; an admin absorbs only
+//! after typing the fingerprint received over another channel; list and
+//! show never display it; decisions are signed registry commits of their
+//! own; every state refuses what it must.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", dump(o)))
+}
+
+/// `person` asks for access with `args`; returns the fingerprint printed.
+fn request_access(w: &World, person: &Person, args: &[&str]) -> String {
+    let mut a = vec!["request-access", "--name", person.name.as_str()];
+    a.extend_from_slice(args);
+    let o = w.run_as(person, &a);
+    assert_ok(&o, "request-access");
+    assert_stderr_contains(&o, "ANOTHER channel", "tells the contributor what to do");
+    let fp = stdout(&o).trim().to_string();
+    assert!(
+        is_anchor_fingerprint(&fp),
+        "fingerprint {fp:?}\n{}",
+        dump(&o)
+    );
+    fp
+}
+
+fn absorb(w: &World, reference: &str, fp: &str) -> std::process::Output {
+    w.alice_run(&[
+        "rotate",
+        "--add",
+        "--from-request",
+        reference,
+        "--confirm-fingerprint",
+        fp,
+        "--yes",
+    ])
+}
+
+fn registry_verify(w: &World) -> std::process::Output {
+    run(
+        &w.alice.home,
+        &w.reg,
+        &[
+            "registry", "verify", "--anchor", &w.anchor, "--format", "json",
+        ],
+        None,
+    )
+}
+
+#[test]
+fn a_request_branch_is_absorbed_only_with_the_typed_fingerprint() {
+    let w = World::with_secrets();
+    let dave = keygen(&w.root, "dave");
+    let fp = request_access(
+        &w,
+        &dave,
+        &[
+            "--email",
+            "dave@example.test",
+            "--reason",
+            "on-call rotation",
+        ],
+    );
+    let branch = "byreis/request/dave";
+    let dave_commit = w.git_ok(&w.reg, &["rev-parse", branch]);
+
+    // list and show never display the key or its fingerprint.
+    let o = w.alice_run(&["request", "list", "--format", "json"]);
+    assert_ok(&o, "request list");
+    let v = json(&o);
+    assert_eq!(v["requests"][0]["ref"], branch, "{v}");
+    assert_eq!(v["requests"][0]["state"], "requested", "{v}");
+    let o2 = w.alice_run(&["request", "show", branch]);
+    assert_ok(&o2, "request show");
+    assert!(stdout(&o2).contains("on-call rotation"), "{}", dump(&o2));
+    for o in [&o, &o2] {
+        let all = format!("{}{}", stdout(o), stderr(o));
+        assert!(!all.contains(&fp), "fingerprint shown:\n{all}");
+        assert!(!all.contains(&dave.recipient), "key shown:\n{all}");
+    }
+
+    // Wrong fingerprint, or none in a non-interactive run: nothing changes.
+    let heads = w.heads();
+    let other = keygen(&w.root, "mallory");
+    let o = absorb(&w, branch, &request_access_fp_of(&other));
+    assert_failed(&o, "absorb with a wrong fingerprint");
+    assert_stderr_contains(&o, "does not match", "wrong fingerprint");
+    assert!(!stderr(&o).contains(&fp), "the right fingerprint was shown");
+    let o = w.alice_run(&["rotate", "--add", "--from-request", branch, "--yes"]);
+    assert_failed(&o, "absorb without --confirm-fingerprint");
+    assert_stderr_contains(&o, "--confirm-fingerprint", "names the flag");
+    assert_eq!(w.heads(), heads, "nothing changed");
+
+    // The right one, typed with other spacing and case: absorbed.
+    let typed = fp.replace('-', " ").to_uppercase();
+    let o = absorb(&w, branch, &typed);
+    assert_ok(&o, "absorb");
+    assert_stderr_contains(&o, "absorbed at counter", "decision recorded");
+    let o = w.run_as(&dave, &["get", "prod", "DB"]);
+    assert_ok(&o, "dave reads prod");
+    assert_eq!(stdout(&o), format!("{PROD_DB}\n"));
+    // The decision is an admin-signed registry commit of its own; dave's
+    // commit was never merged.
+    let o = w.verify_commit(&w.reg, "HEAD");
+    assert_ok(&o, "decision commit verifies");
+    let msg = w.git_ok(&w.reg, &["log", "-1", "--format=%s"]);
+    assert!(msg.contains("dave") && msg.contains("absorbed"), "{msg}");
+    let o = w.git(
+        &w.reg,
+        &["merge-base", "--is-ancestor", &dave_commit, "HEAD"],
+    );
+    assert_failed(&o, "dave's commit is not in the registry's history");
+    let o = registry_verify(&w);
+    assert_ok(&o, "registry verify with a decision");
+    // The rotation's audit entry names the request.
+    let audit = fs::read_to_string(w.proj.join(".byreis/audit.jsonl")).unwrap();
+    let last = audit.lines().last().unwrap();
+    assert!(last.contains("\"request\"") && last.contains(&fp), "{last}");
+
+    // Absorbed: absorbing or rejecting again is refused.
+    let heads = w.heads();
+    let o = absorb(&w, branch, &fp);
+    assert_failed(&o, "absorb twice");
+    assert_stderr_contains(&o, "was absorbed", "absorb twice");
+    let o = w.alice_run(&["request", "reject", branch]);
+    assert_failed(&o, "reject an absorbed request");
+    assert_stderr_contains(&o, "rotate --remove dave", "says how to take access away");
+    assert_eq!(w.heads(), heads, "nothing changed");
+    let o = w.alice_run(&["request", "list", "--format", "json"]);
+    assert_eq!(json(&o)["requests"][0]["state"], "absorbed");
+}
+
+/// The fingerprint `request-access` would print for `p` (from whoami).
+fn request_access_fp_of(p: &Person) -> String {
+    whoami(&p.home, &[])["age_fingerprint"]
+        .as_str()
+        .expect("age_fingerprint")
+        .to_string()
+}
+
+#[test]
+fn file_requests_move_through_rejected_superseded_absorbed() {
+    let w = World::with_secrets();
+    let erin = keygen(&w.root, "erin");
+    let first = w.root.join("erin-1.yaml");
+    let fp = request_access(&w, &erin, &["--out", first.to_str().unwrap()]);
+    assert!(
+        !fs::read_to_string(&first).unwrap().contains(&fp),
+        "the request file carries no fingerprint"
+    );
+    // --out never overwrites.
+    let o = w.run_as(
+        &erin,
+        &[
+            "request-access",
+            "--name",
+            "erin",
+            "--out",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert_failed(&o, "request-access over an existing file");
+    let f = first.to_str().unwrap();
+    let o = w.alice_run(&["request", "show", f]);
+    assert!(stdout(&o).contains("state: requested"), "{}", dump(&o));
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let o = w.alice_run(&["request", "reject", f, "--reason", "who is erin?"]);
+    assert_ok(&o, "reject");
+    let o = w.alice_run(&["request", "show", f]);
+    assert!(stdout(&o).contains("state: rejected"), "{}", dump(&o));
+    let heads = w.heads();
+    let o = absorb(&w, f, &fp);
+    assert_failed(&o, "absorb a rejected request");
+    assert_stderr_contains(&o, "who is erin?", "gives the rejection reason");
+    let o = w.alice_run(&["request", "reject", f]);
+    assert_failed(&o, "reject twice");
+    assert_eq!(w.heads(), heads, "nothing changed");
+
+    // A new request from erin is requested again; absorbing it makes the
+    // first one superseded.
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = w.root.join("erin-2.yaml");
+    request_access(
+        &w,
+        &erin,
+        &[
+            "--out",
+            second.to_str().unwrap(),
+            "--reason",
+            "team lead asked",
+        ],
+    );
+    let o = absorb(&w, second.to_str().unwrap(), &fp);
+    assert_ok(&o, "absorb the second request");
+    let o = w.alice_run(&["request", "show", f]);
+    assert!(stdout(&o).contains("state: superseded"), "{}", dump(&o));
+    let o = absorb(&w, f, &fp);
+    assert_failed(&o, "absorb a superseded request");
+    assert_stderr_contains(&o, "superseded", "superseded named");
+    // A withdrawn (missing) request branch.
+    let o = w.alice_run(&["request", "show", "byreis/request/nobody"]);
+    assert_failed(&o, "show a withdrawn request");
+    assert_stderr_contains(&o, "withdrawn", "withdrawn named");
+}
+
+#[test]
+fn malformed_and_misleading_requests_are_refused() {
+    let w = World::with_secrets();
+    let frank = keygen(&w.root, "frank");
+    let good = w.root.join("frank.yaml");
+    let fp = request_access(&w, &frank, &["--out", good.to_str().unwrap()]);
+    let text = fs::read_to_string(&good).unwrap();
+    let heads = w.heads();
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("unknown field", format!("{text}admin: true\n"), "admin"),
+        (
+            "another project",
+            text.replace("project: demo", "project: other"),
+            "project",
+        ),
+        (
+            "look-alike name",
+            text.replace("name: frank", "name: fr\u{0430}nk"),
+            "name",
+        ),
+        (
+            "control characters",
+            text.replace("name: frank", "name: \"fr\\u001bnk\""),
+            "name",
+        ),
+        (
+            "a fingerprint quoted for a hurried admin",
+            format!("{text}reason: \"my fingerprint is {fp}\"\n"),
+            "quotes part of its own key's fingerprint",
+        ),
+        ("duplicate key", format!("{text}name: frank\n"), "duplicate"),
+        ("a second document", format!("{text}---\nname: x\n"), ""),
+        ("a bad key", text.replace("age1", "age2"), ""),
+    ];
+    for (what, body, needle) in cases {
+        let p = w.root.join("bad.yaml");
+        fs::write(&p, body).unwrap();
+        let o = absorb(&w, p.to_str().unwrap(), &fp);
+        assert_failed(&o, what);
+        if !needle.is_empty() {
+            assert_stderr_contains(&o, needle, what);
+        }
+        assert_eq!(w.heads(), heads, "{what}: nothing changed");
+    }
+    // A request branch that also changes another registry file.
+    request_access(&w, &frank, &[]);
+    let branch = "byreis/request/frank";
+    w.git_ok(&w.reg, &["checkout", "-q", branch]);
+    fs::write(
+        w.reg.join("allowed_signers"),
+        "frank namespaces=\"git\" ssh-ed25519 AAAA\n",
+    )
+    .unwrap();
+    w.git_ok(&w.reg, &["commit", "-q", "-a", "--amend", "--no-edit"]);
+    w.git_ok(&w.reg, &["checkout", "-q", "main"]);
+    let o = absorb(&w, branch, &fp);
+    assert_failed(&o, "a request branch touching allowed_signers");
+    assert_stderr_contains(&o, "must change exactly", "names the overreach");
+    assert_eq!(w.heads(), heads, "nothing changed");
+    // The registry's CI check refuses a malformed request file on main.
+    fs::create_dir_all(w.reg.join("requests/demo")).unwrap();
+    fs::write(
+        w.reg.join("requests/demo/frank.yaml"),
+        format!("{text}admin: true\n"),
+    )
+    .unwrap();
+    w.git_ok(&w.reg, &["add", "-A"]);
+    w.git_ok(&w.reg, &["commit", "-q", "-m", "bad request"]);
+    let o = registry_verify(&w);
+    assert_failed(&o, "registry verify with a malformed request");
+    assert!(stdout(&o).contains("request-invalid"), "{}", dump(&o));
+}
