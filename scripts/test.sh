@@ -2,10 +2,12 @@
 # Runs the whole test suite. Interop tests use the real `age`, `git` and
 # `ssh-keygen`; a missing tool fails the run (it is never skipped).
 #
-# Where it can (root, with `unshare` and `strace`; always under CI), the
-# suite runs in a fresh network namespace under `strace -f -e trace=connect`,
-# and any AF_INET/AF_INET6 connect attempt fails the run: byreis's tests
-# need no network, and byreis makes no connection it was not asked to.
+# Where it can (root, with `unshare`, `ip` and `strace`; always under CI),
+# the suite runs in a fresh network namespace whose only interface is
+# loopback, under `strace -f -e trace=connect`: any AF_INET/AF_INET6
+# connect to an address other than 127.0.0.1 / ::1 fails the run. The only
+# loopback connections are the GitHub-API tests' calls to their local fake
+# (tests/common/github.rs); byreis makes no connection it was not asked to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
@@ -19,7 +21,7 @@ fi
 
 can_isolate() {
   [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && command -v strace >/dev/null \
-    && unshare --net true 2>/dev/null
+    && command -v ip >/dev/null && unshare --net true 2>/dev/null
 }
 
 if can_isolate; then
@@ -27,14 +29,18 @@ if can_isolate; then
   trace=$(mktemp "${TMPDIR:-/tmp}/byreis-net-trace.XXXXXX")
   trap 'rm -f "$trace"' EXIT
   status=0
-  unshare --net -- strace -f -qq --seccomp-bpf -e trace=connect -o "$trace" \
+  unshare --net -- sh -c 'ip link set lo up && exec "$@"' sh \
+    strace -f -qq --seccomp-bpf -e trace=connect -o "$trace" \
     cargo test --all-targets --offline "$@" || status=$?
-  if grep -E 'AF_INET6?[,}]' "$trace" >/dev/null; then
-    echo "scripts/test.sh: network connections were attempted during the tests:" >&2
-    grep -E 'AF_INET6?[,}]' "$trace" | head -20 >&2
+  outside=$(grep -E 'AF_INET6?[,}]' "$trace" \
+    | grep -v -e 'inet_addr("127.0.0.1")' -e 'inet_pton(AF_INET6, "::1"' || true)
+  if [ -n "$outside" ]; then
+    echo "scripts/test.sh: connections to addresses other than loopback were attempted during the tests:" >&2
+    echo "$outside" | head -20 >&2
     exit 1
   fi
-  echo "scripts/test.sh: no AF_INET/AF_INET6 connect in $(grep -c . "$trace" || true) traced connect calls (network namespace, strace)"
+  loopback=$(grep -cE 'AF_INET6?[,}]' "$trace" || true)
+  echo "scripts/test.sh: no AF_INET/AF_INET6 connect outside loopback in $(grep -c . "$trace" || true) traced connect calls ($loopback to the loopback fake GitHub API; network namespace, strace)"
   exit "$status"
 elif [ -n "${CI:-}" ]; then
   echo "scripts/test.sh: under CI the suite must run without network (needs root, unshare and strace)" >&2

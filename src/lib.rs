@@ -13,6 +13,7 @@ pub mod exec;
 pub mod exposure;
 pub mod failpoint;
 pub mod git;
+pub mod github;
 pub mod history;
 pub mod keys;
 pub mod names;

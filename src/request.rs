@@ -138,6 +138,12 @@ pub enum Source {
         name: String,
         commit: Oid,
     },
+    /// A pull request on the GitHub registry, at the head commit read.
+    PullRequest {
+        repo: crate::github::RepoId,
+        number: u64,
+        head_sha: String,
+    },
 }
 
 impl std::fmt::Display for Source {
@@ -147,6 +153,15 @@ impl std::fmt::Display for Source {
             Source::Branch { name, commit } => {
                 write!(f, "registry branch {name} at {}", &commit.to_string()[..12])
             }
+            Source::PullRequest {
+                repo,
+                number,
+                head_sha,
+            } => write!(
+                f,
+                "pull request #{number} of {repo} at {}",
+                &head_sha[..12.min(head_sha.len())]
+            ),
         }
     }
 }
@@ -190,9 +205,15 @@ impl std::fmt::Display for State {
     }
 }
 
-/// Reads request `reference`: a file path, or a request branch of the
-/// registry (fetched from its `origin` first when it has one).
-pub fn load(reg: &Registry, project: &str, reference: &str) -> Result<Loaded, StoreError> {
+/// Reads request `reference`: a file path, a request branch of the
+/// registry (fetched from its `origin` first when it has one), or, when the
+/// registry is on GitHub (`github`), a pull request number or URL.
+pub fn load(
+    reg: &Registry,
+    project: &str,
+    reference: &str,
+    github: Option<&crate::github::RepoId>,
+) -> Result<Loaded, StoreError> {
     let (bytes, source) = if let Some(name) = reference
         .strip_prefix("origin/")
         .unwrap_or(reference)
@@ -247,9 +268,41 @@ pub fn load(reg: &Registry, project: &str, reference: &str) -> Result<Loaded, St
                 commit,
             },
         )
-    } else if reference.bytes().all(|b| b.is_ascii_digit()) || reference.starts_with("https://") {
+    } else if let Some(n) = github.and_then(|repo| crate::github::pull_number(reference, repo)) {
+        let repo = github.expect("checked").clone();
+        let number = n.map_err(StoreError::Refused)?;
+        let client =
+            crate::github::Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
+        let pr =
+            crate::github::read_request(&client, &repo, number).map_err(StoreError::Refused)?;
+        if !pr.open {
+            return refuse(format!(
+                "pull request #{number} is closed: withdrawn by its author, or already handled (state: withdrawn)"
+            ));
+        }
+        let path = pr.path.clone();
+        let bytes = pr.bytes;
+        let (doc, _) = parse(&bytes)
+            .map_err(|e| StoreError::Refused(format!("pull request #{number}: {e}")))?;
+        if path != request_path(&doc.project, &doc.name) {
+            return refuse(format!(
+                "pull request #{number} adds {} but a request for {} must be {}",
+                names::escape(&path),
+                names::quoted(&doc.name),
+                request_path(&doc.project, &doc.name)
+            ));
+        }
+        (
+            bytes,
+            Source::PullRequest {
+                repo,
+                number,
+                head_sha: pr.head_sha,
+            },
+        )
+    } else if reference.bytes().all(|b| b.is_ascii_digit()) || reference.contains("/pull/") {
         return refuse(
-            "GitHub pull requests as access requests are not built yet: use the request file (`request-access --out`) or a request branch (byreis/request/NAME)",
+            "this registry is not on GitHub (or BYREIS_GITHUB_API_URL points elsewhere): use a request file or a request branch (byreis/request/NAME)",
         );
     } else {
         let path = PathBuf::from(reference);
@@ -411,13 +464,44 @@ pub fn refuse_quoted_fingerprint(loaded: &Loaded) -> Result<(), StoreError> {
 
 /// Refuses when a request branch moved since it was read (`stale`).
 pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError> {
-    if let Source::Branch { name, commit } = &loaded.source {
-        let now = reg.repo.branch_commit(name)?;
-        if now != Some(*commit) {
-            return refuse(format!(
-                "request branch {name} changed after you confirmed it (stale): nothing was changed; run the command again and confirm the new request"
-            ));
+    match &loaded.source {
+        Source::Branch { name, commit } => {
+            let now = reg.repo.branch_commit(name)?;
+            if now != Some(*commit) {
+                return refuse(format!(
+                    "request branch {name} changed after you confirmed it (stale): nothing was changed; run the command again and confirm the new request"
+                ));
+            }
         }
+        Source::PullRequest {
+            repo,
+            number,
+            head_sha,
+        } => {
+            let client = crate::github::Client::from_env()
+                .map_err(|e| StoreError::Refused(e.to_string()))?;
+            let (open, now) = crate::github::pull_head(&client, repo, *number)
+                .map_err(|e| StoreError::Refused(e.to_string()))?;
+            if !open || now != *head_sha {
+                return refuse(format!(
+                    "pull request #{number} changed after you confirmed it (stale: {}): nothing was changed; run the command again and confirm the new request",
+                    if open { "new commits" } else { "closed" }
+                ));
+            }
+        }
+        Source::File(_) => {}
+    }
+    Ok(())
+}
+
+/// Comments on and closes the pull request a decided request came from
+/// (never merges it). Nothing to do for branches and files.
+pub fn close_pull(loaded: &Loaded, comment: &str) -> Result<(), StoreError> {
+    if let Source::PullRequest { repo, number, .. } = &loaded.source {
+        let client =
+            crate::github::Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
+        crate::github::close_with_comment(&client, repo, *number, comment)
+            .map_err(|e| StoreError::Refused(e.to_string()))?;
     }
     Ok(())
 }

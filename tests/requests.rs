@@ -32,15 +32,7 @@ fn request_access(w: &World, person: &Person, args: &[&str]) -> String {
 }
 
 fn absorb(w: &World, reference: &str, fp: &str) -> std::process::Output {
-    w.alice_run(&[
-        "rotate",
-        "--add",
-        "--from-request",
-        reference,
-        "--confirm-fingerprint",
-        fp,
-        "--yes",
-    ])
+    w.alice_run(&absorb_args(reference, fp))
 }
 
 fn registry_verify(w: &World) -> std::process::Output {

@@ -80,6 +80,32 @@ pub fn request_access(
                 path.display()
             );
         }
+        None if crate::github::registry_repo(&project.registry_location()?).is_some() => {
+            let location = project.registry_location()?;
+            let repo = crate::github::registry_repo(&location).expect("checked");
+            let client =
+                crate::github::Client::from_env().map_err(|e| CliError::Other(e.to_string()))?;
+            let branch = format!("{}{name}", request::BRANCH_PREFIX);
+            let title = format!("Access request: {name} for {}", doc.project);
+            let body = format!(
+                "{name} asks for read access to the secrets of project `{}`, made with `byreis request-access`.\n\nThis pull request adds one file with public keys only. It grants nothing by itself and is never merged: an admin who can confirm the requester's key fingerprint over another channel absorbs it with byreis, which records the decision in the registry and closes this pull request.",
+                doc.project
+            );
+            let opened = crate::github::open_request(
+                &client,
+                &repo,
+                &branch,
+                &request::request_path(&doc.project, name),
+                &bytes,
+                &title,
+                &body,
+            )
+            .map_err(|e| CliError::Other(e.to_string()))?;
+            eprintln!(
+                "byreis: request opened as pull request #{} on {repo} ({}), from your fork {}",
+                opened.number, opened.url, opened.fork
+            );
+        }
         None => {
             let location = project.registry_location()?;
             let dir = verify::registry_dir(&ctx.home, &location);
@@ -123,7 +149,13 @@ fn load_with_state(
     state: &verify::State,
     reference: &str,
 ) -> Result<(Loaded, Option<Decision>, State), CliError> {
-    let loaded = request::load(&state.registry, &state.manifest.project, reference)?;
+    let github = crate::github::registry_repo(&state.pin.registry);
+    let loaded = request::load(
+        &state.registry,
+        &state.manifest.project,
+        reference,
+        github.as_ref(),
+    )?;
     let d = request::decision(
         &state.registry,
         &state.manifest.project,
@@ -155,8 +187,18 @@ fn describe(loaded: &Loaded, st: State) -> Vec<String> {
 
 pub fn list(ctx: &Context, format: Format) -> CliResult {
     let state = verify::load(ctx)?;
+    let mut refs = request::branches(&state.registry)?;
+    if let Some(repo) = crate::github::registry_repo(&state.pin.registry) {
+        let client =
+            crate::github::Client::from_env().map_err(|e| CliError::Other(e.to_string()))?;
+        for (n, _) in crate::github::open_request_pulls(&client, &repo)
+            .map_err(|e| CliError::Other(e.to_string()))?
+        {
+            refs.push(n.to_string());
+        }
+    }
     let mut rows = Vec::new();
-    for branch in request::branches(&state.registry)? {
+    for branch in refs {
         match load_with_state(&state, &branch) {
             Ok((l, _, st)) => rows.push(json!({
                 "ref": branch,
@@ -329,6 +371,7 @@ fn decide(
         request_sha256: loaded.sha256.clone(),
         request_commit: match &loaded.source {
             request::Source::Branch { commit, .. } => Some(commit.to_string()),
+            request::Source::PullRequest { head_sha, .. } => Some(head_sha.clone()),
             request::Source::File(_) => None,
         },
         by: admin.name.clone(),
@@ -345,5 +388,21 @@ fn decide(
         &actor.signer,
         (&admin.name, &email),
     )?;
+    let comment = match counter {
+        Some(c) => format!(
+            "Absorbed by {} with byreis: project `{}` counter {c}. The registry records the decision in a commit of its own; this pull request's commits are not merged.",
+            admin.name, decision.project
+        ),
+        None => format!(
+            "Rejected by {} with byreis{}. Nothing was granted.",
+            admin.name,
+            decision
+                .reason
+                .as_deref()
+                .map(|r| format!(": {}", names::escape(r)))
+                .unwrap_or_default()
+        ),
+    };
+    request::close_pull(loaded, &comment)?;
     Ok(())
 }

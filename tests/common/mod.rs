@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod github;
+
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write as _;
@@ -880,4 +882,17 @@ pub fn add_admin(w: &World, p: &Person) {
         &email,
     ]);
     assert_ok(&o, &format!("admin add {}", p.name));
+}
+
+/// `rotate --add --from-request REF --confirm-fingerprint FP --yes`.
+pub fn absorb_args<'a>(reference: &'a str, fp: &'a str) -> [&'a str; 7] {
+    [
+        "rotate",
+        "--add",
+        "--from-request",
+        reference,
+        "--confirm-fingerprint",
+        fp,
+        "--yes",
+    ]
 }
