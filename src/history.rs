@@ -34,6 +34,18 @@ pub struct Row {
     pub commit: Option<String>,
     /// Whether that commit's git signature verifies against the roster.
     pub commit_signature_ok: Option<bool>,
+    /// The access request the rotation absorbed, as its audit entry names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<serde_json::Value>,
+    /// Whether a registry record pinning `counter_to` (not pending) exists
+    /// in the registry's history and its signature verifies; `None` when
+    /// none was found.
+    pub record_ok: Option<bool>,
+    /// Findings, never hidden: `commit-missing`, `history-unavailable`
+    /// (a shallow clone), `commit-signature-invalid`, `counter-skipped`
+    /// (the entry does not continue from the one before it),
+    /// `record-missing`, `record-invalid`.
+    pub flags: Vec<&'static str>,
 }
 
 fn member_changes(v: Option<&serde_json::Value>) -> Vec<MemberChange> {
@@ -89,14 +101,69 @@ fn commits_by_audit_head(state: &State) -> std::collections::BTreeMap<String, St
     out
 }
 
-pub fn rotation_history(state: &State) -> Vec<Row> {
+/// Counter → whether some final (not pending) record for the project at
+/// that counter, anywhere in the registry's first-parent history, verifies
+/// against an admin key of any roster version.
+fn records_by_counter(state: &State) -> std::collections::BTreeMap<u64, bool> {
+    let mut out = std::collections::BTreeMap::new();
+    let reg = &state.registry;
+    let path = crate::registry::record_path(&state.manifest.project);
+    let keys = state.all_admin_keys();
+    let Ok(chain) = reg.repo.first_parent_chain(&reg.head()) else {
+        return out;
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for commit in chain {
+        let Ok(Some((blob, bytes))) = reg.repo.read_file_with_id(&commit, &path) else {
+            continue;
+        };
+        if !seen.insert(blob) {
+            continue;
+        }
+        let sig = reg
+            .repo
+            .read_file(&commit, &crate::registry::sig_path(&path))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let parsed =
+            signed::parse_yaml::<crate::documents::Record>(&String::from_utf8_lossy(&bytes));
+        let Ok(r) = parsed else { continue };
+        if r.pending.is_some() {
+            continue;
+        }
+        let ok = signed::verify(
+            &bytes,
+            &String::from_utf8_lossy(&sig),
+            Namespace::Record,
+            &keys,
+            1,
+            signed::parse_yaml::<crate::documents::Record>,
+        )
+        .is_ok();
+        let e = out.entry(r.counter).or_insert(false);
+        *e |= ok;
+    }
+    out
+}
+
+/// Rotation rows from the verified audit log. `since` (a date or time,
+/// `YYYY-MM-DD…`) keeps rows at or after it; checks that need the entries
+/// before (a skipped counter) still see them.
+pub fn rotation_history(state: &State, since: Option<&str>) -> Vec<Row> {
     let commits = commits_by_audit_head(state);
+    let records = records_by_counter(state);
     let keys = state.all_admin_keys();
     let repo = &state.project.repo;
+    let shallow = repo.is_shallow();
     let mut rows = Vec::new();
+    let mut previous_to: Option<u64> = None;
     for v in &state.audit {
         let e = &v.entry;
-        if e.action != "rotate" {
+        let skipped =
+            previous_to.is_some_and(|p| e.counter_from != p) || e.counter_to != e.counter_from + 1;
+        previous_to = Some(e.counter_to);
+        if e.action != "rotate" || since.is_some_and(|s| e.time.as_str() < s) {
             continue;
         }
         let commit = commits.get(&v.hash).cloned();
@@ -104,6 +171,24 @@ pub fn rotation_history(state: &State) -> Vec<Row> {
             matches!(repo.commit_signature(c), Ok(Some((sig, data)))
                 if sshsig::verify_armored(&sig, Namespace::Git, &data, &keys).is_ok())
         });
+        let record_ok = records.get(&e.counter_to).copied();
+        let mut flags = Vec::new();
+        match (&commit, shallow) {
+            (None, true) => flags.push("history-unavailable"),
+            (None, false) => flags.push("commit-missing"),
+            _ => {}
+        }
+        if commit_signature_ok == Some(false) {
+            flags.push("commit-signature-invalid");
+        }
+        if skipped {
+            flags.push("counter-skipped");
+        }
+        match record_ok {
+            None => flags.push("record-missing"),
+            Some(false) => flags.push("record-invalid"),
+            Some(true) => {}
+        }
         rows.push(Row {
             seq: e.seq,
             time: e.time.clone(),
@@ -125,6 +210,9 @@ pub fn rotation_history(state: &State) -> Vec<Row> {
                 .map(str::to_string),
             commit,
             commit_signature_ok,
+            request: e.details.get("request").cloned(),
+            record_ok,
+            flags,
         });
     }
     rows

@@ -43,6 +43,36 @@ fn history_and_exposure_inventory() {
     w.set("prod", "API", "api-rotated");
     w.set("staging", "DB", "staging-v2");
 
+    // --since: a date after every rotation keeps none; a bad date is
+    // refused.
+    let o = w.alice_run(&[
+        "doctor",
+        "--rotation-history",
+        "--since",
+        "2999-01-01",
+        "--format",
+        "json",
+    ]);
+    assert_ok(&o, "rotation history --since");
+    assert_eq!(json(&o)["rotations"], serde_json::json!([]), "{}", dump(&o));
+    let o = w.alice_run(&[
+        "doctor",
+        "--rotation-history",
+        "--since",
+        "2000-01-01",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        json(&o)["rotations"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        dump(&o)
+    );
+    let o = w.alice_run(&["doctor", "--rotation-history", "--since", "last tuesday"]);
+    assert_failed(&o, "--since with a bad date");
+    assert_stderr_contains(&o, "YYYY-MM-DD", "says the format");
+
     // --rotation-history: exactly the two rotations, in order.
     let o = w.alice_run(&["doctor", "--rotation-history", "--format", "json"]);
     assert_ok(&o, "rotation history");
@@ -57,9 +87,14 @@ fn history_and_exposure_inventory() {
     );
     assert_eq!(rows[1]["removed"][0]["name"], "bob", "{h}");
     assert_eq!(rows[1]["reason"], "left the team", "{h}");
+    assert_eq!(h["history"], "complete", "{h}");
     for r in rows {
         assert_eq!(r["actor"], "alice", "{h}");
         assert_eq!(r["commit_signature_ok"], true, "{h}");
+        // The registry record for the counter exists and verifies; nothing
+        // is flagged in an honest history.
+        assert_eq!(r["record_ok"], true, "{h}");
+        assert_eq!(r["flags"], serde_json::json!([]), "{h}");
         assert_eq!(
             r["counter_to"].as_u64().unwrap(),
             r["counter_from"].as_u64().unwrap() + 1,
@@ -200,4 +235,27 @@ fn shallow_clone_is_reported_incomplete() {
     assert_eq!(r["complete"], false, "{r}");
     let why = r["incomplete"].to_string();
     assert!(why.contains("shallow"), "{r}");
+    // The rotation history says "unavailable", not tampering: rows whose
+    // commit is beyond the clone's depth are flagged history-unavailable,
+    // never commit-missing.
+    let o = run_env(
+        &w.alice.home,
+        &shallow,
+        &["doctor", "--rotation-history", "--format", "json"],
+        None,
+        &env,
+    );
+    assert_ok(&o, "rotation history in a shallow clone");
+    let h = json(&o);
+    assert_eq!(h["history"], "unavailable (shallow clone)", "{h}");
+    let rows = h["rotations"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{h}");
+    // The add is beyond depth 1; the removal's commit is the clone's tip.
+    assert_eq!(
+        rows[0]["flags"],
+        serde_json::json!(["history-unavailable"]),
+        "{h}"
+    );
+    assert_eq!(rows[1]["flags"], serde_json::json!([]), "{h}");
+    assert_eq!(rows[1]["commit_signature_ok"], true, "{h}");
 }

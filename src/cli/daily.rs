@@ -395,26 +395,53 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
     Ok(())
 }
 
-pub fn rotation_history(ctx: &Context, format: Format) -> CliResult {
+pub fn rotation_history(ctx: &Context, since: Option<&str>, format: Format) -> CliResult {
+    if let Some(s) = since {
+        let ok = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+            || (s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok());
+        if !ok {
+            return Err(CliError::Other(format!(
+                "--since takes YYYY-MM-DD or an RFC 3339 UTC time like 2026-11-22T10:00:00Z, got {}",
+                names::quoted(s)
+            )));
+        }
+    }
     let state = verified(ctx)?;
-    let rows = crate::history::rotation_history(&state);
+    let rows = crate::history::rotation_history(&state, since);
+    let shallow = state.project.repo.is_shallow();
     match format {
         Format::Json => println!(
             "{}",
-            json!({"project": state.manifest.project, "rotations": rows})
+            json!({
+                "project": state.manifest.project,
+                "history": if shallow { "unavailable (shallow clone)" } else { "complete" },
+                "rotations": rows,
+            })
         ),
         Format::Text => {
+            if shallow {
+                println!("note: this is a shallow clone: commits before its depth are unavailable, not missing (fetch with `git fetch --unshallow`)");
+            }
             if rows.is_empty() {
-                println!("no rotations in the audit log");
+                println!(
+                    "no rotations in the audit log{}",
+                    since.map(|s| format!(" since {s}")).unwrap_or_default()
+                );
             }
             for r in &rows {
                 let sig = match r.commit_signature_ok {
                     Some(true) => "signature ok",
                     Some(false) => "SIGNATURE DOES NOT VERIFY",
+                    None if shallow => "history unavailable",
                     None => "commit not found",
                 };
+                let record = match r.record_ok {
+                    Some(true) => "registry record ok",
+                    Some(false) => "REGISTRY RECORD DOES NOT VERIFY",
+                    None => "NO REGISTRY RECORD",
+                };
                 println!(
-                    "#{} {} by {} ({}) counter {}→{}, {} file(s) re-encrypted, commit {} ({sig})",
+                    "#{} {} by {} ({}) counter {}→{}, {} file(s) re-encrypted, commit {} ({sig}), {record}",
                     r.seq,
                     r.time,
                     r.actor,
@@ -434,8 +461,18 @@ pub fn rotation_history(ctx: &Context, format: Format) -> CliResult {
                         );
                     }
                 }
+                if let Some(req) = &r.request {
+                    println!(
+                        "    absorbed request of {} ({})",
+                        names::escape(req["name"].as_str().unwrap_or("?")),
+                        names::escape(req["source"].as_str().unwrap_or("?"))
+                    );
+                }
                 if let Some(reason) = &r.reason {
                     println!("    reason: {}", names::escape(reason));
+                }
+                if !r.flags.is_empty() {
+                    println!("    FLAGGED: {}", r.flags.join(", "));
                 }
             }
         }

@@ -153,6 +153,10 @@ pub enum Command {
         /// project commit of each and whether its signature verifies.
         #[arg(long, conflicts_with = "exposure")]
         rotation_history: bool,
+        /// With --rotation-history: only rotations at or after DATE
+        /// (YYYY-MM-DD, or an RFC 3339 time in UTC).
+        #[arg(long, value_name = "DATE", requires = "rotation_history")]
+        since: Option<String>,
         /// Every value member NAME could ever read, across all history, and
         /// whether each is still in use. Exit 4 while any is unchanged.
         #[arg(long, value_name = "NAME")]
@@ -496,11 +500,12 @@ pub fn main() -> i32 {
         Command::Doctor {
             format,
             rotation_history,
+            since,
             exposure,
             require_ack,
         } => {
             if rotation_history {
-                daily::rotation_history(&ctx, format)
+                daily::rotation_history(&ctx, since.as_deref(), format)
             } else if let Some(name) = exposure {
                 daily::exposure(&ctx, &name, require_ack, format)
             } else {
