@@ -869,7 +869,16 @@ fn load_inner(
                 .unwrap_or_default();
             // Not pinned by the record: only current admins' signatures count.
             match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig), Approvals::NotRequired, SignerRule::StillAdmin) {
-                Ok(m) if m.project == project_name && m.counter > record.counter => {
+                Ok(m) if m.project != project_name => {
+                    return fail(
+                        Code::ManifestInvalid,
+                        format!(
+                            "the working tree's manifest is for project {}, not {project_name} (copied from another project?)",
+                            names::quoted(&m.project)
+                        ),
+                    )
+                }
+                Ok(m) if m.counter > record.counter => {
                     return fail(
                         Code::ManifestAhead,
                         format!(

@@ -404,18 +404,30 @@ fn outsider_file_with_an_extra_recipient_is_refused() {
 #[test]
 fn admin_signed_file_with_an_extra_recipient_is_refused() {
     let w = World::with_secrets();
-    let key = w.alice.home.join("signing_key");
     let (_, outsider) = outsider_age_key(&w, "outsider-age.txt");
-    let old_sha = sha256_file(&w.root, &w.secrets_file("prod"));
     let file = w.age_encrypt(
         "DB: \"extra-recipient-value\"\n",
         &[&w.alice.recipient, &outsider],
     );
+    admin_signed_prod(&w, file);
+    w.assert_reads_refused(
+        &["recipients-mismatch"],
+        &leaks(&["extra-recipient-value"]),
+        "admin-signed file with an extra recipient",
+    );
+}
+
+/// Replaces prod's file with `file` in a state otherwise fully signed by
+/// alice's real key (manifest hash and signature, record re-signed and
+/// pinning the new commit), as a buggy or compromised client might write.
+fn admin_signed_prod(w: &World, file: Vec<u8>) {
+    let key = w.alice.home.join("signing_key");
+    let old_sha = sha256_file(&w.root, &w.secrets_file("prod"));
     fs::write(w.secrets_file("prod"), file).unwrap();
     let new_sha = sha256_file(&w.root, &w.secrets_file("prod"));
     replace_in_file(&w.manifest(), &old_sha, &new_sha);
     w.ssh_sign(&key, "manifest@byreis.dev", &w.manifest());
-    let commit = commit_all(&w, &w.proj, "re-encrypted prod");
+    let commit = commit_all(w, &w.proj, "re-encrypted prod");
 
     let record = w.reg.join("projects/demo/record.yaml");
     let text = fs::read_to_string(&record).unwrap();
@@ -437,13 +449,65 @@ fn admin_signed_file_with_an_extra_recipient_is_refused() {
         &format!("project_commit: {commit}"),
     );
     w.ssh_sign(&key, "record@byreis.dev", &record);
-    commit_all(&w, &w.reg, "record for re-encrypted prod");
+    commit_all(w, &w.reg, "record for re-encrypted prod");
+}
 
-    w.assert_reads_refused(
-        &["recipients-mismatch"],
-        &leaks(&["extra-recipient-value"]),
-        "admin-signed file with an extra recipient",
+/// Malicious YAML inside a file that is otherwise fully admin-signed: the
+/// decrypted document is parsed as untrusted input and refused.
+fn assert_plaintext_refused(plaintext: &str, what: &str) {
+    let w = World::with_secrets();
+    let file = w.age_encrypt(plaintext, &[&w.alice.recipient]);
+    admin_signed_prod(&w, file);
+    for args in [
+        vec!["get", "prod", "DB"],
+        vec!["exec", "prod", "--", "true"],
+        vec!["list", "prod"],
+    ] {
+        let o = w.alice_run(&args);
+        assert_refused(&o, &["file-malformed"], &format!("{what}: {}", args[0]));
+        assert_no_leak(&o, &leaks(&["yaml-attack-value"]), what);
+    }
+}
+
+#[test]
+fn aliased_yaml_is_refused() {
+    assert_plaintext_refused(
+        "A: &x \"yaml-attack-value\"\nDB: *x\n",
+        "an alias in the secrets document",
     );
+}
+
+#[test]
+fn duplicate_key_yaml_is_refused() {
+    assert_plaintext_refused(
+        "DB: \"yaml-attack-value\"\nDB: \"second\"\n",
+        "a duplicate key",
+    );
+}
+
+#[test]
+fn multi_document_yaml_is_refused() {
+    assert_plaintext_refused(
+        "DB: \"first\"\n---\nDB: \"yaml-attack-value\"\n",
+        "a second YAML document",
+    );
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused() {
+    let deep = format!("DB: {}x{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    assert_plaintext_refused(&deep, "deeply nested YAML");
+}
+
+#[test]
+fn oversized_yaml_is_refused() {
+    let big = format!("DB: \"{}\"\n", "y".repeat((1 << 20) + 16));
+    assert_plaintext_refused(&big, "an oversized secrets document");
+}
+
+#[test]
+fn tagged_and_non_string_values_are_refused() {
+    assert_plaintext_refused("DB: !!binary eWFtbC1hdHRhY2stdmFsdWU=\n", "a tagged value");
 }
 
 // (j) byreis.yaml pointed at another registry, with that registry's anchor.
@@ -693,4 +757,211 @@ fn repository_code_is_never_run() {
         );
         fs::remove_file(&marker).unwrap();
     }
+}
+
+// A listed file renamed: the listed name is missing, the new one unlisted.
+#[test]
+fn renamed_file_is_refused() {
+    let w = World::with_secrets();
+    fs::rename(
+        w.secrets_file("prod"),
+        w.proj.join("secrets/production.enc.yaml"),
+    )
+    .unwrap();
+    w.assert_reads_refused(&["file-unlisted", "file-missing"], ALL, "renamed prod file");
+}
+
+// Two genuine files swapped: each is signed for the other environment.
+#[test]
+fn swapped_files_are_refused() {
+    let w = World::with_secrets();
+    let prod = fs::read(w.secrets_file("prod")).unwrap();
+    let staging = fs::read(w.secrets_file("staging")).unwrap();
+    fs::write(w.secrets_file("prod"), &staging).unwrap();
+    fs::write(w.secrets_file("staging"), &prod).unwrap();
+    w.assert_reads_refused(&["file-hash-mismatch"], ALL, "prod and staging swapped");
+}
+
+// A name differing only by case next to a listed one.
+#[test]
+fn case_only_name_collision_is_refused() {
+    let w = World::with_secrets();
+    fs::copy(w.secrets_file("prod"), w.proj.join("secrets/Prod.enc.yaml")).unwrap();
+    w.assert_reads_refused(&["file-unlisted"], ALL, "secrets/Prod.enc.yaml beside prod");
+}
+
+// A file whose name is not UTF-8.
+#[test]
+fn non_utf8_name_is_refused() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let w = World::with_secrets();
+    let name = std::ffi::OsStr::from_bytes(b"pr\xffod.enc.yaml");
+    fs::copy(w.secrets_file("prod"), w.proj.join("secrets").join(name)).unwrap();
+    w.assert_reads_refused(&["file-unlisted"], ALL, "a non-UTF-8 name under secrets/");
+}
+
+// Audit entries swapped in place: the chain breaks.
+#[test]
+fn audit_entries_reordered_are_refused() {
+    let w = World::with_secrets();
+    let audit = w.proj.join(".byreis/audit.jsonl");
+    let text = fs::read_to_string(&audit).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(1, 2);
+    fs::write(&audit, format!("{}\n", lines.join("\n"))).unwrap();
+    w.assert_reads_refused(&["audit-broken"], ALL, "audit entries reordered");
+}
+
+// An audit entry edited (its actor), keeping its signature.
+#[test]
+fn audit_entry_edited_is_refused() {
+    let w = World::with_secrets();
+    let audit = w.proj.join(".byreis/audit.jsonl");
+    replace_in_file(
+        &audit,
+        "\"keys_added\":[\"API\"]",
+        "\"keys_added\":[\"OTHER\"]",
+    );
+    w.assert_reads_refused(&["audit-broken"], ALL, "audit entry edited");
+}
+
+// An audit entry carrying another entry's signature.
+#[test]
+fn audit_signature_swapped_is_refused() {
+    let w = World::with_secrets();
+    let audit = w.proj.join(".byreis/audit.jsonl");
+    let text = fs::read_to_string(&audit).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let sig_of = |l: &str| l[l.rfind("\"sig\":").expect("sig field")..].to_string();
+    let last = lines.len() - 1;
+    let forged = lines[last].replace(&sig_of(&lines[last]), &sig_of(&lines[last - 1]));
+    let mut out = lines.clone();
+    out[last] = forged;
+    fs::write(&audit, format!("{}\n", out.join("\n"))).unwrap();
+    w.assert_reads_refused(&["audit-broken"], ALL, "audit signature swapped");
+}
+
+// The manifest and its signature replayed from an older counter into the
+// working tree.
+#[test]
+fn manifest_replayed_from_an_older_counter_is_refused() {
+    let w = World::with_secrets();
+    for f in [".byreis/manifest.yaml", ".byreis/manifest.yaml.sig"] {
+        let old = w.git_ok(&w.proj, &["show", &format!("HEAD~2:{f}")]);
+        fs::write(w.proj.join(f), format!("{old}\n")).unwrap();
+    }
+    w.assert_reads_refused(
+        &[
+            "manifest-rollback",
+            "manifest-not-pinned",
+            "manifest-invalid",
+        ],
+        ALL,
+        "manifest replayed from counter 2",
+    );
+}
+
+// byreis.yaml's anchor changed to another registry's anchor.
+#[test]
+fn config_pointed_at_another_anchor_is_refused() {
+    let w = World::with_secrets();
+    let text = fs::read_to_string(w.proj.join("byreis.yaml")).unwrap();
+    let anchor_line = text
+        .lines()
+        .find(|l| l.starts_with("anchor: "))
+        .expect("anchor line")
+        .to_string();
+    replace_in_file(
+        &w.proj.join("byreis.yaml"),
+        &anchor_line,
+        "anchor: aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh",
+    );
+    w.assert_reads_refused(
+        &["anchor-mismatch", "config-invalid"],
+        ALL,
+        "another anchor",
+    );
+}
+
+// A secret named like a loader variable in a file that is otherwise fully
+// admin-signed: `exec` refuses to pass it and runs nothing; `get` of
+// another name still works (the file itself verifies).
+#[test]
+fn exec_name_that_loads_code_is_refused() {
+    let w = World::with_secrets();
+    let file = w.age_encrypt(
+        "DB: \"db-value\"\nLD_PRELOAD: \"/tmp/evil.so\"\n",
+        &[&w.alice.recipient],
+    );
+    admin_signed_prod(&w, file);
+    let marker = w.root.join("exec-ran");
+    let script = format!("touch '{}'", marker.display());
+    let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", &script]);
+    assert_failed(&o, "exec with LD_PRELOAD");
+    assert_stderr_contains(&o, "LD_PRELOAD", "names the variable");
+    assert!(!marker.exists(), "exec ran the child");
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_ok(&o, "get another name");
+}
+
+// Another project's genuine manifest (same registry, same admin) copied
+// into this one.
+#[test]
+fn manifest_of_another_project_is_refused() {
+    let w = World::with_secrets();
+    let other = w.root.join("other");
+    fs::create_dir(&other).unwrap();
+    w.git_ok(&other, &["init", "-q", "-b", "main"]);
+    let o = run(
+        &w.alice.home,
+        &other,
+        &[
+            "init",
+            "--project",
+            "other",
+            "--registry",
+            w.reg.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ok(&o, "init another project");
+    for f in [".byreis/manifest.yaml", ".byreis/manifest.yaml.sig"] {
+        fs::copy(other.join(f), w.proj.join(f)).unwrap();
+    }
+    w.assert_reads_refused(&["manifest-invalid"], ALL, "another project's manifest");
+}
+
+// Another project's genuine registry record copied over this one's.
+#[test]
+fn record_of_another_project_is_refused() {
+    let w = World::with_secrets();
+    let other = w.root.join("other");
+    fs::create_dir(&other).unwrap();
+    w.git_ok(&other, &["init", "-q", "-b", "main"]);
+    let o = run(
+        &w.alice.home,
+        &other,
+        &[
+            "init",
+            "--project",
+            "other",
+            "--registry",
+            w.reg.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ok(&o, "init another project");
+    for f in ["record.yaml", "record.yaml.sig"] {
+        fs::copy(
+            w.reg.join("projects/other").join(f),
+            w.reg.join("projects/demo").join(f),
+        )
+        .unwrap();
+    }
+    commit_all(&w, &w.reg, "swap records");
+    w.assert_reads_refused(
+        &["record-invalid", "manifest-not-pinned", "manifest-rollback"],
+        ALL,
+        "another project's record",
+    );
 }

@@ -66,14 +66,20 @@ pub fn output(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("could not start {:?}: {e} (is it installed?)", cmd));
-    {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        if let Some(data) = stdin {
+    // Stdin is fed from another thread while stdout and stderr are read, so
+    // a child that writes a lot before reading all its input (age on a
+    // large file) cannot deadlock against a full pipe.
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    let data = stdin.map(<[u8]>::to_vec);
+    let feeder = std::thread::spawn(move || {
+        if let Some(data) = data {
             // The child may exit without reading; a broken pipe is fine.
-            let _ = pipe.write_all(data);
+            let _ = pipe.write_all(&data);
         }
-    }
-    child.wait_with_output().expect("wait for child")
+    });
+    let out = child.wait_with_output().expect("wait for child");
+    let _ = feeder.join();
+    out
 }
 
 /// The byreis command for the person whose `BYREIS_HOME` is `byreis_home`,
