@@ -82,7 +82,12 @@ fn plaintext_never_reaches_disk() {
     let w = World::with_secrets();
     let set_value = canary("set");
     let edit_value = canary("edit");
-    let needles = [set_value.clone(), edit_value.clone()];
+    let proposed_value = canary("proposed");
+    let needles = [
+        set_value.clone(),
+        edit_value.clone(),
+        proposed_value.clone(),
+    ];
 
     // set (stdin)
     w.set("prod", "CANARY", &set_value);
@@ -121,6 +126,29 @@ fn plaintext_never_reaches_disk() {
     assert_ok(&w.rotate(&["--add", &add]), "rotate --add");
     assert_ok(&w.rotate(&["--remove", "bob"]), "rotate --remove");
     w.assert_get("prod", "CANARY", &set_value);
+
+    // propose and approve: with two admins required, a value travels as a
+    // proposal (its files on a branch) and lands when a second admin
+    // approves.
+    let carol = keygen(&w.root, "carol");
+    add_admin(&w, &carol);
+    let add = format!("carol={}", carol.recipient);
+    assert_ok(&w.rotate(&["--add", &add]), "rotate --add carol");
+    let o = w.alice_run(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+    assert_ok(&o, "admin thresholds");
+    let o = w.alice_run_stdin(&["set", "prod", "PROPOSED"], &format!("{proposed_value}\n"));
+    assert_ok(&o, "set as a proposal");
+    let branch = w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    );
+    let o = w.run_as(&carol, &["approve", branch.trim(), "--yes"]);
+    assert_ok(&o, "approve");
+    w.assert_get("prod", "PROPOSED", &proposed_value);
 
     // The scanners must be able to find something: a planted decoy in a
     // file and in a git object is found.
