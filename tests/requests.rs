@@ -275,3 +275,34 @@ fn malformed_and_misleading_requests_are_refused() {
     assert_failed(&o, "registry verify with a malformed request");
     assert!(stdout(&o).contains("request-invalid"), "{}", dump(&o));
 }
+
+/// An absorb killed after the branch moved: `--resume` finishes the
+/// rotation and records the request's decision; the request is absorbed.
+#[test]
+fn an_interrupted_absorb_is_recorded_on_resume() {
+    let w = World::with_secrets();
+    let gina = keygen(&w.root, "gina");
+    let fp = request_access(&w, &gina, &[]);
+    let branch = "byreis/request/gina";
+    let o = w.alice_run_env(
+        &absorb_args(branch, &fp),
+        &[("BYREIS_TEST_KILL_AT", "branch")],
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9),
+        "expected SIGKILL\n{}",
+        dump(&o)
+    );
+    let o = w.alice_run(&["request", "show", branch]);
+    assert!(stdout(&o).contains("state: requested"), "{}", dump(&o));
+    let o = w.alice_run(&["rotate", "--resume", "--yes"]);
+    assert_ok(&o, "resume");
+    assert_stderr_contains(&o, "was absorbed at counter", "decision recorded on resume");
+    let o = w.alice_run(&["request", "show", branch]);
+    assert!(stdout(&o).contains("state: absorbed"), "{}", dump(&o));
+    let o = w.run_as(&gina, &["get", "prod", "DB"]);
+    assert_ok(&o, "gina reads prod");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after resume");
+}

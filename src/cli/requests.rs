@@ -406,3 +406,56 @@ fn decide(
     request::close_pull(loaded, &comment)?;
     Ok(())
 }
+
+/// After `rotate --resume` finished a rotation whose audit entry names an
+/// absorbed request: records the decision from that entry (signed by this
+/// admin) unless one for the same request bytes exists. The pull request a
+/// GitHub request came from is not closed here: the admin closes it.
+pub fn record_absorbed_after_resume(
+    ctx: &Context,
+    state: &verify::State,
+    actor: &Actor,
+    r: &serde_json::Value,
+    counter: u64,
+) -> CliResult {
+    let (Some(name), Some(fp), Some(sha)) = (
+        r["name"].as_str(),
+        r["fingerprint"].as_str(),
+        r["request_sha256"].as_str(),
+    ) else {
+        return Ok(());
+    };
+    let project = &state.manifest.project;
+    let existing = request::decision(&state.registry, project, name, &admin_keys(state))?;
+    if existing.is_some_and(|d| d.request_sha256 == sha) {
+        return Ok(());
+    }
+    let admin = crate::store::check_writable(state, actor)?.clone();
+    let decision = Decision {
+        format: request::DECISION_FORMAT.into(),
+        project: project.clone(),
+        name: name.to_string(),
+        state: "absorbed".into(),
+        fingerprint: fp.to_string(),
+        request_sha256: sha.to_string(),
+        request_commit: None,
+        by: admin.name.clone(),
+        by_key: actor.signer.public.fingerprint(),
+        time: crate::store::now(),
+        counter: Some(counter),
+        reason: None,
+    };
+    let email = actor.email();
+    request::record_decision(
+        &state.registry,
+        &ctx.home,
+        &decision,
+        &actor.signer,
+        (&admin.name, &email),
+    )?;
+    eprintln!(
+        "byreis: recorded in the registry that the request of {} was absorbed at counter {counter} (a pull request it came from is not closed by --resume: close it on GitHub)",
+        names::escape(name)
+    );
+    Ok(())
+}

@@ -215,6 +215,14 @@ pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     confirm(ctx, yes, "Finish this change?")?;
     let counter = crate::store::resume(ctx, state, &actor)?;
     eprintln!("byreis: finished; counter {counter} is current");
+    // A rotation that absorbed an access request records its decision
+    // after landing; when it was interrupted, do it now.
+    let state = verify::load(ctx)?;
+    if let Some(last) = state.audit.last().filter(|v| v.entry.action == "rotate") {
+        if let Some(r) = last.entry.details.get("request") {
+            super::requests::record_absorbed_after_resume(ctx, &state, &actor, r, counter)?;
+        }
+    }
     Ok(())
 }
 
