@@ -380,14 +380,7 @@ fn decide(
         counter,
         reason,
     };
-    let email = actor.email();
-    request::record_decision(
-        &state.registry,
-        &ctx.home,
-        &decision,
-        &actor.signer,
-        (&admin.name, &email),
-    )?;
+    sign_and_record(ctx, state, actor, &admin.name, &decision)?;
     let comment = match counter {
         Some(c) => format!(
             "Absorbed by {} with byreis: project `{}` counter {c}. The registry records the decision in a commit of its own; this pull request's commits are not merged.",
@@ -445,17 +438,29 @@ pub fn record_absorbed_after_resume(
         counter: Some(counter),
         reason: None,
     };
-    let email = actor.email();
-    request::record_decision(
-        &state.registry,
-        &ctx.home,
-        &decision,
-        &actor.signer,
-        (&admin.name, &email),
-    )?;
+    sign_and_record(ctx, state, actor, &admin.name, &decision)?;
     eprintln!(
         "byreis: recorded in the registry that the request of {} was absorbed at counter {counter} (a pull request it came from is not closed by --resume: close it on GitHub)",
         names::escape(name)
     );
+    Ok(())
+}
+
+/// Signs `decision` as `admin_name` and records it in the registry.
+fn sign_and_record(
+    ctx: &Context,
+    state: &verify::State,
+    actor: &Actor,
+    admin_name: &str,
+    decision: &Decision,
+) -> CliResult {
+    let email = actor.email();
+    request::record_decision(
+        &state.registry,
+        &ctx.home,
+        decision,
+        &actor.signer,
+        (admin_name, &email),
+    )?;
     Ok(())
 }
