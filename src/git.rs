@@ -655,20 +655,29 @@ impl Repo {
         }
     }
 
+    /// The commit local branch `name` points to, if it exists.
+    pub fn local_branch(&self, name: &str) -> Result<Option<Oid>, GitError> {
+        match self.repo.find_reference(&format!("refs/heads/{name}")) {
+            Ok(r) => Ok(Some(r.peel_to_commit()?.id())),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The commit branch `name` points to: a local branch, else the
     /// `origin` remote-tracking branch of that name.
     pub fn branch_commit(&self, name: &str) -> Result<Option<Oid>, GitError> {
-        for full in [
-            format!("refs/heads/{name}"),
-            format!("refs/remotes/origin/{name}"),
-        ] {
-            match self.repo.find_reference(&full) {
-                Ok(r) => return Ok(Some(r.peel_to_commit()?.id())),
-                Err(e) if e.code() == git2::ErrorCode::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(id) = self.local_branch(name)? {
+            return Ok(Some(id));
         }
-        Ok(None)
+        match self
+            .repo
+            .find_reference(&format!("refs/remotes/origin/{name}"))
+        {
+            Ok(r) => Ok(Some(r.peel_to_commit()?.id())),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Local branches whose names start with `prefix`, with their commits.

@@ -27,7 +27,7 @@ use crate::names;
 use crate::registry;
 use crate::signed::sha256_hex;
 use crate::sshsig::{self, Namespace};
-use crate::store::{self, Actor, Landed, SignedManifest, StoreError, Target};
+use crate::store::{self, Actor, Landed, SignedManifest, StoreError};
 use crate::verify::{
     self, Approvals, Context, SignerRule, State, APPROVALS_PATH, MANIFEST_PATH, MANIFEST_SIG_PATH,
     SECRETS_DIR,
@@ -60,7 +60,6 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
 /// branch, not the working tree, not the registry.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn propose(
-    _ctx: &Context,
     state: &mut State,
     actor: &Actor,
     admin: &Admin,
@@ -183,11 +182,7 @@ pub fn review(
             }
         }
     }
-    let local_branch = repo.branch_commit(name)?.is_some()
-        && repo
-            .branches_with_prefix(name)?
-            .iter()
-            .any(|(n, _)| n == name);
+    let local_branch = repo.local_branch(name)?.is_some();
     let Some(tip) = repo.branch_commit(name)? else {
         return refuse(format!("no proposal branch {name}{fetch_note}"));
     };
@@ -197,11 +192,10 @@ pub fn review(
     // descendant of it that changed none of them (an aborted change's
     // restore, unrelated commits).
     let pinned = state.record.project_commit.clone();
-    let owned = |p: &String| {
-        p.starts_with(&format!("{SECRETS_DIR}/"))
-            || p.starts_with(".byreis/")
-            || p == verify::CONFIG_PATH
-    };
+    // What a proposal may change, and what its base must hold as pinned.
+    let changeable =
+        |p: &String| p.starts_with(&format!("{SECRETS_DIR}/")) || p.starts_with(".byreis/");
+    let owned = |p: &String| changeable(p) || p == verify::CONFIG_PATH;
     let mut chain = vec![tip.to_string()];
     let (base, paths) = loop {
         let last = chain.last().expect("non-empty").clone();
@@ -216,16 +210,15 @@ pub fn review(
         }
         break (parent, changed);
     };
-    let outside: Vec<&String> = paths.iter().filter(|p| !owned(p)).collect();
-    if !outside.is_empty() || paths.iter().any(|p| p == verify::CONFIG_PATH) {
+    let outside: Vec<String> = paths
+        .iter()
+        .filter(|p| !changeable(p))
+        .map(|p| names::escape(p))
+        .collect();
+    if !outside.is_empty() {
         return refuse(format!(
             "proposal {name} changes files that are not byreis's to change: {}; refused",
-            paths
-                .iter()
-                .filter(|p| !owned(p) || *p == verify::CONFIG_PATH)
-                .map(|p| names::escape(p))
-                .collect::<Vec<_>>()
-                .join(", ")
+            outside.join(", ")
         ));
     }
     let on_pinned = base == pinned
@@ -553,17 +546,9 @@ pub fn approve(
         names_list.join(", ")
     );
     let counter = review.counter;
-    let target = Target {
-        repo: &state.project.repo,
-        registry: &state.registry,
-        roster: state.roster.latest(),
-        current: Some(state.record.value()),
-    };
-    store::land_signed(
+    store::land_state_signed(
         ctx,
-        &target,
-        &mut state.pin,
-        state.pin_stored,
+        &mut state,
         actor,
         &admin,
         SignedManifest {

@@ -602,16 +602,9 @@ pub fn put_on_branch(
     }];
     let msg = format!("byreis: access request of {} for {}", doc.name, doc.project);
     let commit = repo.create_signed_commit(head, &changes, &msg, signer, author)?;
-    match repo.branch_commit(&branch)? {
-        Some(old)
-            if repo
-                .branches_with_prefix(&branch)?
-                .iter()
-                .any(|(n, _)| *n == branch) =>
-        {
-            repo.move_named_branch(&branch, old, commit)?
-        }
-        _ => repo.create_branch(&branch, commit)?,
+    match repo.local_branch(&branch)? {
+        Some(old) => repo.move_named_branch(&branch, old, commit)?,
+        None => repo.create_branch(&branch, commit)?,
     }
     if repo.has_origin() {
         crate::remote::push_ref(dir, &format!("+refs/heads/{branch}"))?;

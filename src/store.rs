@@ -343,29 +343,42 @@ pub(crate) fn land_state(
 ) -> Result<Landed, StoreError> {
     let need = verify::required_approvals(&state.roster.latest().thresholds);
     if need > 1 {
-        let p =
-            crate::proposal::propose(ctx, state, actor, admin, manifest, changes, message, need)?;
+        let p = crate::proposal::propose(state, actor, admin, manifest, changes, message, need)?;
         return Ok(Landed::Proposed(p));
     }
     let counter = manifest.counter;
+    let signed = SignedManifest::sign(manifest, &actor.signer)?;
+    land_state_signed(ctx, state, actor, admin, signed, changes, message)?;
+    Ok(Landed::Done(counter))
+}
+
+/// [`land_signed`] onto the verified `state` (its pin is updated).
+pub(crate) fn land_state_signed(
+    ctx: &Context,
+    state: &mut State,
+    actor: &Actor,
+    admin: &Admin,
+    signed: SignedManifest,
+    changes: Vec<Change>,
+    message: &str,
+) -> Result<(), StoreError> {
     let target = Target {
         repo: &state.project.repo,
         registry: &state.registry,
         roster: state.roster.latest(),
         current: Some(state.record.value()),
     };
-    land(
+    land_signed(
         ctx,
         &target,
         &mut state.pin,
         state.pin_stored,
         actor,
         admin,
-        manifest,
+        signed,
         changes,
         message,
-    )?;
-    Ok(Landed::Done(counter))
+    )
 }
 
 /// How a signed change ended.
@@ -379,12 +392,12 @@ pub enum Landed {
 }
 
 /// Where a change lands.
-pub(crate) struct Target<'a> {
-    pub repo: &'a Repo,
-    pub registry: &'a Registry,
-    pub roster: &'a documents::Roster,
+struct Target<'a> {
+    repo: &'a Repo,
+    registry: &'a Registry,
+    roster: &'a documents::Roster,
     /// The verified current record; `None` when a project is created.
-    pub current: Option<&'a Record>,
+    current: Option<&'a Record>,
 }
 
 /// A record pinning `counter`/`manifest`/`commit`, signed now by `actor`.
@@ -489,7 +502,7 @@ impl SignedManifest {
 /// [`land`] for a manifest already signed (an approved proposal keeps the
 /// proposer's signature over the bytes every approver signed).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn land_signed(
+fn land_signed(
     ctx: &Context,
     target: &Target<'_>,
     pin: &mut Pin,

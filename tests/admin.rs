@@ -574,22 +574,9 @@ fn removing_the_admin_who_signed_the_current_manifest_keeps_the_project_usable()
 #[test]
 fn roster_changes_re_sign_every_project_record() {
     let w = World::with_secrets();
-    let other = w.root.join("other");
-    fs::create_dir(&other).unwrap();
-    w.git_ok(&other, &["init", "-q", "-b", "main"]);
+    let other = w.init_other_project();
     let alice_in_other =
         |args: &[&str], stdin: Option<&str>| run(&w.alice.home, &other, args, stdin);
-    let o = alice_in_other(
-        &[
-            "init",
-            "--project",
-            "other",
-            "--registry",
-            w.reg.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_ok(&o, "init a second project");
     let o = alice_in_other(&["set", "prod", "TOKEN"], Some("other-token\n"));
     assert_ok(&o, "set in the second project");
     let other_record = w.reg.join("projects/other/record.yaml");

@@ -909,7 +909,7 @@ fn exec_name_that_loads_code_is_refused() {
 #[test]
 fn manifest_of_another_project_is_refused() {
     let w = World::with_secrets();
-    let other = other_project(&w);
+    let other = w.init_other_project();
     for f in [".byreis/manifest.yaml", ".byreis/manifest.yaml.sig"] {
         fs::copy(other.join(f), w.proj.join(f)).unwrap();
     }
@@ -920,7 +920,7 @@ fn manifest_of_another_project_is_refused() {
 #[test]
 fn record_of_another_project_is_refused() {
     let w = World::with_secrets();
-    other_project(&w);
+    w.init_other_project();
     for f in ["record.yaml", "record.yaml.sig"] {
         fs::copy(
             w.reg.join("projects/other").join(f),
@@ -934,25 +934,4 @@ fn record_of_another_project_is_refused() {
         ALL,
         "another project's record",
     );
-}
-
-/// A second project, `other`, on the same registry by the same admin.
-fn other_project(w: &World) -> PathBuf {
-    let other = w.root.join("other");
-    fs::create_dir(&other).unwrap();
-    w.git_ok(&other, &["init", "-q", "-b", "main"]);
-    let o = run(
-        &w.alice.home,
-        &other,
-        &[
-            "init",
-            "--project",
-            "other",
-            "--registry",
-            w.reg.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_ok(&o, "init another project");
-    other
 }

@@ -902,3 +902,27 @@ pub fn absorb_args<'a>(reference: &'a str, fp: &'a str) -> [&'a str; 7] {
         "--yes",
     ]
 }
+
+impl World {
+    /// A second project, `other`, at `root/other`, on the same registry by
+    /// the same admin (counter 1).
+    pub fn init_other_project(&self) -> PathBuf {
+        let other = self.root.join("other");
+        fs::create_dir(&other).unwrap();
+        self.git_ok(&other, &["init", "-q", "-b", "main"]);
+        let o = run(
+            &self.alice.home,
+            &other,
+            &[
+                "init",
+                "--project",
+                "other",
+                "--registry",
+                self.reg.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_ok(&o, "init another project");
+        other
+    }
+}
