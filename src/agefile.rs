@@ -12,6 +12,7 @@ use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use zeroize::Zeroizing;
 
 use crate::keys::{AgeIdentity, AgeRecipient};
+use crate::secret::SecretBytes;
 use crate::yaml::{self, Secrets};
 
 /// Largest secrets file byreis reads (armored).
@@ -43,6 +44,26 @@ pub fn encrypt(secrets: &Secrets, recipients: &[AgeRecipient]) -> Result<Vec<u8>
     encrypt_bytes(plaintext.as_bytes(), recipients)
 }
 
+/// Encrypts a plaintext exactly as it is (one [`decrypt_plaintext`]
+/// returned) to exactly `recipients` with a fresh file key, armored.
+pub fn encrypt_plaintext(
+    plaintext: &SecretBytes,
+    recipients: &[AgeRecipient],
+) -> Result<Vec<u8>, AgeFileError> {
+    encrypt_bytes(plaintext.expose(), recipients)
+}
+
+/// Upper bound of an armored age file's size: header (version line, one
+/// X25519 or ssh-ed25519 stanza per recipient, MAC), nonce, payload with
+/// one tag per 64 KiB chunk; base64 with a newline every 64 columns; the
+/// armor lines.
+fn armored_size(plaintext_len: usize, recipients: usize) -> usize {
+    let chunks = plaintext_len / (64 << 10) + 1;
+    let binary = 32 + 160 * recipients + 70 + 16 + plaintext_len + 16 * chunks;
+    let base64 = binary.div_ceil(3) * 4;
+    base64 + base64 / 64 + 1 + 2 * 40
+}
+
 fn encrypt_bytes(plaintext: &[u8], recipients: &[AgeRecipient]) -> Result<Vec<u8>, AgeFileError> {
     let enc_err = |e: &dyn std::fmt::Display| AgeFileError::Encrypt(e.to_string());
     let recips: Vec<Box<dyn age::Recipient + Send + Sync>> =
@@ -50,7 +71,9 @@ fn encrypt_bytes(plaintext: &[u8], recipients: &[AgeRecipient]) -> Result<Vec<u8
     let encryptor =
         age::Encryptor::with_recipients(recips.iter().map(|r| r.as_ref() as &dyn age::Recipient))
             .map_err(|e| enc_err(&e))?;
-    let mut out = Vec::with_capacity(plaintext.len() * 2 + 256 + 120 * recipients.len());
+    // Sized once: a rotation holds a batch of these, and a doubling Vec
+    // would keep up to twice the bytes.
+    let mut out = Vec::with_capacity(armored_size(plaintext.len(), recipients.len()));
     let armor =
         ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(|e| enc_err(&e))?;
     let mut w = encryptor.wrap_output(armor).map_err(|e| enc_err(&e))?;
@@ -59,6 +82,7 @@ fn encrypt_bytes(plaintext: &[u8], recipients: &[AgeRecipient]) -> Result<Vec<u8
     w.finish()
         .and_then(|armor| armor.finish())
         .map_err(|e| enc_err(&e))?;
+    out.shrink_to_fit();
     Ok(out)
 }
 
@@ -185,7 +209,30 @@ pub fn decrypt_hinted(
     Ok(yaml::parse_secrets(text)?)
 }
 
-fn decrypt_bytes(
+/// [`decrypt_hinted`], also returning the plaintext bytes exactly as they
+/// were encrypted (a rotation re-encrypts these, not a re-serialization).
+pub fn decrypt_plaintext(
+    file: &[u8],
+    identity: &AgeIdentity,
+    hint: Option<usize>,
+) -> Result<(SecretBytes, Secrets), AgeFileError> {
+    let plaintext = decrypt_bytes(file, identity, hint)?;
+    let text = std::str::from_utf8(&plaintext)
+        .map_err(|_| AgeFileError::Malformed("plaintext is not UTF-8".into()))?;
+    let secrets = yaml::parse_secrets(text)?;
+    // An exact-size copy: the buffer decryption wrote into is as large as
+    // the ciphertext, and is zeroized when it is dropped here.
+    Ok((
+        SecretBytes::new(Zeroizing::new(plaintext.to_vec())),
+        secrets,
+    ))
+}
+
+/// The read path of every secrets file, short of parsing the plaintext:
+/// strict armor, then age's header, MAC and STREAM checks, trying stanza
+/// `hint` first. Returns the plaintext exactly as encrypted. (The C2SP
+/// CCTV age vectors run through this, in `tests/cctv.rs`.)
+pub fn decrypt_bytes(
     file: &[u8],
     identity: &AgeIdentity,
     hint: Option<usize>,
@@ -207,7 +254,12 @@ fn decrypt_bytes(
             age::DecryptError::NoMatchingKeys => AgeFileError::NotRecipient,
             e => AgeFileError::Decrypt(e.to_string()),
         })?;
-    let mut out = Zeroizing::new(Vec::new());
+    // Never reallocated while it fills: a growing Vec would free copies of
+    // the plaintext without zeroizing them. The plaintext is shorter than
+    // the ciphertext.
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        binary.len().min(yaml::MAX_SECRETS_BYTES + 1),
+    ));
     reader
         .by_ref()
         .take(yaml::MAX_SECRETS_BYTES as u64 + 1)

@@ -11,6 +11,44 @@ use crate::sshsig::{self, Namespace};
 pub const PATH: &str = ".byreis/audit.jsonl";
 const SIG_FIELD: &str = ",\"sig\":\"";
 
+/// An entry's `details`, kept as the exact JSON text it was signed in and
+/// parsed only where it is read: a rotation's entry names every file it
+/// re-encrypted, and a parsed log of a large project costs many times its
+/// text in memory.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Details(Box<serde_json::value::RawValue>);
+
+impl Details {
+    pub fn new(value: &serde_json::Value) -> Details {
+        Details(serde_json::value::to_raw_value(value).expect("a JSON value serializes"))
+    }
+
+    /// The parsed object (`Null` if the text is not JSON, which a line
+    /// that deserialized cannot be).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl From<serde_json::Value> for Details {
+    fn from(value: serde_json::Value) -> Details {
+        Details::new(&value)
+    }
+}
+
+impl PartialEq for Details {
+    fn eq(&self, other: &Details) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl std::fmt::Debug for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
@@ -24,7 +62,7 @@ pub struct Entry {
     pub counter_to: u64,
     pub roster_version: u64,
     pub prev: Option<String>,
-    pub details: serde_json::Value,
+    pub details: Details,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +172,7 @@ mod tests {
             counter_to: seq,
             roster_version: 1,
             prev,
-            details: serde_json::json!({"env": "prod"}),
+            details: serde_json::json!({"env": "prod"}).into(),
         }
     }
 

@@ -125,12 +125,87 @@ pub struct Member {
     pub fingerprint: String,
 }
 
+/// The reader names of an environment, sorted. Shared: most projects
+/// have a handful of distinct reader sets across all their environments,
+/// so equal lists are one allocation (a manifest of 10,000 files would
+/// otherwise hold 10,000 copies of the same names). Serialized as a plain
+/// sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Readers(std::sync::Arc<[String]>);
+
+impl std::ops::Deref for Readers {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<Vec<String>> for Readers {
+    fn from(names: Vec<String>) -> Readers {
+        Readers(names.into())
+    }
+}
+
+impl Serialize for Readers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Readers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Readers, D::Error> {
+        Vec::<String>::deserialize(d).map(Readers::from)
+    }
+}
+
+/// Hands out one shared [`Readers`] per distinct list.
+#[derive(Default)]
+pub struct ReadersInterner(std::collections::HashSet<Readers>);
+
+impl ReadersInterner {
+    pub fn intern(&mut self, readers: Readers) -> Readers {
+        if let Some(shared) = self.0.get(&readers) {
+            return shared.clone();
+        }
+        self.0.insert(readers.clone());
+        readers
+    }
+}
+
+/// Deserializes the manifest's environments, sharing equal reader lists.
+fn environments_shared<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Environment>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = BTreeMap<String, Environment>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a mapping from environment names to environments")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            let mut interner = ReadersInterner::default();
+            while let Some((name, mut env)) = map.next_entry::<String, Environment>()? {
+                env.readers = interner.intern(env.readers);
+                if out.insert(name, env).is_some() {
+                    return Err(serde::de::Error::custom("duplicate environment"));
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visit)
+}
+
 /// One environment in the manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     /// Member names that can decrypt `secrets/ENV.enc.yaml`, sorted.
-    pub readers: Vec<String>,
+    pub readers: Readers,
     /// SHA-256 (hex) of the file's exact bytes.
     pub sha256: String,
 }
@@ -156,7 +231,7 @@ pub struct Manifest {
     pub members: Vec<Member>,
     /// Readers given to an environment when it is first created.
     pub default_readers: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "environments_shared")]
     pub environments: BTreeMap<String, Environment>,
     /// Secret names that `exec` would otherwise refuse (LD_PRELOAD, PATH…).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

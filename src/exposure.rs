@@ -9,7 +9,7 @@
 //! gets a fingerprint keyed with a random key for this run only, so
 //! fingerprints cannot be compared across runs or guessed offline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -94,8 +94,20 @@ struct Version {
     time: i64,
 }
 
-/// Builds the inventory for member `name`.
-pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Report, String> {
+/// The secrets-file versions addressed to a party across the history.
+struct Walk {
+    versions: HashMap<Oid, Version>,
+    incomplete: Vec<String>,
+    commits: usize,
+    manifests_verified: usize,
+}
+
+/// Walks every commit reachable from every ref and collects each
+/// secrets-file version a verified manifest addressed to `name` (its hash
+/// checked against that manifest). Versions whose blob is in `skip` are
+/// left out unread (the caller has them already). Each distinct manifest
+/// is verified once and kept only as the environments `name` reads.
+fn walk(state: &State, name: &str, skip: &HashSet<Oid>) -> Result<Walk, String> {
     let repo = &state.project.repo;
     let mut incomplete = Vec::new();
     if repo.is_shallow() {
@@ -106,68 +118,152 @@ pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Re
     }
     let commits = repo.all_reachable_commits().map_err(|e| e.to_string())?;
 
-    // Manifest blob → verified manifest (or None when it does not verify).
-    let mut manifests: HashMap<Oid, Option<crate::documents::Manifest>> = HashMap::new();
+    // Manifest blob → (environment, file hash) pairs `name` reads under it
+    // (None when it does not verify, or is another project's).
+    type Reads = Option<Vec<(String, String)>>;
+    let mut manifests: HashMap<Oid, Reads> = HashMap::new();
+    let reads_of = |m: &crate::documents::Manifest| -> Vec<(String, String)> {
+        m.environments
+            .iter()
+            .filter(|(_, e)| e.readers.iter().any(|r| r == name))
+            .map(|(env, e)| (env.clone(), e.sha256.clone()))
+            .collect()
+    };
+    // The pinned manifest is verified already (and at 10,000 files,
+    // parsing it again would double the peak memory of a rotation).
+    if let Ok(ids) = repo.entry_ids(&state.record.project_commit, &[MANIFEST_PATH]) {
+        if let Some(pinned) = ids[0] {
+            manifests.insert(pinned, Some(reads_of(&state.manifest)));
+        }
+    }
+    // (manifest blob, secrets/ tree) pairs done: a commit that changed
+    // neither adds nothing.
+    let mut done: HashSet<(Oid, Option<Oid>)> = HashSet::new();
     let mut versions: HashMap<Oid, Version> = HashMap::new();
     let mut verified_count = 0;
     for (commit, time) in &commits {
-        let Ok(Some((mblob, mbytes))) = repo.read_file_with_id(commit, MANIFEST_PATH) else {
+        let Ok(ids) = repo.entry_ids(commit, &[MANIFEST_PATH, crate::verify::SECRETS_DIR]) else {
             continue;
         };
-        let manifest = manifests.entry(mblob).or_insert_with(|| {
-            let sig = repo
-                .read_file(commit, MANIFEST_SIG_PATH)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            let m = verify::verify_manifest(
-                &state.roster,
-                &mbytes,
-                &String::from_utf8_lossy(&sig),
-                // Proposals count too: their files were encrypted to their
-                // readers whether or not they landed.
-                verify::Approvals::NotRequired,
-                SignerRule::AdminThen,
-            )
-            .ok()
-            .map(|v| v.value().clone());
-            if m.is_some() {
-                verified_count += 1;
+        let (Some(mblob), secrets_tree) = (ids[0], ids[1]) else {
+            continue;
+        };
+        let reads = match manifests.get(&mblob) {
+            Some(r) => r,
+            None => {
+                let bytes = repo.blob(mblob).unwrap_or_default();
+                if !may_name(&bytes, name) {
+                    // Cannot make them a reader: not worth parsing (a
+                    // manifest of 10,000 files costs tens of MiB to parse).
+                    manifests.entry(mblob).or_insert(Some(Vec::new()));
+                    continue;
+                }
+                let sig = repo
+                    .read_file(commit, MANIFEST_SIG_PATH)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let m = verify::verify_manifest(
+                    &state.roster,
+                    &bytes,
+                    &String::from_utf8_lossy(&sig),
+                    // Proposals count too: their files were encrypted to
+                    // their readers whether or not they landed.
+                    verify::Approvals::NotRequired,
+                    SignerRule::AdminThen,
+                )
+                .ok();
+                if m.is_some() {
+                    verified_count += 1;
+                }
+                let reads = m
+                    .filter(|m| m.project == state.manifest.project)
+                    .map(|m| reads_of(&m));
+                manifests.entry(mblob).or_insert(reads)
             }
-            m
-        });
-        let Some(m) = manifest else { continue };
-        if m.project != state.manifest.project {
+        };
+        let Some(reads) = reads else { continue };
+        if !done.insert((mblob, secrets_tree)) {
+            // Same manifest and files as a commit already walked: only the
+            // earliest exposure time can change.
+            for (env, _) in reads {
+                if let Ok(ids) = repo.entry_ids(commit, &[names::env_file(env)]) {
+                    if let Some(v) = ids[0].and_then(|b| versions.get_mut(&b)) {
+                        if *time < v.time {
+                            v.time = *time;
+                            v.commit = commit.clone();
+                        }
+                    }
+                }
+            }
             continue;
         }
-        for (env, e) in &m.environments {
-            if !e.readers.iter().any(|r| r == name) {
+        let paths: Vec<String> = reads.iter().map(|(env, _)| names::env_file(env)).collect();
+        let Ok(ids) = repo.entry_ids(commit, &paths) else {
+            continue;
+        };
+        for ((env, sha256), id) in reads.iter().zip(ids) {
+            let Some(blob) = id else { continue };
+            if skip.contains(&blob) {
                 continue;
             }
-            let path = names::env_file(env);
-            let Ok(Some((blob, bytes))) = repo.read_file_with_id(commit, &path) else {
-                continue;
-            };
-            if sha256_hex(&bytes) != e.sha256 {
+            if let Some(v) = versions.get_mut(&blob) {
+                if *time < v.time {
+                    v.time = *time;
+                    v.commit = commit.clone();
+                }
                 continue;
             }
-            let v = versions.entry(blob).or_insert(Version {
-                env: env.clone(),
+            let Ok(bytes) = repo.blob(blob) else { continue };
+            if sha256_hex(&bytes) != *sha256 {
+                continue;
+            }
+            versions.insert(
                 blob,
-                commit: commit.clone(),
-                time: *time,
-            });
-            if *time < v.time {
-                v.time = *time;
-                v.commit = commit.clone();
-            }
+                Version {
+                    env: env.clone(),
+                    blob,
+                    commit: commit.clone(),
+                    time: *time,
+                },
+            );
         }
     }
+    Ok(Walk {
+        versions,
+        incomplete,
+        commits: commits.len(),
+        manifests_verified: verified_count,
+    })
+}
+
+/// Whether YAML `text` can hold a scalar equal to `name` (a member name:
+/// no spaces, quotes or backslashes). Only an escape (`\`) can spell such
+/// a scalar other than verbatim: plain and quoted styles fold line breaks
+/// into spaces, and block styles add a newline unless stripped, which
+/// leaves the name verbatim too. So a text with no backslash and no
+/// occurrence of the name cannot name that member.
+fn may_name(text: &[u8], name: &str) -> bool {
+    text.contains(&b'\\')
+        || text
+            .windows(name.len().max(1))
+            .any(|w| w == name.as_bytes())
+}
+
+/// Builds the inventory for member `name`.
+pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Report, String> {
+    let repo = &state.project.repo;
+    let Walk {
+        versions,
+        mut incomplete,
+        commits,
+        manifests_verified: verified_count,
+    } = walk(state, name, &HashSet::new())?;
 
     // Decrypt each distinct version once, on all cores.
     let mut inputs = Vec::new();
     for v in versions.values() {
-        if let Ok(Some(bytes)) = repo.read_file(&v.commit, &names::env_file(&v.env)) {
+        if let Ok(bytes) = repo.blob(v.blob) {
             inputs.push((v.blob, bytes));
         }
     }
@@ -230,16 +326,22 @@ pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Re
         crate::signed::hex(&out[..8])
     };
 
+    // Every audit entry's details, parsed once (not once per secret).
+    let details: Vec<serde_json::Value> = state
+        .audit
+        .iter()
+        .map(|v| v.entry.details.value())
+        .collect();
     let mut secrets = Vec::new();
     for ((env, key), (values, _, first_commit)) in &exposed {
         let now = current.get(env).and_then(|s| s.get(key));
         let still = now.is_some_and(|v| values.iter().any(|old| old.as_str() == v.expose()));
         let status = if still {
             Status::Unchanged
-        } else if let Some(ack) = last_ack(state, name, env, key) {
+        } else if let Some(ack) = last_ack(state, &details, name, env, key) {
             ack
         } else {
-            let (since_counter, since_time) = last_change(state, env, key);
+            let (since_counter, since_time) = last_change(state, &details, env, key);
             Status::ChangedInByreis {
                 since_counter,
                 since_time,
@@ -257,11 +359,120 @@ pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Re
         member: name.to_string(),
         complete: incomplete.is_empty(),
         incomplete,
-        commits_walked: commits.len(),
+        commits_walked: commits,
         manifests_verified: verified_count,
         file_versions: versions.len(),
         secrets,
     })
+}
+
+/// What `rotate --remove` adds to its warning from the inventory: the
+/// values a party could read in versions older than the current files.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Earlier {
+    /// Environment → secrets whose value in an older version is still the
+    /// current value (in an environment they may no longer read).
+    pub still_in_use: BTreeMap<String, Vec<String>>,
+    /// Changed or removed in byreis since; not acknowledged as revoked at
+    /// the issuer (byreis cannot know whether it was).
+    pub changed: BTreeMap<String, Vec<String>>,
+    /// Changed since, and acknowledged by an admin as revoked at the issuer.
+    pub acknowledged: BTreeMap<String, Vec<String>>,
+    /// Why the answer may be incomplete (shallow clone, undecryptable
+    /// versions).
+    pub incomplete: Vec<String>,
+}
+
+/// The older half of the inventory for a party being removed: every
+/// version addressed to `name` except the current files, which the caller
+/// has already read (`current`: environment → its file's blob id). Each
+/// such version is decrypted once; the current file of an environment is
+/// decrypted only if an older version of it exists.
+pub fn earlier(
+    state: &State,
+    identity: &AgeIdentity,
+    name: &str,
+    current: &HashSet<Oid>,
+) -> Result<Earlier, String> {
+    let repo = &state.project.repo;
+    let Walk {
+        versions,
+        mut incomplete,
+        ..
+    } = walk(state, name, current)?;
+    let inputs: Vec<(Oid, Vec<u8>)> = versions
+        .values()
+        .filter_map(|v| repo.blob(v.blob).ok().map(|b| (v.blob, b)))
+        .collect();
+    let progress = crate::par::Progress::new("byreis: decrypting history", inputs.len());
+    let decrypted = crate::par::map(&inputs, Some(&progress), |(_, bytes)| {
+        agefile::decrypt(bytes, identity)
+    });
+    let mut old: BTreeMap<(String, String), Vec<Zeroizing<String>>> = BTreeMap::new();
+    let mut undecryptable = 0;
+    for ((blob, _), result) in inputs.iter().zip(decrypted) {
+        let env = &versions[blob].env;
+        match result {
+            Ok(secrets) => {
+                for (key, value) in secrets {
+                    let values = old.entry((env.clone(), key)).or_default();
+                    if !values.iter().any(|v| v.as_str() == value.expose()) {
+                        values.push(Zeroizing::new(value.expose().to_string()));
+                    }
+                }
+            }
+            Err(_) => undecryptable += 1,
+        }
+    }
+    if undecryptable > 0 {
+        incomplete.push(format!(
+            "{undecryptable} older file version(s) addressed to {name} could not be decrypted with your identity: run `byreis doctor --exposure {name}` as an admin who could read them"
+        ));
+    }
+    // Only acknowledgements matter here: other entries' details (a
+    // rotation's lists every file) are not parsed.
+    let details: Vec<serde_json::Value> = state
+        .audit
+        .iter()
+        .map(|v| {
+            if v.entry.action == "exposure-ack" {
+                v.entry.details.value()
+            } else {
+                serde_json::Value::Null
+            }
+        })
+        .collect();
+    let mut out = Earlier::default();
+    let mut current_values: BTreeMap<String, Option<crate::yaml::Secrets>> = BTreeMap::new();
+    for ((env, key), values) in &old {
+        let now = current_values
+            .entry(env.clone())
+            .or_insert_with(|| {
+                if !state.manifest.environments.contains_key(env) {
+                    return Some(crate::yaml::Secrets::new());
+                }
+                let read = state.secrets(env, identity).ok();
+                if read.is_none() {
+                    incomplete.push(format!(
+                        "you cannot read the current {env}, so whether its older values are still in use is unknown"
+                    ));
+                }
+                read
+            })
+            .as_ref();
+        let Some(now) = now else { continue };
+        let current = now.get(key);
+        let bucket = if current.is_some_and(|c| values.iter().any(|v| v.as_str() == c.expose())) {
+            &mut out.still_in_use
+        } else if last_ack(state, &details, name, env, key).is_some() {
+            &mut out.acknowledged
+        } else {
+            &mut out.changed
+        };
+        bucket.entry(env.clone()).or_default().push(key.clone());
+    }
+    out.incomplete = incomplete;
+    Ok(out)
 }
 
 fn getrandom(buf: &mut [u8]) {
@@ -272,7 +483,12 @@ fn getrandom(buf: &mut [u8]) {
 }
 
 /// The newest audit entry that changed or removed `key` in `env`.
-fn last_change(state: &State, env: &str, key: &str) -> (Option<u64>, Option<String>) {
+fn last_change(
+    state: &State,
+    details: &[serde_json::Value],
+    env: &str,
+    key: &str,
+) -> (Option<u64>, Option<String>) {
     let touches = |d: &serde_json::Value| {
         d.get("env").and_then(|e| e.as_str()) == Some(env)
             && ["keys_changed", "keys_removed"].iter().any(|f| {
@@ -281,8 +497,7 @@ fn last_change(state: &State, env: &str, key: &str) -> (Option<u64>, Option<Stri
                     .is_some_and(|a| a.iter().any(|k| k.as_str() == Some(key)))
             })
     };
-    for v in state.audit.iter().rev() {
-        let d = &v.entry.details;
+    for (v, d) in state.audit.iter().zip(details).rev() {
         let hit = touches(d)
             || d.get("envs")
                 .and_then(|e| e.as_array())
@@ -296,10 +511,15 @@ fn last_change(state: &State, env: &str, key: &str) -> (Option<u64>, Option<Stri
 
 /// The newest signed acknowledgement that `name`'s old value of `key`
 /// (in `env`, or in every environment) is revoked at its issuer.
-fn last_ack(state: &State, name: &str, env: &str, key: &str) -> Option<Status> {
-    state.audit.iter().rev().find_map(|v| {
+fn last_ack(
+    state: &State,
+    details: &[serde_json::Value],
+    name: &str,
+    env: &str,
+    key: &str,
+) -> Option<Status> {
+    state.audit.iter().zip(details).rev().find_map(|(v, d)| {
         let e = &v.entry;
-        let d = &e.details;
         let covers = e.action == "exposure-ack"
             && d.get("member").and_then(|m| m.as_str()) == Some(name)
             && d.get("keys")
@@ -318,4 +538,45 @@ fn last_ack(state: &State, name: &str, env: &str, key: &str) -> Option<Status> {
                 .to_string(),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_name;
+
+    /// Every spelling below is parsed as YAML; wherever it yields the
+    /// name, `may_name` must say so (a skip would under-report exposure).
+    #[test]
+    fn a_manifest_names_a_member_only_verbatim_or_through_an_escape() {
+        let spellings = [
+            "- carol",
+            "- 'carol'",
+            "- \"carol\"",
+            "- \"c\\x61rol\"",
+            "- \"\\u0063arol\"",
+            "- \"car\\\n  ol\"",
+            "- |-\n  carol",
+            "- >-\n  carol",
+            // Line folding inserts a space: these are not the name.
+            "- car\n  ol",
+            "- 'car\n  ol'",
+            "- \"car\n  ol\"",
+            "- >-\n  car\n  ol",
+            "- carl",
+        ];
+        let mut named = 0;
+        for s in spellings {
+            let doc = format!("readers:\n{s}\n");
+            let parsed: std::collections::BTreeMap<String, Vec<String>> =
+                serde_yaml::from_str(&doc).unwrap_or_else(|e| panic!("{doc}: {e}"));
+            let names_carol = parsed["readers"].iter().any(|r| r == "carol");
+            named += usize::from(names_carol);
+            if names_carol {
+                assert!(may_name(doc.as_bytes(), "carol"), "{doc}");
+            }
+        }
+        assert_eq!(named, 8, "the first eight spellings are the name");
+        assert!(!may_name(b"readers:\n- car\n  ol\n", "carol"));
+        assert!(!may_name(b"readers:\n- alice\n", "carol"));
+    }
 }

@@ -180,6 +180,55 @@ impl Repo {
         Ok(Some((entry.id(), blob.content().to_vec())))
     }
 
+    /// The ids of the entries at `paths` in `commit`'s tree (blobs or
+    /// trees), without reading them; `None` where a path is absent. Each
+    /// directory is looked up once (a lookup by full path re-reads every
+    /// tree on the way, which is quadratic over a large directory).
+    pub fn entry_ids<S: AsRef<str>>(
+        &self,
+        commit: &str,
+        paths: &[S],
+    ) -> Result<Vec<Option<Oid>>, GitError> {
+        let root = self.commit_tree(commit)?;
+        let mut dirs: std::collections::HashMap<&str, Option<git2::Tree<'_>>> =
+            std::collections::HashMap::new();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            let p = p.as_ref();
+            let (dir, name) = match p.rsplit_once('/') {
+                Some((d, n)) => (d, n),
+                None => ("", p),
+            };
+            if !dirs.contains_key(dir) {
+                let tree = if dir.is_empty() {
+                    Some(root.clone())
+                } else {
+                    match root.get_path(Path::new(dir)) {
+                        Ok(e) if e.kind() == Some(ObjectType::Tree) => {
+                            Some(self.repo.find_tree(e.id())?)
+                        }
+                        Ok(_) => None,
+                        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                dirs.insert(dir, tree);
+            }
+            out.push(
+                dirs[dir]
+                    .as_ref()
+                    .and_then(|t| t.get_name(name))
+                    .map(|e| e.id()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The content of blob `id`.
+    pub fn blob(&self, id: Oid) -> Result<Vec<u8>, GitError> {
+        Ok(self.repo.find_blob(id)?.content().to_vec())
+    }
+
     /// Commits from `from` back along first parents (newest first). Stops
     /// where history ends or is cut (a shallow clone).
     pub fn first_parent_chain(&self, from: &str) -> Result<Vec<String>, GitError> {

@@ -147,6 +147,44 @@ fn records_by_counter(state: &State) -> std::collections::BTreeMap<u64, bool> {
     out
 }
 
+/// Whether an entry taking the counter from `from` to `to` breaks the
+/// sequence: it does not start where the entry before it (`previous_to`)
+/// ended, or does not advance by exactly one.
+fn counter_skipped(previous_to: Option<u64>, from: u64, to: u64) -> bool {
+    previous_to.is_some_and(|p| from != p) || to != from + 1
+}
+
+/// A row's flags, from what the walks found: the rotation's commit (in a
+/// shallow clone a missing commit is "history-unavailable", not
+/// "commit-missing"), its signature, the counter sequence and the
+/// registry record.
+fn findings(
+    commit_found: bool,
+    shallow: bool,
+    commit_signature_ok: Option<bool>,
+    counter_skipped: bool,
+    record_ok: Option<bool>,
+) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    match (commit_found, shallow) {
+        (false, true) => flags.push("history-unavailable"),
+        (false, false) => flags.push("commit-missing"),
+        _ => {}
+    }
+    if commit_signature_ok == Some(false) {
+        flags.push("commit-signature-invalid");
+    }
+    if counter_skipped {
+        flags.push("counter-skipped");
+    }
+    match record_ok {
+        None => flags.push("record-missing"),
+        Some(false) => flags.push("record-invalid"),
+        Some(true) => {}
+    }
+    flags
+}
+
 /// Rotation rows from the verified audit log. `since` (a date or time,
 /// `YYYY-MM-DD…`) keeps rows at or after it; checks that need the entries
 /// before (a skipped counter) still see them.
@@ -160,8 +198,7 @@ pub fn rotation_history(state: &State, since: Option<&str>) -> Vec<Row> {
     let mut previous_to: Option<u64> = None;
     for v in &state.audit {
         let e = &v.entry;
-        let skipped =
-            previous_to.is_some_and(|p| e.counter_from != p) || e.counter_to != e.counter_from + 1;
+        let skipped = counter_skipped(previous_to, e.counter_from, e.counter_to);
         previous_to = Some(e.counter_to);
         if e.action != "rotate" || since.is_some_and(|s| e.time.as_str() < s) {
             continue;
@@ -172,23 +209,14 @@ pub fn rotation_history(state: &State, since: Option<&str>) -> Vec<Row> {
                 if sshsig::verify_armored(&sig, Namespace::Git, &data, &keys).is_ok())
         });
         let record_ok = records.get(&e.counter_to).copied();
-        let mut flags = Vec::new();
-        match (&commit, shallow) {
-            (None, true) => flags.push("history-unavailable"),
-            (None, false) => flags.push("commit-missing"),
-            _ => {}
-        }
-        if commit_signature_ok == Some(false) {
-            flags.push("commit-signature-invalid");
-        }
-        if skipped {
-            flags.push("counter-skipped");
-        }
-        match record_ok {
-            None => flags.push("record-missing"),
-            Some(false) => flags.push("record-invalid"),
-            Some(true) => {}
-        }
+        let flags = findings(
+            commit.is_some(),
+            shallow,
+            commit_signature_ok,
+            skipped,
+            record_ok,
+        );
+        let details = e.details.value();
         rows.push(Row {
             seq: e.seq,
             time: e.time.clone(),
@@ -196,24 +224,69 @@ pub fn rotation_history(state: &State, since: Option<&str>) -> Vec<Row> {
             actor_key: e.actor_key.clone(),
             counter_from: e.counter_from,
             counter_to: e.counter_to,
-            added: member_changes(e.details.get("added")),
-            removed: member_changes(e.details.get("removed")),
-            files: e
-                .details
+            added: member_changes(details.get("added")),
+            removed: member_changes(details.get("removed")),
+            files: details
                 .get("files")
                 .and_then(|f| f.as_array())
                 .map_or(0, Vec::len),
-            reason: e
-                .details
+            reason: details
                 .get("reason")
                 .and_then(|r| r.as_str())
                 .map(str::to_string),
             commit,
             commit_signature_ok,
-            request: e.details.get("request").cloned(),
+            request: details.get("request").cloned(),
             record_ok,
             flags,
         });
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{counter_skipped, findings};
+
+    #[test]
+    fn skipped_counters_are_flagged() {
+        // (from, to) of consecutive audit entries.
+        let entries = [(0, 1), (1, 2), (3, 4), (4, 6), (6, 7), (7, 7)];
+        let mut previous = None;
+        let flagged: Vec<bool> = entries
+            .iter()
+            .map(|&(from, to)| {
+                let skipped = counter_skipped(previous, from, to);
+                previous = Some(to);
+                skipped
+            })
+            .collect();
+        assert_eq!(flagged, [false, false, true, true, false, true]);
+    }
+
+    #[test]
+    fn each_finding_is_flagged_and_a_clean_row_has_none() {
+        assert!(findings(true, false, Some(true), false, Some(true)).is_empty());
+        assert_eq!(
+            findings(false, false, None, false, Some(true)),
+            ["commit-missing"]
+        );
+        // A shallow clone cannot tell: never reported as tampering.
+        assert_eq!(
+            findings(false, true, None, false, Some(true)),
+            ["history-unavailable"]
+        );
+        assert_eq!(
+            findings(true, false, Some(false), true, None),
+            [
+                "commit-signature-invalid",
+                "counter-skipped",
+                "record-missing"
+            ]
+        );
+        assert_eq!(
+            findings(true, true, Some(true), false, Some(false)),
+            ["record-invalid"]
+        );
+    }
 }

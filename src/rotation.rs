@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::agefile;
-use crate::documents::{Environment, Member};
+use crate::documents::{Environment, Member, Readers};
 use crate::git::{self, Change};
 use crate::keys::AgeRecipient;
 use crate::names::{self, Kind};
@@ -38,8 +38,12 @@ pub struct Request {
 pub struct Exposure {
     pub member: String,
     pub fingerprint: String,
-    /// Environment → secret names the party could read.
+    /// Environment → secret names the party could read in the current
+    /// files (values still in use).
     pub could_read: BTreeMap<String, Vec<String>>,
+    /// What they could read in older versions (the exposure inventory,
+    /// `doctor --exposure`, less the current files).
+    pub earlier: crate::exposure::Earlier,
 }
 
 /// The plan, computed before anything is written.
@@ -65,7 +69,7 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
 #[derive(Debug)]
 pub struct NewReaders {
     pub members: Vec<Member>,
-    pub readers: BTreeMap<String, Vec<String>>,
+    pub readers: BTreeMap<String, Readers>,
     pub default_readers: Vec<String>,
 }
 
@@ -139,7 +143,10 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
         .collect();
     let is_admin = |name: &str| admin_names.contains(name);
 
-    let mut readers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // New lists are shared like the manifest's: an unchanged list is the
+    // old one, equal new lists are one allocation.
+    let mut readers: BTreeMap<String, Readers> = BTreeMap::new();
+    let mut interner = crate::documents::ReadersInterner::default();
     let mut plan = Plan {
         added: BTreeMap::new(),
         removed: BTreeMap::new(),
@@ -171,11 +178,16 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
                     "{env} would be left without an admin who can decrypt it"
                 ));
             }
-            if r.iter().cloned().collect::<Vec<_>>() != e.readers {
+            if !r.iter().eq(e.readers.iter()) {
                 plan.files.push(names::env_file(env));
             }
         }
-        readers.insert(env.clone(), r.into_iter().collect());
+        let new = if r.iter().eq(e.readers.iter()) {
+            e.readers.clone()
+        } else {
+            interner.intern(r.into_iter().collect::<Vec<_>>().into())
+        };
+        readers.insert(env.clone(), new);
     }
     let mut default_readers: BTreeSet<String> = m.default_readers.iter().cloned().collect();
     if req.envs.is_empty() {
@@ -212,27 +224,49 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
 
 /// The forward-secrecy warning for a removal, in plain words.
 pub fn warning(e: &Exposure) -> String {
+    let list = |s: &mut String, map: &BTreeMap<String, Vec<String>>| {
+        for (env, keys) in map {
+            s.push_str(&format!(
+                "  {env}: {}\n",
+                if keys.is_empty() {
+                    "(no secrets)".to_string()
+                } else {
+                    keys.join(", ")
+                }
+            ));
+        }
+    };
     let mut s = format!(
         "WARNING: removing {} ({}) does not take back what they could read.\n\
          - They know every value they could read before this rotation.\n\
          - Every commit before this rotation stays decryptable with their key, for as long as they keep that key and any clone of the repository.\n\
          - Removal is not remediation: if they may be compromised, rotate every value below at the system that issued it, and revoke the old value there.\n\
-         They could read:\n",
+         They could read (values still in use):\n",
         e.member, e.fingerprint
     );
-    if e.could_read.is_empty() {
-        s.push_str("  (no environment)\n");
+    if e.could_read.is_empty() && e.earlier.still_in_use.is_empty() {
+        s.push_str("  (nothing in the current files)\n");
     }
-    for (env, keys) in &e.could_read {
-        s.push_str(&format!(
-            "  {env}: {}\n",
-            if keys.is_empty() {
-                "(no secrets)".to_string()
-            } else {
-                keys.join(", ")
-            }
-        ));
+    list(&mut s, &e.could_read);
+    if !e.earlier.still_in_use.is_empty() {
+        s.push_str("In older versions, values still in use today:\n");
+        list(&mut s, &e.earlier.still_in_use);
     }
+    if !e.earlier.changed.is_empty() {
+        s.push_str("In older versions, values changed in byreis since (byreis cannot know whether the old value was revoked at its issuer; check, then record it with `byreis exposure ack`):\n");
+        list(&mut s, &e.earlier.changed);
+    }
+    if !e.earlier.acknowledged.is_empty() {
+        s.push_str("In older versions, values an admin recorded as revoked at their issuer:\n");
+        list(&mut s, &e.earlier.acknowledged);
+    }
+    for note in &e.earlier.incomplete {
+        s.push_str(&format!("Incomplete: {}\n", names::escape(note)));
+    }
+    s.push_str(&format!(
+        "Full inventory: byreis doctor --exposure {}\n",
+        e.member
+    ));
     s.push_str("See docs/forward-secrecy-runbook.md.\n");
     s
 }
@@ -243,7 +277,8 @@ fn removed_before(state: &State, add: &[(String, AgeRecipient)]) -> Vec<String> 
     let mut out = Vec::new();
     for v in &state.audit {
         let e = &v.entry;
-        let Some(removed) = e.details.get("removed").and_then(|r| r.as_array()) else {
+        let details = e.details.value();
+        let Some(removed) = details.get("removed").and_then(|r| r.as_array()) else {
             continue;
         };
         for r in removed {
@@ -251,8 +286,7 @@ fn removed_before(state: &State, add: &[(String, AgeRecipient)]) -> Vec<String> 
             let fp = r.get("fingerprint").and_then(|n| n.as_str()).unwrap_or("");
             for (n, key) in add {
                 if n == name || key.fingerprint() == fp {
-                    let why = e
-                        .details
+                    let why = details
                         .get("reason")
                         .and_then(|r| r.as_str())
                         .map(|r| format!("reason: {}", names::escape(r)))
@@ -276,7 +310,8 @@ fn removed_before(state: &State, add: &[(String, AgeRecipient)]) -> Vec<String> 
 pub struct Prepared {
     pub plan: Plan,
     new: NewReaders,
-    plaintexts: BTreeMap<String, crate::yaml::Secrets>,
+    /// The plaintext of every file to re-encrypt, exactly as decrypted.
+    plaintexts: BTreeMap<String, crate::secret::SecretBytes>,
     reason: Option<String>,
     request: Option<serde_json::Value>,
 }
@@ -313,27 +348,42 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
         }
     }
     // A batch at a time: read, then hash, count stanzas and decrypt on all
-    // cores. Only the plaintexts (small) are kept for every file.
+    // cores. Kept for every file: the plaintext bytes of those to
+    // re-encrypt (a few hundred bytes each, not a parsed map), and the
+    // secret names of those a removed party could read.
     let progress = crate::par::Progress::new("byreis: decrypting  ", needed.len());
     let mut plaintexts = BTreeMap::new();
+    let mut names_read: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in needed.chunks(crate::git::PACK_BATCH) {
         let files = chunk
             .iter()
             .map(|(env, hint)| Ok((state.env_file_unchecked(env)?, *hint)))
             .collect::<Result<Vec<_>, crate::verify::VerifyError>>()?;
         let results = crate::par::map(&files, Some(&progress), |(file, hint)| {
-            agefile::decrypt_hinted(file.check()?, &actor.identity, *hint).map_err(StoreError::from)
+            agefile::decrypt_plaintext(file.check()?, &actor.identity, *hint)
+                .map_err(StoreError::from)
         });
         for ((env, _), r) in chunk.iter().zip(results) {
-            plaintexts.insert(env.to_string(), r?);
+            let (plaintext, secrets) = r?;
+            if affected.contains(*env) {
+                plaintexts.insert(env.to_string(), plaintext);
+            }
+            if req
+                .remove
+                .iter()
+                .any(|n| m.environments[*env].readers.contains(n))
+            {
+                names_read.insert(env.to_string(), secrets.into_keys().collect());
+            }
         }
     }
+    crate::timing::phase("current files decrypted");
     for name in &req.remove {
         let mut could_read = BTreeMap::new();
         for (env, e) in &m.environments {
             if e.readers.contains(name) {
-                let keys = match plaintexts.get(env) {
-                    Some(s) => s.keys().cloned().collect(),
+                let keys = match names_read.get(env) {
+                    Some(keys) => keys.clone(),
                     None => {
                         vec!["(names unknown: you are not a reader of this environment)".to_string()]
                     }
@@ -342,11 +392,36 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
             }
         }
         let mem = m.member(name).expect("checked by plan");
+        // The current files are read above; the inventory adds every older
+        // version addressed to them.
+        let paths: Vec<String> = m
+            .environments
+            .iter()
+            .filter(|(_, e)| e.readers.contains(name))
+            .map(|(env, _)| names::env_file(env))
+            .collect();
+        let current: std::collections::HashSet<git::Oid> = state
+            .project
+            .repo
+            .entry_ids(&state.record.project_commit, &paths)
+            .map_err(|e| StoreError::Refused(e.to_string()))?
+            .into_iter()
+            .flatten()
+            .collect();
+        let earlier = crate::exposure::earlier(state, &actor.identity, name, &current)
+            .unwrap_or_else(|e| crate::exposure::Earlier {
+                incomplete: vec![format!("the history could not be walked: {e}")],
+                ..Default::default()
+            });
         plan.exposures.push(Exposure {
             member: name.clone(),
             fingerprint: mem.fingerprint.clone(),
             could_read,
+            earlier,
         });
+    }
+    if !req.remove.is_empty() {
+        crate::timing::phase("older versions walked (exposure inventory)");
     }
     Ok(Prepared {
         plan,
@@ -387,8 +462,8 @@ pub fn execute(
     };
     // Environments with the same new readers share one parsed recipient
     // list (most projects have a handful of distinct sets, not one per file).
-    // Reader lists are moved, not copied, into the new manifest: at 10,000
-    // files they are the bulk of its memory.
+    // Reader lists are shared (see `Readers`), so moving them into the new
+    // manifest copies no names.
     let mut readers = readers;
     let mut sets: Vec<Vec<AgeRecipient>> = Vec::new();
     let mut jobs = Vec::new();
@@ -398,7 +473,7 @@ pub fn execute(
         for (env, e) in &state.manifest.environments {
             let new_readers = &readers[env];
             if *new_readers != e.readers {
-                let set = *set_of.entry(new_readers.as_slice()).or_insert_with(|| {
+                let set = *set_of.entry(new_readers).or_insert_with(|| {
                     sets.push(new_readers.iter().map(recipient_of).collect());
                     sets.len() - 1
                 });
@@ -428,7 +503,7 @@ pub fn execute(
     let mut changes = Vec::with_capacity(jobs.len() + 1);
     for chunk in jobs.chunks(git::PACK_BATCH) {
         let files = crate::par::map(chunk, Some(&progress), |(env, set)| {
-            agefile::encrypt(&plaintexts[env], &sets[*set])
+            agefile::encrypt_plaintext(&plaintexts[env], &sets[*set])
         });
         let files = files.into_iter().collect::<Result<Vec<_>, _>>()?;
         let ids = repo.store_blobs(&files.iter().map(Vec::as_slice).collect::<Vec<_>>())?;

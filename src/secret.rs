@@ -26,6 +26,27 @@ impl fmt::Debug for SecretValue {
     }
 }
 
+/// A whole plaintext (a decrypted secrets file). Its `Debug` never prints
+/// the bytes.
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> Self {
+        SecretBytes(bytes)
+    }
+
+    /// The bytes themselves; only to encrypt them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([{} bytes redacted])", self.0.len())
+    }
+}
+
 /// Constant-time equality of two byte strings of possibly different length.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -40,6 +61,8 @@ mod tests {
     fn debug_is_redacted() {
         let v = SecretValue::new(Zeroizing::new("hunter2".into()));
         assert!(!format!("{v:?}").contains("hunter2"));
+        let b = SecretBytes::new(Zeroizing::new(b"hunter2".to_vec()));
+        assert!(!format!("{b:?}").contains("hunter2"));
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));

@@ -10,7 +10,7 @@ use crate::agefile;
 use crate::audit;
 use crate::diag::Code;
 use crate::documents::{
-    self, Admin, Config, Environment, Manifest, Member, Pending, Record, CONFIG_FORMAT,
+    self, Admin, Config, Environment, Manifest, Member, Pending, Readers, Record, CONFIG_FORMAT,
     MANIFEST_FORMAT, RECORD_FORMAT,
 };
 use crate::failpoint;
@@ -221,9 +221,9 @@ pub fn commit_changes(
         } else {
             Secrets::new()
         };
-        let readers: Vec<String> = match old.environments.get(env) {
+        let readers: Readers = match old.environments.get(env) {
             Some(e) => e.readers.clone(),
-            None => old.default_readers.clone(),
+            None => old.default_readers.clone().into(),
         };
         if readers.is_empty() {
             return Err(StoreError::Refused(format!(
@@ -303,7 +303,7 @@ pub(crate) fn next_manifest(
         counter_to: counter,
         roster_version,
         prev: state.audit.last().map(|v| v.hash.clone()),
-        details,
+        details: details.into(),
     };
     let line = audit::make_line(&entry, &actor.signer)?;
     let mut audit_text = state
@@ -311,6 +311,7 @@ pub(crate) fn next_manifest(
         .repo
         .read_file(&state.record.project_commit, audit::PATH)?
         .unwrap_or_default();
+    audit_text.reserve_exact(line.len() + 1);
     audit_text.extend_from_slice(line.as_bytes());
     audit_text.push(b'\n');
 
@@ -908,7 +909,7 @@ pub fn init_project(
         counter_to: 1,
         roster_version: latest.version,
         prev: None,
-        details: serde_json::json!({"members_added": [admin.name.clone()]}),
+        details: serde_json::json!({"members_added": [admin.name.clone()]}).into(),
     };
     let line = audit::make_line(&entry, &actor.signer)?;
     let manifest = Manifest {
@@ -1175,7 +1176,7 @@ pub fn change_roster(
         counter_to: new.version,
         roster_version: new.version,
         prev,
-        details: serde_json::json!({"admin": who, "signing_fingerprint": fp(&who)}),
+        details: serde_json::json!({"admin": who, "signing_fingerprint": fp(&who)}).into(),
     };
     let line = audit::make_line(&entry, &actor.signer)?;
     new.audit_head = Some(audit::line_hash(&line));

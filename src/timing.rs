@@ -1,4 +1,4 @@
-//! Phase timings on stderr when `BYREIS_TIMINGS` is set (for
+//! Phase timings (and the peak resident set so far) on stderr when `BYREIS_TIMINGS` is set (for
 //! `scripts/bench-rotate.sh`; never on by default).
 
 use std::sync::OnceLock;
@@ -18,8 +18,17 @@ pub fn init() {
 pub fn phase(phase: &str) {
     if std::env::var_os("BYREIS_TIMINGS").is_some() {
         eprintln!(
-            "timing: {:>8.1} ms  {phase}",
-            start().elapsed().as_secs_f64() * 1000.0
+            "timing: {:>8.1} ms  {:>5} MiB peak RSS  {phase}",
+            start().elapsed().as_secs_f64() * 1000.0,
+            peak_rss_mib().map_or_else(|| "?".to_owned(), |m| m.to_string()),
         );
     }
+}
+
+/// The process's peak resident set so far (`VmHWM`), where `/proc` has it.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }

@@ -621,7 +621,7 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
     }
     for (env, e) in &m.environments {
         names::check(Kind::Environment, env).map_err(|e| e.to_string())?;
-        for r in &e.readers {
+        for r in e.readers.iter() {
             if !known(r) {
                 return Err(format!(
                     "environment {env}: reader {} is not a member",
@@ -1220,7 +1220,7 @@ impl State {
 
     /// Recipients of `env` as the verified manifest lists them, in order.
     pub fn readers(&self, env: &str) -> Vec<AgeRecipient> {
-        let names = match self.manifest.environments.get(env) {
+        let names: &[String] = match self.manifest.environments.get(env) {
             Some(e) => &e.readers,
             None => &self.manifest.default_readers,
         };

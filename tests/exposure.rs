@@ -259,3 +259,84 @@ fn shallow_clone_is_reported_incomplete() {
     assert_eq!(rows[1]["flags"], serde_json::json!([]), "{h}");
     assert_eq!(rows[1]["commit_signature_ok"], true, "{h}");
 }
+
+/// The forward-secrecy warning of `rotate --remove` lists, from the
+/// exposure inventory, what the party could read in older versions too:
+/// values still in use (in an environment they no longer read), values
+/// changed in byreis since, and values acknowledged as revoked.
+#[test]
+fn removal_warning_uses_the_inventory() {
+    // prod {DB, API}, staging {DB}.
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    let add_bob = format!("bob={}", bob.recipient);
+    assert_ok(&w.rotate(&["--add", &add_bob]), "add bob everywhere");
+    w.set("prod", "OLD", "old-while-bob");
+    assert_ok(
+        &w.alice_run_stdin(&["unset", "prod", "OLD"], ""),
+        "unset OLD",
+    );
+    w.set("prod", "API", "api-v2");
+    let o = w.alice_run(&[
+        "exposure", "ack", "bob", "API", "--env", "prod", "--note", "revoked",
+    ]);
+    assert_ok(&o, "ack the old API value");
+    assert_ok(
+        &w.rotate(&["--remove", "bob", "--env", "staging"]),
+        "bob leaves staging",
+    );
+
+    let o = w.rotate(&["--remove", "bob", "--format", "json"]);
+    assert_ok(&o, "remove bob");
+    assert_no_leak(
+        &o,
+        &[PROD_DB, STAGING_DB, PROD_API, "old-while-bob", "api-v2"],
+        "removal warning",
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &v["exposures"][0];
+    assert_eq!(e["member"], "bob", "{v}");
+    // Current files: prod only (bob left staging before).
+    assert_eq!(
+        e["could_read"],
+        serde_json::json!({"prod": ["API", "DB"]}),
+        "{v}"
+    );
+    let earlier = &e["earlier"];
+    assert_eq!(
+        earlier["still_in_use"],
+        serde_json::json!({"prod": ["DB"], "staging": ["DB"]}),
+        "{v}"
+    );
+    assert_eq!(
+        earlier["changed"],
+        serde_json::json!({"prod": ["OLD"]}),
+        "{v}"
+    );
+    assert_eq!(
+        earlier["acknowledged"],
+        serde_json::json!({"prod": ["API"]}),
+        "{v}"
+    );
+    assert_eq!(earlier["incomplete"], serde_json::json!([]), "{v}");
+    let err = stderr(&o);
+    for needle in [
+        "In older versions, values still in use today:",
+        "  staging: DB",
+        "values changed in byreis since",
+        "  prod: OLD",
+        "recorded as revoked at their issuer:",
+        "Full inventory: byreis doctor --exposure bob",
+        "docs/forward-secrecy-runbook.md",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?}\n{err}");
+    }
+    // The JSON field carries the same warning.
+    assert!(
+        v["forward_secrecy_warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("  prod: OLD"),
+        "{v}"
+    );
+}

@@ -23,7 +23,9 @@ pub struct Args {
     /// The fingerprint the contributor sent you (non-interactive runs).
     #[arg(long, value_name = "FP", requires = "from_request")]
     pub confirm_fingerprint: Option<String>,
-    /// Remove a member.
+    /// Remove a member. Prints the forward-secrecy warning: what they could
+    /// read, now and in older versions (the exposure inventory); removal
+    /// does not take it back.
     #[arg(long, value_name = "NAME")]
     pub remove: Vec<String>,
     /// Limit the change to these environments (default: all).
@@ -219,7 +221,7 @@ pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     // after landing; when it was interrupted, do it now.
     let state = verify::load(ctx)?;
     if let Some(last) = state.audit.last().filter(|v| v.entry.action == "rotate") {
-        if let Some(r) = last.entry.details.get("request") {
+        if let Some(r) = last.entry.details.value().get("request") {
             super::requests::record_absorbed_after_resume(ctx, &state, &actor, r, counter)?;
         }
     }
