@@ -1108,3 +1108,135 @@ fn owned_registry_record(w: &World) -> Vec<(String, Vec<u8>)> {
         .map(|p| (p.to_string(), fs::read(w.reg.join(p)).unwrap()))
         .collect()
 }
+
+/// `byreis set` killed at every step boundary of its write: the value is
+/// never lost (the old one is served until the new one is recorded),
+/// `doctor` names the state, and `rotate --resume` (which finishes any
+/// pending signed change) or `--abort` leaves a clean `doctor`.
+#[test]
+fn set_killed_at_every_step_then_resume_or_abort() {
+    let (w, _bob, _origin) = small_world_with_origin();
+    let plan = [
+        ("prepared", Expect::Old, None),
+        ("commit-object", Expect::Old, None),
+        (
+            "begun",
+            Expect::Pending {
+                branch_moved: false,
+                pushed: false,
+            },
+            Some(Recover::Resume),
+        ),
+        (
+            "branch",
+            Expect::Pending {
+                branch_moved: true,
+                pushed: false,
+            },
+            Some(Recover::Abort),
+        ),
+        (
+            "project-pushed",
+            Expect::Pending {
+                branch_moved: true,
+                pushed: true,
+            },
+            Some(Recover::Resume),
+        ),
+        ("recorded", Expect::New, None),
+    ];
+    let covered: Vec<&str> = plan.iter().map(|p| p.0).collect();
+    assert_eq!(
+        covered,
+        [
+            "prepared",
+            "commit-object",
+            "begun",
+            "branch",
+            "project-pushed",
+            "recorded"
+        ],
+        "every step the code defines is covered"
+    );
+    let mut current = PROD_DB.to_string();
+    for (step, expect, recover) in plan {
+        let what = format!("set killed at {step}");
+        let new = format!("db-value-set-at-{step}");
+        let counter = w.record_counter();
+        let (proj0, reg0) = w.heads();
+        let o = run_env(
+            &w.alice.home,
+            &w.proj,
+            &["set", "prod", "DB"],
+            Some(&format!("{new}\n")),
+            &[("BYREIS_TEST_KILL_AT", step)],
+        );
+        assert!(killed(&o), "{what}: expected SIGKILL\n{}", dump(&o));
+        // Nothing is lost: staging is untouched, and prod serves a whole
+        // state (the old value until the new one is recorded).
+        w.assert_get("staging", "DB", STAGING_DB);
+        w.assert_get("prod", "API", PROD_API);
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        match expect {
+            Expect::Old => {
+                assert_doctor_ok(&o, &v, &what);
+                w.assert_get("prod", "DB", &current);
+                assert_eq!(w.heads(), (proj0, reg0), "{what}: nothing moved");
+                assert_eq!(w.record_counter(), counter, "{what}");
+                assert_nothing_to_recover(&w, &what);
+            }
+            Expect::New => {
+                assert_doctor_ok(&o, &v, &what);
+                w.assert_get("prod", "DB", &new);
+                assert_eq!(w.record_counter(), counter + 1, "{what}");
+                assert_nothing_to_recover(&w, &what);
+                current = new;
+            }
+            Expect::Pending {
+                branch_moved,
+                pushed: _,
+            } => {
+                assert_doctor_pending(&o, &v, &what);
+                w.assert_get("prod", "DB", &current);
+                assert_eq!(
+                    w.record_counter(),
+                    counter,
+                    "{what}: reads serve the old counter"
+                );
+                let p = w
+                    .pending_commit()
+                    .expect("the record names the pending commit");
+                assert_eq!(
+                    w.heads().0.as_deref() == Some(p.as_str()),
+                    branch_moved,
+                    "{what}: where the branch is"
+                );
+                // Another write waits for the pending one.
+                let o = w.alice_run_stdin(&["set", "prod", "OTHER"], "x\n");
+                assert_refused(&o, &["change-pending"], &what);
+                match recover.expect("a pending state is recovered") {
+                    Recover::Resume => {
+                        assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
+                        assert_eq!(w.record_counter(), counter + 1, "{what}");
+                        w.assert_get("prod", "DB", &new);
+                        current = new;
+                    }
+                    Recover::Abort => {
+                        assert_ok(
+                            &w.alice_run(&["rotate", "--abort"]),
+                            &format!("{what}: abort"),
+                        );
+                        assert_eq!(w.record_counter(), counter, "{what}");
+                        w.assert_get("prod", "DB", &current);
+                    }
+                }
+                let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+                assert_doctor_ok(&o, &v, &format!("{what}, recovered"));
+                assert_nothing_to_recover(&w, &what);
+            }
+        }
+    }
+    // The values set at begun, project-pushed and recorded each landed in
+    // turn; the one at branch was aborted.
+    w.assert_get("prod", "DB", "db-value-set-at-recorded");
+}

@@ -340,3 +340,76 @@ fn removal_warning_uses_the_inventory() {
         "{v}"
     );
 }
+
+/// An admin squashes the project's history into one commit (same tree,
+/// signed with their key) and re-pins the registry record to it by hand:
+/// everything still verifies, and the rotation history says which
+/// rotations' commits are gone (`commit-missing`) instead of hiding them.
+#[test]
+fn squashed_history_flags_the_missing_rotation_commit() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    assert_ok(
+        &w.rotate(&["--add", &format!("bob={}", bob.recipient)]),
+        "add bob",
+    );
+    assert_ok(&w.rotate(&["--remove", "bob"]), "remove bob");
+    let key = w.alice.home.join("signing_key");
+    let git_signed = |dir: &std::path::Path, args: &[&str]| {
+        let mut a = vec![
+            "-c",
+            "gpg.format=ssh",
+            "-c",
+            "user.name=alice",
+            "-c",
+            "user.email=alice@example.test",
+        ];
+        let k = format!("user.signingkey={}", key.display());
+        a.extend(["-c", &k]);
+        a.extend_from_slice(args);
+        w.git_ok(dir, &a).trim().to_string()
+    };
+
+    let old = w.git_ok(&w.proj, &["rev-parse", "HEAD"]).trim().to_string();
+    let tree = w
+        .git_ok(&w.proj, &["rev-parse", "HEAD^{tree}"])
+        .trim()
+        .to_string();
+    let squashed = git_signed(
+        &w.proj,
+        &["commit-tree", &tree, "-S", "-m", "squash history"],
+    );
+    w.git_ok(&w.proj, &["reset", "-q", "--soft", &squashed]);
+    let record = w.reg.join("projects/demo/record.yaml");
+    replace_in_file(&record, &old, &squashed);
+    w.ssh_sign(&key, "record@byreis.dev", &record);
+    git_signed(
+        &w.reg,
+        &["commit", "-q", "-S", "-a", "-m", "re-pin after squash"],
+    );
+
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "the squashed, re-pinned state verifies");
+    w.assert_get("prod", "DB", PROD_DB);
+
+    let o = w.alice_run(&["doctor", "--rotation-history", "--format", "json"]);
+    let h = json(&o);
+    let rows = h["rotations"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{h}");
+    // The add's commit is gone; the removal's manifest is the squashed
+    // commit's, so its row points there.
+    assert_eq!(
+        rows[0]["flags"],
+        serde_json::json!(["commit-missing"]),
+        "{h}"
+    );
+    assert_eq!(rows[0]["commit"], Value::Null, "{h}");
+    assert_eq!(rows[1]["commit"], squashed.as_str(), "{h}");
+    assert_eq!(rows[1]["commit_signature_ok"], true, "{h}");
+    assert_eq!(h["history"], "complete", "{h}");
+    // A finding fails the run, so CI can gate on it; the text form names it.
+    assert_exit(&o, 3, "a flagged rotation history");
+    let o = w.alice_run(&["doctor", "--rotation-history"]);
+    assert_exit(&o, 3, "a flagged rotation history (text)");
+    assert!(stdout(&o).contains("FLAGGED: commit-missing"), "{}", dump(&o));
+}

@@ -477,6 +477,19 @@ pub fn rotation_history(ctx: &Context, since: Option<&str>, format: Format) -> C
             }
         }
     }
+    // A finding fails the run (exit 3) so CI can gate on it; history that a
+    // shallow clone does not have is not a finding.
+    let findings = rows
+        .iter()
+        .flat_map(|r| &r.flags)
+        .filter(|f| **f != "history-unavailable")
+        .count();
+    if findings > 0 {
+        eprintln!(
+            "byreis: {findings} finding(s) in the rotation history (see FLAGGED; docs/auditing.md says what each means)"
+        );
+        return Err(CliError::Exit(3));
+    }
     Ok(())
 }
 
