@@ -306,3 +306,111 @@ fn an_interrupted_absorb_is_recorded_on_resume() {
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
     assert_doctor_ok(&o, &v, "doctor after resume");
 }
+
+/// Absorbing a request, killed at every step boundary of its rotation:
+/// nothing is lost, `doctor` names the state, and after `--resume` the
+/// request is absorbed (decision recorded, member reads) or after
+/// `--abort` it is still requested and can be absorbed again.
+#[test]
+fn absorb_killed_at_every_step_then_resume_or_abort() {
+    let w = World::with_secrets();
+    let plan = [
+        ("prepared", None),
+        ("commit-object", None),
+        ("begun", Some("resume")),
+        ("branch", Some("abort")),
+        ("project-pushed", Some("resume")),
+        ("recorded", None),
+    ];
+    for (i, (step, recover)) in plan.into_iter().enumerate() {
+        let what = format!("absorb killed at {step}");
+        let name = format!("member{i}");
+        let p = keygen(&w.root, &name);
+        let fp = request_access(&w, &p, &[]);
+        let branch = format!("byreis/request/{name}");
+        let o = w.alice_run_env(&absorb_args(&branch, &fp), &[("BYREIS_TEST_KILL_AT", step)]);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&o.status),
+            Some(9),
+            "{what}: expected SIGKILL\n{}",
+            dump(&o)
+        );
+        w.assert_get("prod", "DB", PROD_DB);
+        w.assert_get("staging", "DB", STAGING_DB);
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        let state = |w: &World| stdout(&w.alice_run(&["request", "show", &branch]));
+        match recover {
+            None if step == "recorded" => {
+                // The rotation landed; the decision is recorded by the next
+                // `rotate --resume` (nothing else is pending).
+                assert_doctor_ok(&o, &v, &what);
+                assert!(
+                    state(&w).contains("run `byreis rotate --resume`"),
+                    "{what}: {}",
+                    state(&w)
+                );
+                let o = w.alice_run(&["rotate", "--resume", "--yes"]);
+                assert_ok(&o, &format!("{what}: resume records the decision"));
+                assert!(
+                    state(&w).contains("state: absorbed"),
+                    "{what}: {}",
+                    state(&w)
+                );
+                assert_ok(&w.run_as(&p, &["get", "prod", "DB"]), &what);
+            }
+            None => {
+                assert_doctor_ok(&o, &v, &what);
+                assert!(
+                    state(&w).contains("state: requested"),
+                    "{what}: {}",
+                    state(&w)
+                );
+                assert_failed(&w.run_as(&p, &["get", "prod", "DB"]), &what);
+                // Nothing happened: absorbing now works.
+                assert_ok(&absorb(&w, &branch, &fp), &format!("{what}: absorb again"));
+                assert!(
+                    state(&w).contains("state: absorbed"),
+                    "{what}: {}",
+                    state(&w)
+                );
+            }
+            Some("resume") => {
+                assert_doctor_pending(&o, &v, &what);
+                assert!(
+                    state(&w).contains("state: requested"),
+                    "{what}: {}",
+                    state(&w)
+                );
+                let o = w.alice_run(&["rotate", "--resume", "--yes"]);
+                assert_ok(&o, &format!("{what}: resume"));
+                assert!(
+                    state(&w).contains("state: absorbed"),
+                    "{what}: {}",
+                    state(&w)
+                );
+                assert_ok(&w.run_as(&p, &["get", "prod", "DB"]), &what);
+            }
+            Some(_) => {
+                assert_doctor_pending(&o, &v, &what);
+                assert_ok(
+                    &w.alice_run(&["rotate", "--abort"]),
+                    &format!("{what}: abort"),
+                );
+                assert!(
+                    state(&w).contains("state: requested"),
+                    "{what}: {}",
+                    state(&w)
+                );
+                assert_failed(&w.run_as(&p, &["get", "prod", "DB"]), &what);
+                assert_ok(&absorb(&w, &branch, &fp), &format!("{what}: absorb again"));
+                assert!(
+                    state(&w).contains("state: absorbed"),
+                    "{what}: {}",
+                    state(&w)
+                );
+            }
+        }
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        assert_doctor_ok(&o, &v, &format!("{what}, recovered"));
+    }
+}

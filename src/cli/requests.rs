@@ -166,6 +166,18 @@ fn load_with_state(
     Ok((loaded, d, st))
 }
 
+/// Whether the newest audit entry is a rotation that absorbed the request
+/// whose file hashes to `sha256`.
+fn absorbed_by_last_rotation(state: &verify::State, sha256: &str) -> bool {
+    state
+        .audit
+        .last()
+        .filter(|v| v.entry.action == "rotate")
+        .is_some_and(|v| {
+            v.entry.details.value()["request"]["request_sha256"].as_str() == Some(sha256)
+        })
+}
+
 /// Shows what may be shown before a fingerprint is typed: nothing derived
 /// from the key.
 fn describe(loaded: &Loaded, st: State) -> Vec<String> {
@@ -239,6 +251,14 @@ pub fn show(ctx: &Context, reference: &str) -> CliResult {
     let (loaded, d, st) = load_with_state(&state, reference)?;
     for line in describe(&loaded, st) {
         println!("{line}");
+    }
+    let decided = d
+        .as_ref()
+        .is_some_and(|d| d.request_sha256 == loaded.sha256);
+    if !decided && absorbed_by_last_rotation(&state, &loaded.sha256) {
+        println!(
+            "note: the last rotation absorbed this request, but its decision is not recorded (that rotation was stopped); run `byreis rotate --resume` to record it"
+        );
     }
     if let Some(d) = d.filter(|d| d.request_sha256 == loaded.sha256) {
         println!(
@@ -404,24 +424,27 @@ fn decide(
 /// absorbed request: records the decision from that entry (signed by this
 /// admin) unless one for the same request bytes exists. The pull request a
 /// GitHub request came from is not closed here: the admin closes it.
+/// Records that the last rotation absorbed request `r`, if its decision is
+/// not in the registry yet (the rotation was interrupted after it landed,
+/// or was finished by `--resume`). Returns whether it recorded one.
 pub fn record_absorbed_after_resume(
     ctx: &Context,
     state: &verify::State,
     actor: &Actor,
     r: &serde_json::Value,
     counter: u64,
-) -> CliResult {
+) -> Result<bool, CliError> {
     let (Some(name), Some(fp), Some(sha)) = (
         r["name"].as_str(),
         r["fingerprint"].as_str(),
         r["request_sha256"].as_str(),
     ) else {
-        return Ok(());
+        return Ok(false);
     };
     let project = &state.manifest.project;
     let existing = request::decision(&state.registry, project, name, &admin_keys(state))?;
     if existing.is_some_and(|d| d.request_sha256 == sha) {
-        return Ok(());
+        return Ok(false);
     }
     let admin = crate::store::check_writable(state, actor)?.clone();
     let decision = Decision {
@@ -443,7 +466,7 @@ pub fn record_absorbed_after_resume(
         "byreis: recorded in the registry that the request of {} was absorbed at counter {counter} (a pull request it came from is not closed by --resume: close it on GitHub)",
         names::escape(name)
     );
-    Ok(())
+    Ok(true)
 }
 
 /// Signs `decision` as `admin_name` and records it in the registry.

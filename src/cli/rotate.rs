@@ -205,6 +205,11 @@ fn confirm(ctx: &Context, yes: bool, prompt: &str) -> CliResult {
 pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     let state = verify::load(ctx)?;
     let actor = Actor::load(&ctx.home)?;
+    // A rotation that absorbed an access request landed but was stopped
+    // before the registry recorded the decision: finish that part.
+    if state.record.pending.is_none() && record_absorption(ctx, &state, &actor)? {
+        return Ok(());
+    }
     let (pending, new) = crate::store::verify_pending(&state)?;
     let old = &state.manifest;
     eprintln!(
@@ -220,12 +225,25 @@ pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     // A rotation that absorbed an access request records its decision
     // after landing; when it was interrupted, do it now.
     let state = verify::load(ctx)?;
-    if let Some(last) = state.audit.last().filter(|v| v.entry.action == "rotate") {
-        if let Some(r) = last.entry.details.value().get("request") {
-            super::requests::record_absorbed_after_resume(ctx, &state, &actor, r, counter)?;
-        }
-    }
+    record_absorption(ctx, &state, &actor)?;
     Ok(())
+}
+
+/// Records the decision of the request the last rotation absorbed, if the
+/// registry does not have it yet. Returns whether it recorded one.
+fn record_absorption(
+    ctx: &Context,
+    state: &verify::State,
+    actor: &Actor,
+) -> Result<bool, CliError> {
+    let Some(last) = state.audit.last().filter(|v| v.entry.action == "rotate") else {
+        return Ok(false);
+    };
+    let details = last.entry.details.value();
+    let Some(r) = details.get("request") else {
+        return Ok(false);
+    };
+    super::requests::record_absorbed_after_resume(ctx, state, actor, r, last.entry.counter_to)
 }
 
 /// `rotate --abort`: return to the last complete state.
