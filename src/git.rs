@@ -224,6 +224,16 @@ impl Repo {
         Ok(out)
     }
 
+    /// The commit `rev` names (an id, a branch, `HEAD~2`…), as a full id.
+    pub fn resolve_commit(&self, rev: &str) -> Result<String, GitError> {
+        Ok(self
+            .repo
+            .revparse_single(rev)?
+            .peel_to_commit()?
+            .id()
+            .to_string())
+    }
+
     /// The content of blob `id`.
     pub fn blob(&self, id: Oid) -> Result<Vec<u8>, GitError> {
         Ok(self.repo.find_blob(id)?.content().to_vec())

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod diag;
+pub mod diff;
 pub mod doctor;
 pub mod documents;
 pub mod editor;

@@ -111,21 +111,7 @@ fn push_branch(state: &State, branch: &str) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// What a name-level change to one environment is.
-#[derive(Debug, Clone, Serialize)]
-pub struct EnvDiff {
-    pub env: String,
-    pub added: Vec<String>,
-    pub changed: Vec<String>,
-    pub removed: Vec<String>,
-    /// Names `exec` would refuse to pass (they load code).
-    pub loads_code: Vec<String>,
-    /// New values, only with `--show-values`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<(String, String)>,
-    /// Whether you could read both states (else names are not known).
-    pub readable: bool,
-}
+pub use crate::diff::EnvDiff;
 
 /// A proposal checked independently by the approving admin, ready to be
 /// shown before they sign.
@@ -368,36 +354,7 @@ pub fn review(
         } else {
             Some(Default::default())
         };
-        let mut d = EnvDiff {
-            env: env.clone(),
-            added: Vec::new(),
-            changed: Vec::new(),
-            removed: Vec::new(),
-            loads_code: Vec::new(),
-            values: Vec::new(),
-            readable: false,
-        };
-        if let (Some(new), Some(old)) = (&new, &old) {
-            d.readable = true;
-            for (k, val) in new {
-                match old.get(k) {
-                    None => d.added.push(k.clone()),
-                    Some(o) if o != val => d.changed.push(k.clone()),
-                    _ => {}
-                }
-                if crate::exec::loads_code(k) && !m.exec_allow.contains(k) {
-                    d.loads_code.push(k.clone());
-                }
-                if show_values && !matches!(old.get(k), Some(o) if o == val) {
-                    d.values.push((k.clone(), names::escape(val.expose())));
-                }
-            }
-            for k in old.keys() {
-                if !new.contains_key(k) {
-                    d.removed.push(k.clone());
-                }
-            }
-        }
+        let d = crate::diff::env_diff(env, old.as_ref(), new.as_ref(), &m.exec_allow, show_values);
         envs.push(d);
     }
 

@@ -411,5 +411,9 @@ fn squashed_history_flags_the_missing_rotation_commit() {
     assert_exit(&o, 3, "a flagged rotation history");
     let o = w.alice_run(&["doctor", "--rotation-history"]);
     assert_exit(&o, 3, "a flagged rotation history (text)");
-    assert!(stdout(&o).contains("FLAGGED: commit-missing"), "{}", dump(&o));
+    assert!(
+        stdout(&o).contains("FLAGGED: commit-missing"),
+        "{}",
+        dump(&o)
+    );
 }

@@ -682,3 +682,79 @@ fn values_round_trip_exactly() {
     assert!(plain.contains("NULLISH: \"null\""), "{plain}");
     assert!(plain.contains("BOOLISH: \"yes\""), "{plain}");
 }
+
+/// `byreis diff [REV]`: the name-level change between an earlier signed
+/// state and the current one, never a value; names only where the caller
+/// reads both states; names `exec` refuses are flagged.
+#[test]
+fn diff_shows_the_name_level_change_since_a_revision() {
+    // prod {DB, API}, staging {DB}.
+    let w = World::with_secrets();
+    let before = w.git_ok(&w.proj, &["rev-parse", "HEAD"]).trim().to_string();
+    w.set("prod", "DB", "db-v2");
+    w.set("prod", "LD_PRELOAD", "/tmp/evil.so");
+    assert_ok(
+        &w.alice_run_stdin(&["unset", "staging", "DB"], ""),
+        "unset staging DB",
+    );
+    let bob = keygen(&w.root, "bob");
+    assert_ok(
+        &w.rotate(&[
+            "--add",
+            &format!("bob={}", bob.recipient),
+            "--env",
+            "staging",
+        ]),
+        "bob reads staging",
+    );
+
+    let o = w.alice_run(&["diff", &before, "--format", "json"]);
+    assert_ok(&o, "diff REV");
+    assert_no_leak(&o, &[PROD_DB, "db-v2", "/tmp/evil.so", STAGING_DB], "diff");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["from_commit"], before.as_str(), "{v}");
+    let env = |name: &str| {
+        v["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["env"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {v}"))
+    };
+    let prod = env("prod");
+    assert_eq!(prod["readable"], true, "{v}");
+    assert_eq!(prod["added"], serde_json::json!(["LD_PRELOAD"]), "{v}");
+    assert_eq!(prod["changed"], serde_json::json!(["DB"]), "{v}");
+    assert_eq!(prod["removed"], serde_json::json!([]), "{v}");
+    assert_eq!(prod["loads_code"], serde_json::json!(["LD_PRELOAD"]), "{v}");
+    assert_eq!(env("staging")["removed"], serde_json::json!(["DB"]), "{v}");
+    assert!(
+        v["readers"].to_string().contains("bob"),
+        "the reader change is shown: {v}"
+    );
+
+    // Default REV: the state before the last signed change (the rotation):
+    // staging was re-encrypted, no value changed.
+    let o = w.alice_run(&["diff"]);
+    assert_ok(&o, "diff");
+    let text = stdout(&o);
+    assert!(
+        text.contains("staging: re-encrypted, no value changed"),
+        "{text}"
+    );
+    assert!(!text.contains("prod"), "only the last change: {text}");
+
+    // bob reads staging now but not then, and never prod: no names.
+    let o = w.run_as(&bob, &["diff", &before, "--format", "json"]);
+    assert_ok(&o, "diff as bob");
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for e in b["envs"].as_array().unwrap() {
+        assert_eq!(e["readable"], false, "{b}");
+        assert_eq!(e["added"], serde_json::json!([]), "{b}");
+    }
+
+    // A revision that is not a commit of the project is refused.
+    let o = w.alice_run(&["diff", "no-such-rev"]);
+    assert_failed(&o, "diff of an unknown revision");
+}

@@ -143,6 +143,60 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
     Ok(())
 }
 
+/// `byreis diff [REV]`: the name-level change from the state at REV.
+pub fn diff(ctx: &Context, rev: Option<&str>, format: Format) -> CliResult {
+    let state = verified(ctx)?;
+    let identity = AgeIdentity::load(&ctx.home)?;
+    let d = crate::diff::diff(&state, &identity, rev)?;
+    if format == Format::Json {
+        println!("{}", json!(d));
+        return Ok(());
+    }
+    let short = |c: &str| c[..12.min(c.len())].to_string();
+    println!(
+        "from counter {} (commit {}) to counter {} (commit {})",
+        d.from_counter,
+        short(&d.from_commit),
+        d.to_counter,
+        short(&d.to_commit)
+    );
+    for line in &d.readers {
+        println!("  {line}");
+    }
+    for e in &d.envs {
+        if !e.readable {
+            println!(
+                "  {}: the file changed; you cannot read both states, so the names are not known",
+                e.env
+            );
+            continue;
+        }
+        for (what, list) in [
+            ("added", &e.added),
+            ("changed", &e.changed),
+            ("removed", &e.removed),
+        ] {
+            if !list.is_empty() {
+                println!("  {}: {what}: {}", e.env, list.join(", "));
+            }
+        }
+        if e.added.is_empty() && e.changed.is_empty() && e.removed.is_empty() {
+            println!("  {}: re-encrypted, no value changed", e.env);
+        }
+        if !e.loads_code.is_empty() {
+            println!(
+                "  {}: WARNING: exec refuses these names (they load code): {}",
+                e.env,
+                e.loads_code.join(", ")
+            );
+        }
+    }
+    if d.readers.is_empty() && d.envs.is_empty() {
+        println!("  no change");
+    }
+    Ok(())
+}
+
 pub fn get(ctx: &Context, env: &str, key: &str, format: Format) -> CliResult {
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;

@@ -138,6 +138,17 @@ pub enum Command {
     /// Removal does not take back what someone already read: they keep every
     /// value and every old commit. See docs/forward-secrecy-runbook.md.
     Rotate(rotate::Args),
+    /// Show what changed, by secret name, between an earlier signed state
+    /// and the current one (values are never shown). Names are listed where
+    /// you can read both states.
+    Diff {
+        /// A commit of the project holding an earlier signed state (default:
+        /// the state before the last signed change).
+        #[arg(value_name = "REV")]
+        rev: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// For deploy pipelines: keyless check that the checked-out state is
     /// exactly the one the registry pins, unexpired, every file matching.
     /// Exit 0 when it is, 3 (with the code) when not.
@@ -497,6 +508,7 @@ pub fn main() -> i32 {
             command: RequestCommand::Reject { reference, reason },
         } => requests::reject(&ctx, &reference, reason),
         Command::Verify { format } => daily::deploy_verify(&ctx, format),
+        Command::Diff { rev, format } => daily::diff(&ctx, rev.as_deref(), format),
         Command::Doctor {
             format,
             rotation_history,

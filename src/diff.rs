@@ -1,0 +1,196 @@
+//! `byreis diff [REV]`: the name-level change between an earlier signed
+//! state and the current one, for review. Values are never shown; secret
+//! names are known only where you can read both states.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::agefile;
+use crate::documents::Manifest;
+use crate::keys::AgeIdentity;
+use crate::names;
+use crate::signed::sha256_hex;
+use crate::verify::{self, SignerRule, State, VerifyError, MANIFEST_PATH, MANIFEST_SIG_PATH};
+use crate::yaml::Secrets;
+
+/// What changed in one environment, by secret name.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvDiff {
+    pub env: String,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    /// Names `exec` would refuse to pass (they load code).
+    pub loads_code: Vec<String>,
+    /// New values, only where the caller asked for them (`approve
+    /// --show-values`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(String, String)>,
+    /// Whether you could read both states (else names are not known).
+    pub readable: bool,
+}
+
+/// The name-level change of `env` from `old` to `new` (`None`: you cannot
+/// read that state). Names `exec` refuses, unless `exec_allow` lists them,
+/// are flagged; new and changed values are kept only with `show_values`.
+pub fn env_diff(
+    env: &str,
+    old: Option<&Secrets>,
+    new: Option<&Secrets>,
+    exec_allow: &[String],
+    show_values: bool,
+) -> EnvDiff {
+    let mut d = EnvDiff {
+        env: env.to_string(),
+        added: Vec::new(),
+        changed: Vec::new(),
+        removed: Vec::new(),
+        loads_code: Vec::new(),
+        values: Vec::new(),
+        readable: false,
+    };
+    let (Some(old), Some(new)) = (old, new) else {
+        return d;
+    };
+    d.readable = true;
+    for (k, val) in new {
+        match old.get(k) {
+            None => d.added.push(k.clone()),
+            Some(o) if o != val => d.changed.push(k.clone()),
+            _ => {}
+        }
+        if crate::exec::loads_code(k) && !exec_allow.contains(k) {
+            d.loads_code.push(k.clone());
+        }
+        if show_values && !matches!(old.get(k), Some(o) if o == val) {
+            d.values.push((k.clone(), names::escape(val.expose())));
+        }
+    }
+    for k in old.keys() {
+        if !new.contains_key(k) {
+            d.removed.push(k.clone());
+        }
+    }
+    d
+}
+
+/// The change from the signed state at commit `rev` to the current one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diff {
+    pub from_commit: String,
+    pub from_counter: u64,
+    pub to_commit: String,
+    pub to_counter: u64,
+    /// Member and reader changes, as `rotate --resume` shows them.
+    pub readers: Vec<String>,
+    /// Environments whose file changed.
+    pub envs: Vec<EnvDiff>,
+}
+
+/// Compares the verified current state with the state at `rev` (default:
+/// the parent of the pinned commit). The manifest at `rev` must verify
+/// (signed by an admin of the roster version it names) and each file there
+/// must match its hash before it is decrypted.
+pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<Diff, VerifyError> {
+    let repo = &state.project.repo;
+    let bad = |m: String| VerifyError {
+        code: crate::diag::Code::ManifestInvalid,
+        detail: m,
+    };
+    let pinned = state.record.project_commit.clone();
+    let from = match rev {
+        Some(r) => repo
+            .resolve_commit(r)
+            .map_err(|e| bad(format!("{}: {e}", names::quoted(r))))?,
+        None => repo
+            .parent_of(&pinned)
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("the pinned commit has no parent: give a REV".into()))?
+            .to_string(),
+    };
+    let read = |path: &str| {
+        repo.read_file(&from, path)
+            .map_err(|e| bad(format!("{path} at {from}: {e}")))
+    };
+    let mbytes =
+        read(MANIFEST_PATH)?.ok_or_else(|| bad(format!("{from} has no signed manifest")))?;
+    let msig = read(MANIFEST_SIG_PATH)?.unwrap_or_default();
+    let old: Manifest = verify::verify_manifest(
+        &state.roster,
+        &mbytes,
+        &String::from_utf8_lossy(&msig),
+        verify::Approvals::NotRequired,
+        SignerRule::AdminThen,
+    )
+    .map_err(|e| bad(format!("the manifest at {from} does not verify: {e}")))?
+    .value()
+    .clone();
+    if old.project != state.manifest.project {
+        return Err(bad(format!(
+            "{from} holds project {}, not {}",
+            names::quoted(&old.project),
+            state.manifest.project
+        )));
+    }
+    let new = &state.manifest;
+    let me = identity.recipient();
+    let can_read = |m: &Manifest, env: &str| {
+        m.environments.get(env).is_some_and(|e| {
+            e.readers.iter().any(|r| {
+                m.member(r)
+                    .and_then(|mem| crate::keys::AgeRecipient::parse(&mem.recipient).ok())
+                    .is_some_and(|k| k == me)
+            })
+        })
+    };
+    let envs: BTreeSet<&String> = old
+        .environments
+        .keys()
+        .chain(new.environments.keys())
+        .collect();
+    let mut out = Vec::new();
+    for env in envs {
+        let (o, n) = (old.environments.get(env), new.environments.get(env));
+        if o.map(|e| &e.sha256) == n.map(|e| &e.sha256) {
+            continue;
+        }
+        let before = match o {
+            None => Some(Secrets::new()),
+            Some(e) if can_read(&old, env) => {
+                let bytes = read(&names::env_file(env))?.unwrap_or_default();
+                if sha256_hex(&bytes) != e.sha256 {
+                    return Err(VerifyError {
+                        code: crate::diag::Code::FileHashMismatch,
+                        detail: format!(
+                            "{} at {from} does not match its signed manifest",
+                            names::env_file(env)
+                        ),
+                    });
+                }
+                agefile::decrypt(&bytes, identity).ok()
+            }
+            Some(_) => None,
+        };
+        let after = match n {
+            None => Some(Secrets::new()),
+            Some(_) if can_read(new, env) => Some(state.secrets(env, identity)?),
+            Some(_) => None,
+        };
+        out.push(env_diff(
+            env,
+            before.as_ref(),
+            after.as_ref(),
+            &new.exec_allow,
+            false,
+        ));
+    }
+    Ok(Diff {
+        from_commit: from,
+        from_counter: old.counter,
+        to_commit: pinned,
+        to_counter: new.counter,
+        readers: crate::rotation::describe_change(&old, new),
+        envs: out,
+    })
+}
