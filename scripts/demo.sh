@@ -79,6 +79,10 @@ show alice doctor
 step "The rotation history, from the signed audit log (public keys only)"
 show alice doctor --rotation-history
 
+step "What changed since byreis init: names only, never values"
+init_commit=$(git log --format=%H --reverse | sed -n 2p)
+show alice diff "$init_commit"
+
 step "An outsider re-encrypts prod to Alice's public key (age has no sender authentication)"
 recipient=$(alice whoami --format json | sed -n 's/.*"age_recipient":"\([^"]*\)".*/\1/p')
 printf 'DATABASE_URL: "postgres://attacker"\n' | age -e -a -r "$recipient" > secrets/prod.enc.yaml
