@@ -93,7 +93,10 @@ fn check(name: &str, status: Status, code: Option<Code>, detail: impl Into<Strin
 }
 
 /// Runs every check. The result fails if any check has status `Fail`.
-pub fn run(ctx: &Context) -> Vec<Check> {
+/// Every check. With `decrypt`, also decrypts each environment that
+/// identity reads and checks its plaintext (the other checks need public
+/// keys only).
+pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Check> {
     let mut out = Vec::new();
     let state = match verify::load(ctx) {
         Ok(s) => s,
@@ -186,6 +189,10 @@ pub fn run(ctx: &Context) -> Vec<Check> {
             break;
         }
     }
+    let plaintexts = match (decrypt, &file_failure) {
+        (Some(identity), None) => Some(plaintext_check(&state, identity)),
+        _ => None,
+    };
     out.push(match file_failure {
         Some(e) => check("files", Status::Fail, Some(e.code), e.detail),
         None => check(
@@ -198,6 +205,7 @@ pub fn run(ctx: &Context) -> Vec<Check> {
             ),
         ),
     });
+    out.extend(plaintexts);
 
     // allowed_signers as generated from the verified roster.
     let expected = registry::render_allowed_signers(state.roster.latest());
@@ -263,6 +271,40 @@ pub fn run(ctx: &Context) -> Vec<Check> {
         ),
     });
     out
+}
+
+/// Decrypts every environment `identity` reads and parses
+/// its plaintext as untrusted YAML: a file an admin signed can still hold
+/// a document byreis refuses to serve.
+fn plaintext_check(state: &verify::State, identity: &crate::keys::AgeIdentity) -> Check {
+    let me = identity.recipient();
+    let envs: Vec<&String> = state
+        .manifest
+        .environments
+        .keys()
+        .filter(|env| state.readers(env).contains(&me))
+        .collect();
+    let failure = envs
+        .iter()
+        .find_map(|env| state.secrets(env, identity).err());
+    let total = state.manifest.environments.len();
+    match failure {
+        Some(e) => check("plaintexts", Status::Fail, Some(e.code), e.detail),
+        None => check(
+            "plaintexts",
+            Status::Ok,
+            None,
+            format!(
+                "{} of {total} environment(s) decrypted with your key and parsed{}",
+                envs.len(),
+                if envs.len() < total {
+                    " (you do not read the others)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    }
 }
 
 pub fn failed(checks: &[Check]) -> bool {

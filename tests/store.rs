@@ -754,6 +754,14 @@ fn diff_shows_the_name_level_change_since_a_revision() {
         assert_eq!(e["added"], serde_json::json!([]), "{b}");
     }
 
+    // doctor --decrypt reads every environment alice reads, and passes.
+    let o = w.alice_run(&["doctor", "--decrypt"]);
+    assert_ok(&o, "doctor --decrypt");
+    assert!(
+        stdout(&o).contains("2 of 2 environment(s) decrypted with your key and parsed"),
+        "{}",
+        dump(&o)
+    );
     // A revision that is not a commit of the project is refused.
     let o = w.alice_run(&["diff", "no-such-rev"]);
     assert_failed(&o, "diff of an unknown revision");

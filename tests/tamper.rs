@@ -467,6 +467,19 @@ fn assert_plaintext_refused(plaintext: &str, what: &str) {
         assert_refused(&o, &["file-malformed"], &format!("{what}: {}", args[0]));
         assert_no_leak(&o, &leaks(&["yaml-attack-value"]), what);
     }
+    // Keyless `doctor` cannot see inside the file; `doctor --decrypt`
+    // reads it with alice's key and names the same code.
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, &format!("{what}: keyless doctor"));
+    let o = w.alice_run(&["doctor", "--decrypt", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("doctor JSON");
+    assert_doctor_fails(
+        &o,
+        &v,
+        &["file-malformed"],
+        &format!("{what}: doctor --decrypt"),
+    );
+    assert_no_leak(&o, &leaks(&["yaml-attack-value"]), what);
 }
 
 #[test]

@@ -364,8 +364,13 @@ pub fn exec(
     )))
 }
 
-pub fn doctor(ctx: &Context, format: Format) -> CliResult {
-    report(&doctor::run(ctx), format)
+pub fn doctor(ctx: &Context, decrypt: bool, format: Format) -> CliResult {
+    let identity = if decrypt {
+        Some(AgeIdentity::load(&ctx.home)?)
+    } else {
+        None
+    };
+    report(&doctor::run(ctx, identity.as_ref()), format)
 }
 
 /// Prints checks as text or JSON; exit 3 if any failed.

@@ -175,6 +175,10 @@ pub enum Command {
         /// With --exposure: exit 4 while any value is not acknowledged.
         #[arg(long, requires = "exposure")]
         require_ack: bool,
+        /// Also decrypt every environment you read and check its plaintext
+        /// (uses your identity; the other checks need public keys only).
+        #[arg(long, conflicts_with_all = ["rotation_history", "exposure"])]
+        decrypt: bool,
     },
     /// Ask for access (contributor): a request with your public keys, as a
     /// file (--out) or on a branch byreis/request/NAME of the registry.
@@ -515,13 +519,14 @@ pub fn main() -> i32 {
             since,
             exposure,
             require_ack,
+            decrypt,
         } => {
             if rotation_history {
                 daily::rotation_history(&ctx, since.as_deref(), format)
             } else if let Some(name) = exposure {
                 daily::exposure(&ctx, &name, require_ack, format)
             } else {
-                daily::doctor(&ctx, format)
+                daily::doctor(&ctx, decrypt, format)
             }
         }
         Command::Exposure {
