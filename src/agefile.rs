@@ -238,6 +238,10 @@ pub fn decrypt_bytes(
     hint: Option<usize>,
 ) -> Result<Zeroizing<Vec<u8>>, AgeFileError> {
     let binary = dearmor(file)?;
+    // byreis's own header check first: the age crate still accepts older
+    // stanzas without their final short line, which the age spec (and the
+    // CCTV vectors stanza_missing_body, stanza_missing_final_line) refuse.
+    header_stanzas(&binary)?;
     let decryptor = age::Decryptor::new_buffered(binary.as_slice())
         .map_err(|e| AgeFileError::Malformed(e.to_string()))?;
     if decryptor.is_scrypt() {
