@@ -1240,3 +1240,65 @@ fn set_killed_at_every_step_then_resume_or_abort() {
     // turn; the one at branch was aborted.
     w.assert_get("prod", "DB", "db-value-set-at-recorded");
 }
+
+/// `byreis set` killed at seeded random moments of its run (spread over
+/// the whole run, as measured on this machine): the secret always holds
+/// its old or its new value, `doctor` names the state, and a pending
+/// change is finished by `--resume`.
+#[test]
+fn set_killed_at_seeded_random_moments() {
+    let w = World::with_secrets();
+    let mut rng = Lcg(0x5e7_c0ffee);
+    let run_ms = {
+        let t = std::time::Instant::now();
+        w.set("prod", "DB", "measured");
+        t.elapsed().as_millis() as u64
+    };
+    let mut current = "measured".to_string();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for n in 0..kills() {
+        let new = format!("random-kill-value-{n}");
+        let delay = Duration::from_millis(rng.below(run_ms.max(1) + 5));
+        let mut child = byreis_cmd(&w.alice.home, &w.proj)
+            .args(["set", "prod", "DB"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn byreis set");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(format!("{new}\n").as_bytes()).unwrap();
+        }
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let status = child.wait().expect("wait");
+        let what = format!("set killed after {delay:?} (run {n})");
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
+            // Reads serve the last complete state while it is pending.
+            w.assert_get("prod", "DB", &current);
+            assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
+            "pending, resumed"
+        } else {
+            assert_doctor_ok(&o, &v, &what);
+            if status.success() {
+                "finished before the kill"
+            } else {
+                "killed, clean"
+            }
+        };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+        // Never lost: the old value or the new one, whole.
+        let o = w.alice_run(&["get", "prod", "DB"]);
+        assert_ok(&o, &what);
+        let got = stdout(&o).trim_end().to_string();
+        assert!(got == current || got == new, "{what}: got {got:?}");
+        current = got;
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        assert_doctor_ok(&o, &v, &format!("{what}, recovered"));
+        w.assert_get("staging", "DB", STAGING_DB);
+    }
+    eprintln!("set random kills: {outcomes:?}");
+}
