@@ -306,3 +306,43 @@ fn kill_at_every_step_of_an_approval_then_recover() {
         }
     }
 }
+
+/// With a threshold of 2, absorbing an access request is a proposal like
+/// any rotation: the request stays `requested` until a second admin's
+/// approval lands it, which records it as absorbed.
+#[test]
+fn an_absorbed_request_lands_with_the_second_approval() {
+    let (w, bob, _carol) = three_admins_k2();
+    let gina = keygen(&w.root, "gina");
+    let o = w.run_as(&gina, &["request-access", "--name", "gina"]);
+    assert_ok(&o, "request-access");
+    let fp = stdout(&o).trim().to_string();
+    let branch = "byreis/request/gina";
+    let before = proposal_branches(&w);
+    let o = w.alice_run(&absorb_args(branch, &fp));
+    assert_ok(&o, "absorb with k = 2");
+    assert_stderr_contains(&o, "proposed, not landed", "absorb with k = 2");
+    assert_stderr_contains(&o, "stays `requested`", "says when it is recorded");
+    let show = |w: &World| stdout(&w.alice_run(&["request", "show", branch]));
+    assert!(show(&w).contains("state: requested"), "{}", show(&w));
+    assert_failed(
+        &w.run_as(&gina, &["get", "prod", "DB"]),
+        "gina before landing",
+    );
+    let proposal: Vec<String> = proposal_branches(&w)
+        .into_iter()
+        .filter(|b| !before.contains(b))
+        .collect();
+    assert_eq!(proposal.len(), 1, "{proposal:?}");
+
+    let o = approve(&w, &bob, &proposal[0]);
+    assert_ok(&o, "bob approves the absorbing rotation");
+    assert_stderr_contains(&o, "new member gina", "bob sees who is added");
+    assert_stderr_contains(&o, "was absorbed at counter", "the landing records it");
+    assert!(show(&w).contains("state: absorbed"), "{}", show(&w));
+    let o = w.run_as(&gina, &["get", "prod", "DB"]);
+    assert_ok(&o, "gina reads after landing");
+    assert_eq!(stdout(&o), format!("{PROD_DB}\n"));
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after landing");
+}

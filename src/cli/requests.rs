@@ -463,7 +463,7 @@ pub fn record_absorbed_after_resume(
     };
     sign_and_record(ctx, state, actor, &admin.name, &decision)?;
     eprintln!(
-        "byreis: recorded in the registry that the request of {} was absorbed at counter {counter} (a pull request it came from is not closed by --resume: close it on GitHub)",
+        "byreis: recorded in the registry that the request of {} was absorbed at counter {counter} (a pull request it came from is not closed by this command: close it on GitHub)",
         names::escape(name)
     );
     Ok(true)

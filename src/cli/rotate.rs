@@ -97,11 +97,6 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     crate::store::check_writable(&state, &actor)?;
     let absorbing = match &from_request {
         Some(r) => {
-            if crate::verify::required_approvals(&state.roster.latest().thresholds) > 1 {
-                return Err(CliError::Other(
-                    "absorbing a request in a registry that needs more than one admin per change is not built yet (nothing was changed)".into(),
-                ));
-            }
             let loaded = super::requests::confirm_request(ctx, &state, r, confirm_fingerprint)?;
             req.add
                 .push((loaded.doc.name.clone(), loaded.key().clone()));
@@ -176,6 +171,11 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     }
     if let (Some(loaded), Some(counter)) = (&absorbing, counter) {
         super::requests::record_absorbed(ctx, loaded, counter)?;
+    }
+    if absorbing.is_some() && proposal.is_some() {
+        eprintln!(
+            "byreis: the request stays `requested` until the proposal lands; the admin whose approval lands it records it as absorbed"
+        );
     }
     Ok(())
 }
@@ -320,6 +320,10 @@ pub fn approve(
     }
     confirm(ctx, yes, "Approve and sign?")?;
     let landed = crate::proposal::approve(ctx, state, &actor, review)?;
+    if matches!(landed, crate::store::Landed::Done(_)) {
+        // A landed rotation that absorbed an access request: record it.
+        record_absorption(ctx, &verify::load(ctx)?, &actor)?;
+    }
     match (format, landed) {
         (Format::Json, crate::store::Landed::Done(c)) => {
             println!("{}", json!({"landed": true, "counter": c}))
