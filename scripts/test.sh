@@ -11,11 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
-for tool in git age ssh-keygen ssh-agent; do
+for tool in git age ssh-keygen ssh-agent python3; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
-  echo "scripts/test.sh: missing tools:$missing (Debian: apt-get install age git openssh-client)" >&2
+  echo "scripts/test.sh: missing tools:$missing (Debian: apt-get install age git openssh-client python3)" >&2
   exit 1
 fi
 

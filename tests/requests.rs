@@ -414,3 +414,100 @@ fn absorb_killed_at_every_step_then_resume_or_abort() {
         assert_doctor_ok(&o, &v, &format!("{what}, recovered"));
     }
 }
+
+/// Runs byreis as `home` in `dir` inside a real pseudo-terminal
+/// (tests/support/pty_drive.py), answering `steps` (text to wait for, then
+/// keys to type, optionally after a shell command). Returns the exit code
+/// and everything shown on the terminal.
+fn in_terminal(
+    w: &World,
+    home: &std::path::Path,
+    args: &[&str],
+    steps: serde_json::Value,
+) -> (i32, String) {
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
+    let mut c = clean_command("python3", &w.root, &w.proj);
+    c.env("BYREIS_HOME", home).env("TERM", "xterm");
+    c.arg(driver).arg(steps.to_string()).arg(bin()).args(args);
+    let o = output(&mut c, None);
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", stdout(&o), stderr(&o)),
+    )
+}
+
+/// The admin's confirmation at a real terminal: the prompt asks for the
+/// fingerprint before anything derived from the key is shown; a wrong one
+/// refuses with nothing changed; the right one absorbs; a request branch
+/// that moves while the admin confirms is refused as stale.
+#[test]
+fn the_fingerprint_prompt_at_a_real_terminal() {
+    let w = World::with_secrets();
+    let erin = keygen(&w.root, "erin");
+    let fp = request_access(&w, &erin, &[]);
+    let branch = "byreis/request/erin";
+    let args = ["rotate", "--add", "--from-request", branch];
+    let prompt = "Type the fingerprint erin sent you";
+
+    // Wrong fingerprint: refused, nothing changed.
+    let heads = w.heads();
+    let (code, screen) = in_terminal(
+        &w,
+        &w.alice.home,
+        &args,
+        serde_json::json!([{"expect": prompt, "send": "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh\r"}]),
+    );
+    assert_ne!(code, 0, "{screen}");
+    let before_prompt = screen.split("@@STEP 0@@").next().unwrap();
+    assert!(
+        !before_prompt.contains(&fp),
+        "fingerprint shown before the prompt:\n{screen}"
+    );
+    assert!(
+        !before_prompt.contains(&erin.recipient),
+        "key shown:\n{screen}"
+    );
+    assert!(screen.contains("does not match"), "{screen}");
+    assert_eq!(w.heads(), heads, "a wrong fingerprint changed something");
+
+    // The right one, but the request branch moves before the admin says
+    // yes: stale, nothing changed.
+    let original = w.git_ok(&w.reg, &["rev-parse", branch]).trim().to_string();
+    // The requester pushes a new commit (same file) to the branch.
+    let mv = format!(
+        "cd '{}' && c=$(git commit-tree '{branch}^{{tree}}' -p '{branch}' -m moved) && git branch -f '{branch}' \"$c\"",
+        w.reg.display()
+    );
+    let (code, screen) = in_terminal(
+        &w,
+        &w.alice.home,
+        &args,
+        serde_json::json!([
+            {"expect": prompt, "send": format!("{fp}\r")},
+            {"expect": "Rotate?", "send": "y", "run": mv},
+        ]),
+    );
+    assert_ne!(code, 0, "{screen}");
+    assert!(screen.contains("stale"), "{screen}");
+    assert_eq!(w.heads(), heads, "a stale request changed something");
+    w.git_ok(&w.reg, &["branch", "-f", branch, &original]);
+
+    // The right fingerprint, typed: absorbed.
+    let (code, screen) = in_terminal(
+        &w,
+        &w.alice.home,
+        &args,
+        serde_json::json!([
+            {"expect": prompt, "send": format!("{fp}\r")},
+            {"expect": "Rotate?", "send": "y"},
+        ]),
+    );
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("fingerprint confirmed for erin"),
+        "{screen}"
+    );
+    let o = w.alice_run(&["request", "show", branch]);
+    assert!(stdout(&o).contains("state: absorbed"), "{}", dump(&o));
+    assert_ok(&w.run_as(&erin, &["get", "prod", "DB"]), "erin reads prod");
+}
