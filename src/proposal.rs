@@ -70,11 +70,7 @@ pub(crate) fn propose(
 ) -> Result<Proposal, StoreError> {
     let signed = SignedManifest::sign(manifest, &actor.signer)?;
     let approval = sshsig::sign_armored(&actor.signer, Namespace::Proposal, &signed.bytes)?;
-    let branch = format!(
-        "{BRANCH_PREFIX}{}-{}",
-        signed.manifest.counter,
-        &sha256_hex(&signed.bytes)[..8]
-    );
+    let branch = branch_name(signed.manifest.counter, &signed.bytes);
     let (manifest, files) = signed.into_changes();
     changes.extend(files);
     changes.push(Change {
@@ -516,12 +512,40 @@ pub fn approve(
         changes,
         &message,
     )?;
-    // The branch has served its purpose (best effort: the change landed).
-    let _ = state.project.repo.delete_branch(&review.branch);
-    if state.project.repo.has_origin() {
-        if let Some(dir) = state.project.repo.workdir() {
-            let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{}", review.branch));
+    remove_landed_branch(&state.project.repo, &review.branch);
+    Ok(Landed::Done(counter))
+}
+
+/// The branch of a proposal of manifest `bytes` at `counter`.
+fn branch_name(counter: u64, bytes: &[u8]) -> String {
+    format!("{BRANCH_PREFIX}{counter}-{}", &sha256_hex(bytes)[..8])
+}
+
+/// Deletes a landed proposal's branch, here and on `origin` (best effort:
+/// the change landed whatever happens to the branch).
+fn remove_landed_branch(repo: &crate::git::Repo, branch: &str) {
+    if repo.local_branch(branch).ok().flatten().is_none() {
+        return;
+    }
+    let _ = repo.delete_branch(branch);
+    if repo.has_origin() {
+        if let Some(dir) = repo.workdir() {
+            let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{branch}"));
         }
     }
-    Ok(Landed::Done(counter))
+}
+
+/// Whether `branch` is the proposal of the manifest that is pinned now
+/// (it landed; an approval killed before it removed the branch leaves it).
+pub fn is_landed(state: &State, branch: &str) -> bool {
+    branch == branch_name(state.manifest.counter, state.manifest.bytes())
+}
+
+/// After `rotate --resume` landed the pinned manifest: the proposal branch
+/// of that exact manifest, if a killed approval left one, has served its
+/// purpose. Other proposal branches stay (they are history the exposure
+/// inventory walks).
+pub fn remove_branch_of_landed(state: &State) {
+    let branch = branch_name(state.manifest.counter, state.manifest.bytes());
+    remove_landed_branch(&state.project.repo, &branch);
 }

@@ -297,11 +297,22 @@ fn kill_at_every_step_of_an_approval_then_recover() {
                 if i % 2 == 1 {
                     // Aborted: the proposal still stands on the old state.
                     let _ = w.git(&w.proj, &["branch", "-D", &branch]);
+                } else {
+                    // Resumed: the landed proposal's branch is removed.
+                    assert!(!proposal_branches(&w).contains(&branch), "{what}");
                 }
             }
             _ => {
                 assert_eq!(served, new, "{what}");
                 assert_doctor_ok(&o, &v, &what);
+                // Killed after landing, before its branch was removed:
+                // approving again says so and removes it.
+                if proposal_branches(&w).contains(&branch) {
+                    let o = approve(&w, &bob, &branch);
+                    assert_ok(&o, &format!("{what}: approve a landed proposal"));
+                    assert_stderr_contains(&o, "already landed", &what);
+                    assert!(!proposal_branches(&w).contains(&branch), "{what}");
+                }
             }
         }
     }
@@ -345,4 +356,70 @@ fn an_absorbed_request_lands_with_the_second_approval() {
     assert_eq!(stdout(&o), format!("{PROD_DB}\n"));
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
     assert_doctor_ok(&o, &v, "doctor after landing");
+}
+
+/// The landing approval killed at seeded random moments: the value is the
+/// old or the new one, never lost; afterwards a pending change is resumed,
+/// an unlanded proposal is approved again, and `doctor` is clean.
+#[test]
+fn approval_killed_at_seeded_random_moments() {
+    let (w, bob, _carol) = three_admins_k2();
+    let mut rng = Lcg(0xa99_5eed);
+    let branch = propose_set(&w, "measured");
+    let run_ms = time_ms(|| assert_ok(&approve(&w, &bob, &branch), "measure"));
+    let mut current = "measured".to_string();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for n in 0..kills() {
+        let new = format!("approved-value-{n}");
+        let branch = propose_set(&w, &new);
+        let delay = std::time::Duration::from_millis(rng.below(run_ms + 5));
+        let status = run_and_kill(
+            byreis_cmd(&bob.home, &w.proj)
+                .args(["approve", &branch, "--yes"])
+                .env("BYREIS_ANCHOR", &w.anchor),
+            None,
+            delay,
+        );
+        let what = format!("approval killed after {delay:?} (run {n})");
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
+            w.assert_get("prod", "DB", &current);
+            assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
+            "pending, resumed"
+        } else {
+            assert_doctor_ok(&o, &v, &what);
+            if proposal_branches(&w).contains(&branch) {
+                // Landed but killed before its branch was removed, or not
+                // landed: approving again finishes either.
+                let landed = stdout(&w.alice_run(&["get", "prod", "DB"])) == format!("{new}\n");
+                if !landed {
+                    w.assert_get("prod", "DB", &current);
+                }
+                assert_ok(
+                    &approve(&w, &bob, &branch),
+                    &format!("{what}: approve again"),
+                );
+                if landed {
+                    "landed, branch removed by approving again"
+                } else {
+                    "not landed, approved again"
+                }
+            } else if status.success() {
+                "finished before the kill"
+            } else {
+                "landed before the kill"
+            }
+        };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+        w.assert_get("prod", "DB", &new);
+        current = new;
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        assert_doctor_ok(&o, &v, &format!("{what}, recovered"));
+        assert!(
+            proposal_branches(&w).is_empty(),
+            "{what} ({outcome}): branches left: {:?}",
+            proposal_branches(&w)
+        );
+    }
+    eprintln!("approval random kills: {outcomes:?}");
 }

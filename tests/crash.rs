@@ -394,19 +394,6 @@ fn kill_at_every_step_then_resume_or_abort() {
     assert_eq!(w.manifest_members(), ["alice"]);
 }
 
-/// A tiny deterministic generator (Knuth's MMIX LCG).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
-
 /// `(ms, phase)` of every `BYREIS_TIMINGS` line in a stderr log.
 fn phases(log: &str) -> Vec<(f64, String)> {
     log.lines()
@@ -484,16 +471,6 @@ fn rotate_and_kill(
     let _ = child.kill();
     let status = child.wait().expect("wait");
     (status, reader.join().expect("stderr reader"))
-}
-
-/// Random kills per run: 12 in the suite (CI time); set
-/// `BYREIS_RANDOM_KILLS` (for example 120) for the long run the issue asks
-/// for, outside CI.
-fn kills() -> usize {
-    std::env::var("BYREIS_RANDOM_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12)
 }
 
 #[test]
@@ -1259,21 +1236,11 @@ fn set_killed_at_seeded_random_moments() {
     for n in 0..kills() {
         let new = format!("random-kill-value-{n}");
         let delay = Duration::from_millis(rng.below(run_ms.max(1) + 5));
-        let mut child = byreis_cmd(&w.alice.home, &w.proj)
-            .args(["set", "prod", "DB"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn byreis set");
-        {
-            use std::io::Write as _;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(format!("{new}\n").as_bytes()).unwrap();
-        }
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let status = child.wait().expect("wait");
+        let status = run_and_kill(
+            byreis_cmd(&w.alice.home, &w.proj).args(["set", "prod", "DB"]),
+            Some(&format!("{new}\n")),
+            delay,
+        );
         let what = format!("set killed after {delay:?} (run {n})");
         let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
         let outcome = if doctor_fail_codes(&v) == ["change-pending"] {

@@ -511,3 +511,53 @@ fn the_fingerprint_prompt_at_a_real_terminal() {
     assert!(stdout(&o).contains("state: absorbed"), "{}", dump(&o));
     assert_ok(&w.run_as(&erin, &["get", "prod", "DB"]), "erin reads prod");
 }
+
+/// Absorbing requests, killed at seeded random moments: afterwards each is
+/// absorbed after `--resume` (pending, or landed with its decision not yet
+/// recorded) or absorbed again (nothing landed); nothing else changes.
+#[test]
+fn absorb_killed_at_seeded_random_moments() {
+    let w = World::with_secrets();
+    let mut rng = Lcg(0xab5_0b5eed);
+    let first = keygen(&w.root, "first");
+    let fp = request_access(&w, &first, &[]);
+    let run_ms = time_ms(|| assert_ok(&absorb(&w, "byreis/request/first", &fp), "measure"));
+    let mut outcomes = std::collections::BTreeMap::new();
+    for n in 0..kills() {
+        let name = format!("rand{n}");
+        let p = keygen(&w.root, &name);
+        let fp = request_access(&w, &p, &[]);
+        let branch = format!("byreis/request/{name}");
+        let delay = std::time::Duration::from_millis(rng.below(run_ms + 5));
+        run_and_kill(
+            byreis_cmd(&w.alice.home, &w.proj).args(absorb_args(&branch, &fp)),
+            None,
+            delay,
+        );
+        let what = format!("absorb killed after {delay:?} (run {n})");
+        w.assert_get("prod", "DB", PROD_DB);
+        let show = |w: &World| stdout(&w.alice_run(&["request", "show", &branch]));
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
+            assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
+            "pending, resumed"
+        } else {
+            assert_doctor_ok(&o, &v, &what);
+            if show(&w).contains("run `byreis rotate --resume`") {
+                assert_ok(&w.rotate(&["--resume"]), &format!("{what}: record"));
+                "landed, decision recorded on resume"
+            } else if show(&w).contains("state: requested") {
+                assert_ok(&absorb(&w, &branch, &fp), &format!("{what}: again"));
+                "nothing landed, absorbed again"
+            } else {
+                "finished before the kill"
+            }
+        };
+        *outcomes.entry(outcome).or_insert(0) += 1;
+        assert!(show(&w).contains("state: absorbed"), "{what}: {}", show(&w));
+        assert_ok(&w.run_as(&p, &["get", "prod", "DB"]), &what);
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        assert_doctor_ok(&o, &v, &format!("{what}, recovered"));
+    }
+    eprintln!("absorb random kills: {outcomes:?}");
+}

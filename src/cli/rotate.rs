@@ -225,6 +225,7 @@ pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     // A rotation that absorbed an access request records its decision
     // after landing; when it was interrupted, do it now.
     let state = verify::load(ctx)?;
+    crate::proposal::remove_branch_of_landed(&state);
     record_absorption(ctx, &state, &actor)?;
     Ok(())
 }
@@ -267,6 +268,14 @@ pub fn approve(
     print_notes(&state.notes);
     let actor = Actor::load(&ctx.home)?;
     crate::store::check_writable(&state, &actor)?;
+    if crate::proposal::is_landed(&state, reference) {
+        crate::proposal::remove_branch_of_landed(&state);
+        eprintln!(
+            "byreis: {reference} already landed (counter {}); its branch is removed",
+            state.manifest.counter
+        );
+        return Ok(());
+    }
     let review = crate::proposal::review(&state, &actor, reference, show_values)?;
     eprintln!(
         "byreis: proposal {} by {}: counter {} -> {}",

@@ -926,3 +926,56 @@ impl World {
         other
     }
 }
+
+/// A tiny deterministic generator (Knuth's MMIX LCG) for seeded kills.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// Random kills per test: 12 in the suite (CI time); set
+/// `BYREIS_RANDOM_KILLS` (for example 120) for the long runs, outside CI.
+pub fn kills() -> usize {
+    std::env::var("BYREIS_RANDOM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+/// Spawns `cmd` (stdin `input`, output discarded), sends it SIGKILL after
+/// `delay` unless it ended first, and returns its exit status.
+pub fn run_and_kill(
+    cmd: &mut Command,
+    input: Option<&str>,
+    delay: std::time::Duration,
+) -> std::process::ExitStatus {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn byreis");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        if let Some(input) = input {
+            let _ = stdin.write_all(input.as_bytes());
+        }
+    }
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    child.wait().expect("wait")
+}
+
+/// Milliseconds a run of `f` takes (to size random kill delays).
+pub fn time_ms(f: impl FnOnce()) -> u64 {
+    let t = std::time::Instant::now();
+    f();
+    t.elapsed().as_millis() as u64
+}
