@@ -275,7 +275,12 @@ pub fn warning(e: &Exposure) -> String {
 /// being added.
 fn removed_before(state: &State, add: &[(String, AgeRecipient)]) -> Vec<String> {
     let mut out = Vec::new();
-    for v in &state.audit {
+    if add.is_empty() {
+        return out;
+    }
+    // Removals are recorded by rotations only; other entries' details are
+    // not parsed.
+    for v in state.audit.iter().filter(|v| v.entry.action == "rotate") {
         let e = &v.entry;
         let details = e.details.value();
         let Some(removed) = details.get("removed").and_then(|r| r.as_array()) else {
