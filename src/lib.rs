@@ -23,6 +23,7 @@ pub mod proposal;
 pub mod registry;
 pub mod remote;
 pub mod request;
+pub mod roster_approval;
 pub mod rotation;
 pub mod secret;
 pub mod signed;

@@ -364,6 +364,49 @@ impl Registry {
         author: (&str, &str),
         summary: &str,
     ) -> Result<String, RegistryError> {
+        let changes = self.roster_change_files(roster, records, audit_line, signer)?;
+        self.commit(
+            &changes,
+            &roster_message(roster, summary, signer),
+            signer,
+            author,
+        )
+    }
+
+    /// Like [`Registry::write_roster_change`], but the commit goes on a new
+    /// branch `byreis/roster/VERSION-HASH` (the roster needs more
+    /// signatures than the proposer's: ADR 0012); returns the branch.
+    pub fn propose_roster_change(
+        &self,
+        roster: &Roster,
+        records: &[Record],
+        audit_line: &str,
+        signer: &Signer,
+        author: (&str, &str),
+        summary: &str,
+    ) -> Result<String, RegistryError> {
+        let changes = self.roster_change_files(roster, records, audit_line, signer)?;
+        let bytes = documents::to_yaml(roster);
+        let branch = roster_branch(roster.version, &bytes);
+        let head = crate::git::Oid::from_str(&self.head()).map_err(GitError::Git)?;
+        let msg = roster_message(roster, summary, signer);
+        let commit = self
+            .repo
+            .create_signed_commit(Some(head), &changes, &msg, signer, author)?;
+        self.repo.create_branch(&branch, commit)?;
+        Ok(branch)
+    }
+
+    /// The files of roster change `roster` signed by `signer`: the version
+    /// and its signature, `allowed_signers`, every record re-signed, the
+    /// registry audit log with `audit_line` appended.
+    fn roster_change_files(
+        &self,
+        roster: &Roster,
+        records: &[Record],
+        audit_line: &str,
+        signer: &Signer,
+    ) -> Result<Vec<Change>, RegistryError> {
         let bytes = documents::to_yaml(roster);
         let sig = sshsig::sign_armored(signer, Namespace::Roster, &bytes)
             .map_err(|e| RegistryError::Roster(roster.version, e.to_string()))?;
@@ -405,12 +448,7 @@ impl Registry {
             path: REGISTRY_AUDIT.into(),
             content: Some(log.into()),
         });
-        let msg = format!(
-            "byreis: roster version {} ({summary})\n\nSigned by {}.",
-            roster.version,
-            signer.public.fingerprint()
-        );
-        self.commit(&changes, &msg, signer, author)
+        Ok(changes)
     }
 
     /// Writes a signed record for `project` in one signed commit.
@@ -515,6 +553,25 @@ pub fn init(dir: &Path, admin: Admin, signer: &Signer) -> Result<String, Registr
 }
 
 /// SHA-256 of bytes as `sha256:HEX`.
+/// Branches of roster changes waiting for more signatures.
+pub const ROSTER_BRANCH_PREFIX: &str = "byreis/roster/";
+
+/// The branch of a proposed roster version with `bytes`.
+pub fn roster_branch(version: u64, bytes: &[u8]) -> String {
+    format!(
+        "{ROSTER_BRANCH_PREFIX}{version}-{}",
+        &crate::signed::sha256_hex(bytes)[..8]
+    )
+}
+
+fn roster_message(roster: &Roster, summary: &str, signer: &Signer) -> String {
+    format!(
+        "byreis: roster version {} ({summary})\n\nSigned by {}.",
+        roster.version,
+        signer.public.fingerprint()
+    )
+}
+
 pub fn tagged_hash(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
 }

@@ -1045,15 +1045,9 @@ pub fn change_roster(
     state: &State,
     actor: &Actor,
     change: AdminChange,
-) -> Result<u64, StoreError> {
+) -> Result<RosterChange, StoreError> {
     let admin = admin_of(state, actor)?;
     let old = state.roster.latest();
-    if old.thresholds.roster > 1 {
-        return Err(StoreError::Refused(format!(
-            "roster changes need {} admin signatures in this registry; multi-admin approvals are not built yet (nothing was changed)",
-            old.thresholds.roster
-        )));
-    }
     let mut new = old.clone();
     new.version = old.version + 1;
     new.previous = Some(registry::tagged_hash(
@@ -1181,6 +1175,28 @@ pub fn change_roster(
     let line = audit::make_line(&entry, &actor.signer)?;
     new.audit_head = Some(audit::line_hash(&line));
     let email = actor.email();
+    // The proposer's signature counts once for version N and once for N+1;
+    // where either threshold is higher, the change waits for approvals.
+    if old.thresholds.roster > 1 || new.thresholds.roster > 1 {
+        let branch = state.registry.propose_roster_change(
+            &new,
+            &records,
+            &line,
+            &actor.signer,
+            (&admin.name, &email),
+            &format!("{action} {who}"),
+        )?;
+        if state.registry.repo.has_origin() {
+            crate::remote::push_ref(&state.registry.dir, &format!("refs/heads/{branch}"))
+                .map_err(|e| StoreError::Refused(e.to_string()))?;
+        }
+        return Ok(RosterChange::Proposed {
+            version: new.version,
+            branch,
+            need_old: old.thresholds.roster,
+            need_new: new.thresholds.roster,
+        });
+    }
     state.registry.write_roster_change(
         &new,
         &records,
@@ -1190,7 +1206,44 @@ pub fn change_roster(
         &format!("{action} {who}"),
     )?;
     state.registry.push_if_remote(&ctx.home)?;
-    Ok(new.version)
+    Ok(RosterChange::Landed(new.version))
+}
+
+/// What [`change_roster`] did.
+#[derive(Debug)]
+pub enum RosterChange {
+    /// Version N+1 is the registry's newest.
+    Landed(u64),
+    /// Version N+1 waits on a registry branch for more signatures: it
+    /// lands when `need_old` admins of version N and `need_new` of N+1
+    /// have signed it (`byreis approve BRANCH`).
+    Proposed {
+        version: u64,
+        branch: String,
+        need_old: usize,
+        need_new: usize,
+    },
+}
+
+impl RosterChange {
+    /// Prints what happened; returns the new version if it landed.
+    pub fn report(&self) -> Option<u64> {
+        match self {
+            RosterChange::Landed(v) => Some(*v),
+            RosterChange::Proposed {
+                version,
+                branch,
+                need_old,
+                need_new,
+            } => {
+                eprintln!(
+                    "byreis: roster version {version} proposed, not landed: it needs the signatures of {need_old} admin(s) of version {} and {need_new} of version {version} (yours counts for each); other admins run `byreis approve {branch}`",
+                    version - 1
+                );
+                None
+            }
+        }
+    }
 }
 
 /// Records, signed and audited, that `member`'s old values of `keys` are

@@ -1334,3 +1334,131 @@ fn registry_audit_log_is_complete_and_signed_by_then_current_admins() {
     );
     assert_eq!(check(&v, "registry-audit")["code"], "audit-broken", "{v}");
 }
+
+fn roster_branches(w: &World) -> Vec<String> {
+    w.git_ok(
+        &w.reg,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/roster/",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+fn roster_version(w: &World) -> u64 {
+    let list = whoami_admin_list(w);
+    list["roster_version"].as_u64().expect("roster_version")
+}
+
+fn whoami_admin_list(w: &World) -> serde_json::Value {
+    let o = w.alice_run(&["admin", "list", "--format", "json"]);
+    assert_ok(&o, "admin list");
+    serde_json::from_slice(&o.stdout).expect("admin list JSON")
+}
+
+/// With a roster threshold of 2, a roster change is a proposal on a
+/// registry branch; it lands only when 2 admins of version N and 2 of
+/// N+1 signed its exact bytes; the proposer counts once; a proposal whose
+/// bytes changed after signing keeps none of the old signatures.
+#[test]
+fn roster_changes_need_the_roster_threshold() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    add_admin(&w, &bob);
+    assert_eq!(roster_version(&w), 2);
+
+    // Raising the roster threshold to 2 already needs 2 admins of the
+    // new version: a proposal.
+    let o = w.alice_run(&["admin", "thresholds", "--roster", "2"]);
+    assert_ok(&o, "propose thresholds --roster 2");
+    assert_stderr_contains(&o, "proposed, not landed", "thresholds proposal");
+    assert_eq!(roster_version(&w), 2, "nothing landed");
+    let branches = roster_branches(&w);
+    assert_eq!(branches.len(), 1, "{branches:?}");
+    let o = w.alice_run(&["approve", &branches[0], "--yes"]);
+    assert_failed(&o, "the proposer approving again");
+    assert_stderr_contains(&o, "already approved", "counts once");
+    let o = w.run_as(&bob, &["approve", &branches[0], "--yes"]);
+    assert_ok(&o, "bob approves");
+    assert_stderr_contains(&o, "thresholds: roster 1 -> 2", "bob sees the change");
+    assert_stderr_contains(&o, "roster version 3 landed", "it lands");
+    assert_eq!(roster_version(&w), 3);
+    assert!(roster_branches(&w).is_empty(), "landed branch removed");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after the roster change");
+    // Stock tools see two roster signatures on version 3.
+    let sig = fs::read_to_string(w.reg.join("roster/3.yaml.sig")).unwrap();
+    assert_eq!(sig.matches("-----BEGIN SSH SIGNATURE-----").count(), 2);
+
+    // Adding carol: 2 of version 3 and 2 of version 4.
+    let carol = keygen(&w.root, "carol");
+    let me = whoami(&carol.home, &[]);
+    let o = w.alice_run(&[
+        "admin",
+        "add",
+        "carol",
+        "--signing-key",
+        &signing_pub_text(&carol),
+        "--age",
+        me["age_recipient"].as_str().unwrap(),
+    ]);
+    assert_ok(&o, "propose admin add carol");
+    assert_stderr_contains(&o, "proposed, not landed", "add proposal");
+    let branch = roster_branches(&w).pop().expect("a proposal branch");
+
+    // A registry writer changes the proposed bytes after alice signed:
+    // her signature no longer counts, so bob's alone does not land it.
+    let tampered = w.root.join("tampered");
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            "-b",
+            &branch,
+            w.reg.to_str().unwrap(),
+            tampered.to_str().unwrap(),
+        ],
+    );
+    replace_in_file(
+        &tampered.join("roster/4.yaml"),
+        "record_expiry_days: 90",
+        "record_expiry_days: 91",
+    );
+    w.git_ok(&tampered, &["commit", "-qam", "edit"]);
+    w.git_ok(&tampered, &["push", "-q", "origin", &branch]);
+    let o = w.run_as(&bob, &["approve", &branch, "--yes"]);
+    // Either refused outright or not landed: never version 4.
+    assert!(
+        !stderr(&o).contains("landed ("),
+        "a tampered proposal landed\n{}",
+        dump(&o)
+    );
+    assert_eq!(roster_version(&w), 3, "{}", dump(&o));
+    w.git_ok(&w.reg, &["branch", "-D", &branch]);
+
+    // Proposed again, cleanly: bob's approval lands it.
+    let o = w.alice_run(&[
+        "admin",
+        "add",
+        "carol",
+        "--signing-key",
+        &signing_pub_text(&carol),
+        "--age",
+        me["age_recipient"].as_str().unwrap(),
+    ]);
+    assert_ok(&o, "propose admin add carol again");
+    let branch = roster_branches(&w).pop().expect("a proposal branch");
+    let o = w.run_as(&bob, &["approve", &branch, "--yes"]);
+    assert_ok(&o, "bob approves carol");
+    assert_stderr_contains(&o, "admin added: carol", "bob sees who is added");
+    assert_eq!(roster_version(&w), 4);
+    let list = whoami_admin_list(&w);
+    assert!(list.to_string().contains("carol"), "{list}");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after adding carol");
+}

@@ -247,6 +247,45 @@ fn record_absorption(
     super::requests::record_absorbed_after_resume(ctx, state, actor, r, last.entry.counter_to)
 }
 
+/// `approve byreis/roster/…`: a proposed roster version.
+fn approve_roster(
+    ctx: &Context,
+    state: &verify::State,
+    actor: &Actor,
+    reference: &str,
+    yes: bool,
+    format: Format,
+) -> CliResult {
+    let review = crate::roster_approval::review(state, reference)?;
+    eprintln!(
+        "byreis: roster version {} proposed on {}",
+        review.version, review.branch
+    );
+    for line in &review.lines {
+        eprintln!("byreis:   {line}");
+    }
+    eprintln!(
+        "byreis: signed so far by {}; it lands with {} admin(s) of version {} and {} of version {}",
+        review.signed_by.join(", "),
+        review.need_old,
+        review.version - 1,
+        review.need_new,
+        review.version
+    );
+    confirm(ctx, yes, "Approve and sign?")?;
+    let landed = crate::roster_approval::approve(ctx, state, actor, review)?;
+    match (format, landed) {
+        (Format::Json, v) => println!("{}", json!({"landed": v.is_some(), "roster_version": v})),
+        (Format::Text, Some(v)) => {
+            eprintln!("byreis: approved; roster version {v} landed (every project record re-signed under it)")
+        }
+        (Format::Text, None) => eprintln!(
+            "byreis: approved; roster version not landed yet: it needs more signatures (`byreis approve {reference}`)"
+        ),
+    }
+    Ok(())
+}
+
 /// `rotate --abort`: return to the last complete state.
 pub fn abort(ctx: &Context) -> CliResult {
     let state = verify::load(ctx)?;
@@ -267,6 +306,9 @@ pub fn approve(
     let state = verify::load(ctx)?;
     print_notes(&state.notes);
     let actor = Actor::load(&ctx.home)?;
+    if reference.starts_with(crate::registry::ROSTER_BRANCH_PREFIX) {
+        return approve_roster(ctx, &state, &actor, reference, yes, format);
+    }
     crate::store::check_writable(&state, &actor)?;
     if crate::proposal::is_landed(&state, reference) {
         crate::proposal::remove_branch_of_landed(&state);

@@ -348,6 +348,9 @@ pub fn admin_add(
             age_recipient: age,
         }),
     )?;
+    let Some(version) = version.report() else {
+        return Ok(());
+    };
     eprintln!("byreis: {name} is an admin from roster version {version}; every project record was re-signed under it");
     eprintln!("byreis: {name} reads no secrets yet: add them to a project with `byreis rotate --add {name}=RECIPIENT`");
     Ok(())
@@ -372,17 +375,15 @@ pub fn admin_thresholds(
         recipients: recipients.unwrap_or(old.recipients),
         values: values.unwrap_or(old.values),
     };
-    if t.roster > 1 {
-        return Err(CliError::Other(
-            "--roster above 1 is refused: approvals of roster changes are not built yet, so no roster change could ever land (nothing was changed)".into(),
-        ));
-    }
     let version = crate::store::change_roster(
         ctx,
         &state,
         &actor,
         crate::store::AdminChange::Thresholds(t.clone()),
     )?;
+    let Some(version) = version.report() else {
+        return Ok(());
+    };
     eprintln!(
         "byreis: roster version {version}: thresholds roster {}, recipients {}, values {}",
         t.roster, t.recipients, t.values
@@ -417,6 +418,9 @@ pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
         &actor,
         crate::store::AdminChange::Remove(name.to_string()),
     )?;
+    let Some(version) = version.report() else {
+        return Ok(());
+    };
     eprintln!("byreis: {name} is no longer an admin from roster version {version}: their signatures no longer count, including on anything they sign later with an old date");
     if let Some(m) = member {
         let envs: Vec<&String> = state
