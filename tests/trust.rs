@@ -343,3 +343,47 @@ fn stale_url_registry_copy_is_reported_as_stale() {
         dump(&stale_o)
     );
 }
+
+/// `byreis verify`, the deploy gate, in a fresh clone with no key and no
+/// pin, as a CI job runs it: exit 0 only for exactly the pinned state,
+/// 3 with the code otherwise; no anchor, no verdict.
+#[test]
+fn deploy_verify_gates_on_the_pinned_state() {
+    let w = World::with_secrets();
+    let ci = w.root.join("ci-checkout");
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            w.proj.to_str().unwrap(),
+            ci.to_str().unwrap(),
+        ],
+    );
+    let nobody = w.root.join("nobody");
+    let anchor = [("BYREIS_ANCHOR", w.anchor.as_str())];
+    let verify =
+        |env: &[(&str, &str)]| run_env(&nobody, &ci, &["verify", "--format", "json"], None, env);
+    let o = verify(&anchor);
+    assert_ok(&o, "verify the pinned state");
+    assert!(!nobody.join("identity.txt").exists(), "no key was needed");
+
+    // No anchor: refused (a CI job must pin it).
+    let o = verify(&[]);
+    assert_refused(&o, &["anchor-not-trusted"], "verify without BYREIS_ANCHOR");
+
+    // An older commit than the pinned one: not the state to deploy.
+    w.git_ok(&ci, &["checkout", "-q", "HEAD~1"]);
+    let o = verify(&anchor);
+    assert_refused(&o, &["checkout-not-current"], "verify an older checkout");
+    w.git_ok(&ci, &["checkout", "-q", "main"]);
+    assert_ok(&verify(&anchor), "verify main again");
+
+    // A file changed in the checkout: refused with its code.
+    let file = ci.join("secrets/prod.enc.yaml");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&file, bytes).unwrap();
+    let o = verify(&anchor);
+    assert_refused(&o, &["file-hash-mismatch"], "verify a changed file");
+}
