@@ -1462,3 +1462,59 @@ fn roster_changes_need_the_roster_threshold() {
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
     assert_doctor_ok(&o, &v, "doctor after adding carol");
 }
+
+/// Admin signing keys are ed25519 only, and a signing key file others can
+/// read is never used.
+#[test]
+fn weak_or_exposed_signing_keys_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    let bob_age = whoami(&bob.home, &[])["age_recipient"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (kind, bits) in [("rsa", "3072"), ("ecdsa", "256")] {
+        let path = w.root.join(format!("bob-{kind}"));
+        let o = w.tool(
+            "ssh-keygen",
+            &w.root,
+            &[
+                "-q",
+                "-t",
+                kind,
+                "-b",
+                bits,
+                "-N",
+                "",
+                "-f",
+                path.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_ok(&o, "ssh-keygen");
+        let public = fs::read_to_string(path.with_extension("pub")).unwrap();
+        let before = w.heads();
+        let o = w.alice_run(&[
+            "admin",
+            "add",
+            "bob",
+            "--signing-key",
+            public.trim(),
+            "--age",
+            &bob_age,
+        ]);
+        assert_failed(&o, &format!("an {kind} signing key"));
+        assert_stderr_contains(&o, "ssh-ed25519", &format!("{kind}: says what is accepted"));
+        assert_eq!(w.heads(), before, "{kind}: nothing changed");
+    }
+    // alice's own signing key made group-readable: no signed write.
+    let key = w.alice.home.join("signing_key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    let before = w.heads();
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "x\n");
+    assert_failed(&o, "a group-readable signing key");
+    assert_eq!(w.heads(), before, "nothing signed with an exposed key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    w.set("prod", "DB", "after-the-fix");
+}

@@ -423,3 +423,45 @@ fn approval_killed_at_seeded_random_moments() {
     }
     eprintln!("approval random kills: {outcomes:?}");
 }
+
+/// An approval block signed by a key that is not an admin's, added to a
+/// proposal by hand, never counts: the proposal still needs a second
+/// admin, and a non-admin cannot approve through byreis either.
+#[test]
+fn a_non_admin_approval_never_counts() {
+    let (w, bob, _carol) = three_admins_k2();
+    let branch = propose_set(&w, "value-x");
+    // mallory signs the proposal's manifest in the proposal namespace and
+    // commits the block onto the branch's approvals.
+    let mallory = w.outsider_ssh_key("mallory");
+    let copy = w.root.join("proposed-manifest.yaml");
+    fs::write(&copy, w.git_blob(&branch, ".byreis/manifest.yaml")).unwrap();
+    w.ssh_sign(&mallory, "proposal@byreis.dev", &copy);
+    let block = fs::read_to_string(format!("{}.sig", copy.display())).unwrap();
+    w.git_ok(&w.proj, &["checkout", "-q", &branch]);
+    let approvals = approvals_file(&w);
+    let mut text = fs::read_to_string(&approvals).unwrap();
+    text.push_str(&block);
+    fs::write(&approvals, text).unwrap();
+    w.git_ok(&w.proj, &["commit", "-qam", "mallory approves"]);
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
+
+    let mallory_home = w.root.join("mallory-home");
+    let o = run_env(
+        &mallory_home,
+        &w.proj,
+        &["approve", &branch, "--yes"],
+        None,
+        &anchor_env(&w),
+    );
+    assert_failed(&o, "a non-admin approves");
+    w.assert_get("prod", "DB", PROD_DB);
+    let o = approve(&w, &bob, &branch);
+    assert_ok(&o, "bob approves");
+    assert_stderr_contains(
+        &o,
+        "(1 of 2 admins needed)",
+        "only alice counted before bob",
+    );
+    w.assert_get("prod", "DB", "value-x");
+}

@@ -329,11 +329,13 @@ pub fn admin_add(
     age: String,
     email: Option<String>,
 ) -> CliResult {
-    let key_text = if signing_key.trim_start().starts_with("ssh-") {
-        signing_key.to_string()
-    } else {
+    // A path to a .pub file, or the key text itself (any type: a key that
+    // is not ssh-ed25519 is refused with that reason, not as a missing file).
+    let key_text = if std::path::Path::new(signing_key).is_file() {
         std::fs::read_to_string(signing_key)
             .map_err(|e| CliError::Other(format!("{signing_key}: {e}")))?
+    } else {
+        signing_key.to_string()
     };
     let state = verify::load(ctx)?;
     let actor = crate::store::Actor::load(&ctx.home)?;
