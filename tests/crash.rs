@@ -1269,3 +1269,43 @@ fn set_killed_at_seeded_random_moments() {
     }
     eprintln!("set random kills: {outcomes:?}");
 }
+
+/// A git lock file left behind (as a kill can leave one): `doctor` names
+/// it, `--resume` and `--abort` refuse with the exact `rm` to run, and
+/// after it is removed the change finishes.
+#[test]
+fn a_stale_git_lock_is_named_and_blocks_recovery_until_removed() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    assert_ok(
+        &w.rotate(&["--add", &format!("bob={}", bob.recipient)]),
+        "add bob",
+    );
+    let o = w.alice_run_env(
+        &["rotate", "--remove", "bob", "--yes"],
+        &[("BYREIS_TEST_KILL_AT", "begun")],
+    );
+    assert!(killed(&o), "killed at begun\n{}", dump(&o));
+    let lock = w.proj.join(".git/index.lock");
+    fs::write(&lock, b"").unwrap();
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    let codes = doctor_fail_codes(&v);
+    assert!(
+        codes.contains(&"git-lock-stale".to_string())
+            && codes.contains(&"change-pending".to_string()),
+        "{codes:?}\n{}",
+        dump(&o)
+    );
+    for args in [
+        &["rotate", "--resume", "--yes"][..],
+        &["rotate", "--abort"][..],
+    ] {
+        let o = w.alice_run(args);
+        assert_failed(&o, &format!("{args:?} with a stale lock"));
+        assert_stderr_contains(&o, &format!("rm {}", lock.display()), "says what to run");
+    }
+    fs::remove_file(&lock).unwrap();
+    assert_ok(&w.rotate(&["--resume"]), "resume after removing the lock");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after the lock is gone");
+}

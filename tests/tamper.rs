@@ -836,6 +836,14 @@ fn audit_entry_edited_is_refused() {
         "\"keys_added\":[\"OTHER\"]",
     );
     w.assert_reads_refused(&["audit-broken"], ALL, "audit entry edited");
+    // The rotation history stops before any row (docs/auditing.md).
+    let o = w.alice_run(&["doctor", "--rotation-history", "--format", "json"]);
+    assert_refused(
+        &o,
+        &["audit-broken"],
+        "rotation history over an edited audit log",
+    );
+    assert!(o.stdout.is_empty(), "no row printed\n{}", dump(&o));
 }
 
 // An audit entry carrying another entry's signature.
