@@ -90,7 +90,7 @@ pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
     };
     if let Some(p) = changed.iter().find(|p| !allowed(p)) {
         return Err(bad(format!(
-            "it changes {} , which a roster change may not",
+            "it changes {}, which a roster change may not",
             crate::names::escape(p)
         )));
     }

@@ -1175,6 +1175,8 @@ pub fn change_roster(
     let line = audit::make_line(&entry, &actor.signer)?;
     new.audit_head = Some(audit::line_hash(&line));
     let email = actor.email();
+    let author = (admin.name.as_str(), email.as_str());
+    let summary = format!("{action} {who}");
     // The proposer's signature counts once for version N and once for N+1;
     // where either threshold is higher, the change waits for approvals.
     if old.thresholds.roster > 1 || new.thresholds.roster > 1 {
@@ -1183,8 +1185,8 @@ pub fn change_roster(
             &records,
             &line,
             &actor.signer,
-            (&admin.name, &email),
-            &format!("{action} {who}"),
+            author,
+            &summary,
         )?;
         if state.registry.repo.has_origin() {
             crate::remote::push_ref(&state.registry.dir, &format!("refs/heads/{branch}"))
@@ -1197,14 +1199,9 @@ pub fn change_roster(
             need_new: new.thresholds.roster,
         });
     }
-    state.registry.write_roster_change(
-        &new,
-        &records,
-        &line,
-        &actor.signer,
-        (&admin.name, &email),
-        &format!("{action} {who}"),
-    )?;
+    state
+        .registry
+        .write_roster_change(&new, &records, &line, &actor.signer, author, &summary)?;
     state.registry.push_if_remote(&ctx.home)?;
     Ok(RosterChange::Landed(new.version))
 }

@@ -1397,15 +1397,18 @@ fn roster_changes_need_the_roster_threshold() {
     // Adding carol: 2 of version 3 and 2 of version 4.
     let carol = keygen(&w.root, "carol");
     let me = whoami(&carol.home, &[]);
-    let o = w.alice_run(&[
-        "admin",
-        "add",
-        "carol",
-        "--signing-key",
-        &signing_pub_text(&carol),
-        "--age",
-        me["age_recipient"].as_str().unwrap(),
-    ]);
+    let propose_carol = || {
+        w.alice_run(&[
+            "admin",
+            "add",
+            "carol",
+            "--signing-key",
+            &signing_pub_text(&carol),
+            "--age",
+            me["age_recipient"].as_str().unwrap(),
+        ])
+    };
+    let o = propose_carol();
     assert_ok(&o, "propose admin add carol");
     assert_stderr_contains(&o, "proposed, not landed", "add proposal");
     let branch = roster_branches(&w).pop().expect("a proposal branch");
@@ -1442,15 +1445,7 @@ fn roster_changes_need_the_roster_threshold() {
     w.git_ok(&w.reg, &["branch", "-D", &branch]);
 
     // Proposed again, cleanly: bob's approval lands it.
-    let o = w.alice_run(&[
-        "admin",
-        "add",
-        "carol",
-        "--signing-key",
-        &signing_pub_text(&carol),
-        "--age",
-        me["age_recipient"].as_str().unwrap(),
-    ]);
+    let o = propose_carol();
     assert_ok(&o, "propose admin add carol again");
     let branch = roster_branches(&w).pop().expect("a proposal branch");
     let o = w.run_as(&bob, &["approve", &branch, "--yes"]);

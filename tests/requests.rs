@@ -338,56 +338,39 @@ fn absorb_killed_at_every_step_then_resume_or_abort() {
         w.assert_get("prod", "DB", PROD_DB);
         w.assert_get("staging", "DB", STAGING_DB);
         let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
-        let state = |w: &World| stdout(&w.alice_run(&["request", "show", &branch]));
+        let expect_state = |text: &str| {
+            let shown = stdout(&w.alice_run(&["request", "show", &branch]));
+            assert!(shown.contains(text), "{what}: {shown}");
+        };
+        // Nothing landed: the request is still requested, grants nothing,
+        // and absorbing it again works.
+        let absorb_again = || {
+            expect_state("state: requested");
+            assert_failed(&w.run_as(&p, &["get", "prod", "DB"]), &what);
+            assert_ok(&absorb(&w, &branch, &fp), &format!("{what}: absorb again"));
+            expect_state("state: absorbed");
+        };
         match recover {
             None if step == "recorded" => {
                 // The rotation landed; the decision is recorded by the next
                 // `rotate --resume` (nothing else is pending).
                 assert_doctor_ok(&o, &v, &what);
-                assert!(
-                    state(&w).contains("run `byreis rotate --resume`"),
-                    "{what}: {}",
-                    state(&w)
-                );
+                expect_state("run `byreis rotate --resume`");
                 let o = w.alice_run(&["rotate", "--resume", "--yes"]);
                 assert_ok(&o, &format!("{what}: resume records the decision"));
-                assert!(
-                    state(&w).contains("state: absorbed"),
-                    "{what}: {}",
-                    state(&w)
-                );
+                expect_state("state: absorbed");
                 assert_ok(&w.run_as(&p, &["get", "prod", "DB"]), &what);
             }
             None => {
                 assert_doctor_ok(&o, &v, &what);
-                assert!(
-                    state(&w).contains("state: requested"),
-                    "{what}: {}",
-                    state(&w)
-                );
-                assert_failed(&w.run_as(&p, &["get", "prod", "DB"]), &what);
-                // Nothing happened: absorbing now works.
-                assert_ok(&absorb(&w, &branch, &fp), &format!("{what}: absorb again"));
-                assert!(
-                    state(&w).contains("state: absorbed"),
-                    "{what}: {}",
-                    state(&w)
-                );
+                absorb_again();
             }
             Some("resume") => {
                 assert_doctor_pending(&o, &v, &what);
-                assert!(
-                    state(&w).contains("state: requested"),
-                    "{what}: {}",
-                    state(&w)
-                );
+                expect_state("state: requested");
                 let o = w.alice_run(&["rotate", "--resume", "--yes"]);
                 assert_ok(&o, &format!("{what}: resume"));
-                assert!(
-                    state(&w).contains("state: absorbed"),
-                    "{what}: {}",
-                    state(&w)
-                );
+                expect_state("state: absorbed");
                 assert_ok(&w.run_as(&p, &["get", "prod", "DB"]), &what);
             }
             Some(_) => {
@@ -396,18 +379,7 @@ fn absorb_killed_at_every_step_then_resume_or_abort() {
                     &w.alice_run(&["rotate", "--abort"]),
                     &format!("{what}: abort"),
                 );
-                assert!(
-                    state(&w).contains("state: requested"),
-                    "{what}: {}",
-                    state(&w)
-                );
-                assert_failed(&w.run_as(&p, &["get", "prod", "DB"]), &what);
-                assert_ok(&absorb(&w, &branch, &fp), &format!("{what}: absorb again"));
-                assert!(
-                    state(&w).contains("state: absorbed"),
-                    "{what}: {}",
-                    state(&w)
-                );
+                absorb_again();
             }
         }
         let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
