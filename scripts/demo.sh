@@ -2,8 +2,8 @@
 # The whole byreis story on throwaway local repositories, no network:
 # an admin creates a registry and a project, sets secrets, a teammate
 # pins the anchor, everything verifies with stock tools, a forged file is
-# refused, a contributor asks for access, and a second admin must approve
-# changes. Usage:
+# refused, a contributor asks for access and proposes a change, and a
+# second admin must approve changes. Usage:
 # scripts/demo.sh [--keep]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -111,6 +111,14 @@ show alice request list
 show alice rotate --add --from-request byreis/request/dave --env staging --confirm-fingerprint "$dave_fp" --yes
 dave trust --anchor "$anchor" >/dev/null
 show dave get staging DATABASE_URL
+
+step "Dave is a member, not an admin: his change is a proposal, encrypted only to the admins (ADR 0014)"
+printf 'redis://staging-cache:6379' | show dave set staging REDIS_URL
+show dave get staging REDIS_URL || echo "(exit $? — not served: a proposal is not signed state)"
+show dave submit
+submission=$(git for-each-ref --format='%(refname:short)' refs/heads/byreis/submit/)
+show alice approve "$submission" --yes
+show dave get staging REDIS_URL
 
 step "A second admin, and two admins for every change (k-of-n, ADR 0012)"
 carol() { BYREIS_HOME="$work/carol" "$BYREIS" "$@"; }

@@ -278,19 +278,28 @@ pub fn decrypt_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::SecretValue;
 
-    fn secrets(pairs: &[(&str, &str)]) -> Secrets {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    SecretValue::new(Zeroizing::new(v.to_string())),
-                )
-            })
-            .collect()
+    /// docs/formats.md: passphrase (scrypt) files are refused, by the
+    /// header count (a stanza of another type) and by the read path.
+    #[test]
+    fn passphrase_files_are_refused() {
+        let mut r = age::scrypt::Recipient::new(age::secrecy::SecretString::from("pw"));
+        r.set_work_factor(2);
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+        let mut out = Vec::new();
+        let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).unwrap();
+        let mut w = enc.wrap_output(armor).unwrap();
+        w.write_all(b"A: \"1\"\n").unwrap();
+        w.finish().and_then(|a| a.finish()).unwrap();
+        let c = count_stanzas(&out).unwrap();
+        assert_eq!((c.x25519, c.ssh_ed25519, c.other), (0, 0, 1), "{c:?}");
+        let id = AgeIdentity::generate();
+        let e = decrypt_bytes(&out, &id, None).unwrap_err();
+        assert!(e.to_string().contains("passphrase-encrypted"), "{e}");
     }
+
+    use crate::yaml::secrets_of as secrets;
 
     #[test]
     fn round_trip_and_counts() {

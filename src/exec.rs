@@ -120,20 +120,8 @@ pub fn child_env(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::SecretValue;
-    use zeroize::Zeroizing;
 
-    fn s(pairs: &[(&str, &str)]) -> Secrets {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    SecretValue::new(Zeroizing::new(v.to_string())),
-                )
-            })
-            .collect()
-    }
+    use crate::yaml::secrets_of as s;
     fn os(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
     }

@@ -567,7 +567,11 @@ impl Repo {
     pub fn stale_locks(&self) -> Vec<PathBuf> {
         let git = self.repo.path();
         let mut out = Vec::new();
-        for p in [git.join("index.lock"), git.join("HEAD.lock")] {
+        for p in [
+            git.join("index.lock"),
+            git.join("HEAD.lock"),
+            git.join("packed-refs.lock"),
+        ] {
             if p.exists() {
                 out.push(p);
             }
@@ -576,6 +580,16 @@ impl Repo {
             let p = git.join(format!("{branch}.lock"));
             if p.exists() {
                 out.push(p);
+            }
+        }
+        // byreis's own branches (proposals, submissions, drafts, roster
+        // proposals): a kill while one was moved or deleted.
+        for e in walkdir::WalkDir::new(git.join("refs/heads/byreis"))
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "lock") {
+                out.push(e.into_path());
             }
         }
         out
@@ -657,6 +671,21 @@ impl Repo {
     pub fn parent_of(&self, commit: &str) -> Result<Option<Oid>, GitError> {
         let c = self.repo.find_commit(Oid::from_str(commit)?)?;
         Ok(c.parent_ids().next())
+    }
+
+    /// The URL of the remote `origin`, if there is one.
+    pub fn origin_url(&self) -> Option<String> {
+        self.repo
+            .find_remote("origin")
+            .ok()
+            .and_then(|r| r.url().ok().map(str::to_string))
+    }
+
+    /// The short name of the branch HEAD points to (`main`), if any.
+    pub fn current_branch(&self) -> Option<String> {
+        self.head_branch()
+            .ok()
+            .and_then(|b| b.strip_prefix("refs/heads/").map(str::to_string))
     }
 
     /// Does the repository have a remote named `origin`?
@@ -782,6 +811,16 @@ impl Repo {
             }
         }
         Ok(out)
+    }
+
+    /// The best common ancestor of commits `a` and `b`, if they share
+    /// history.
+    pub fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
+        match self.repo.merge_base(Oid::from_str(a)?, Oid::from_str(b)?) {
+            Ok(id) => Ok(Some(id.to_string())),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The message of `commit`.

@@ -1,5 +1,6 @@
 //! The GitHub REST calls byreis makes for access requests on a registry
-//! hosted on GitHub (ADR 0013), through octocrab. This is the only module
+//! hosted on GitHub (ADR 0013), and for the pull requests of proposals and
+//! submissions on a project hosted there (ADR 0014), through octocrab. This is the only module
 //! that talks HTTP. Calls go only where the user pointed byreis: the API
 //! URL comes from `BYREIS_GITHUB_API_URL` (or `https://api.github.com`),
 //! never from a project repository; the token from `GITHUB_TOKEN` or
@@ -114,13 +115,13 @@ pub fn pull_number(reference: &str, repo: &RepoId) -> Option<Result<u64, String>
     let (base, n) = reference.trim_end_matches('/').rsplit_once("/pull/")?;
     let Some(r) = registry_repo(base) else {
         return Some(Err(format!(
-            "{} is not a pull request of the registry {repo}",
+            "{} is not a pull request of {repo}",
             crate::names::quoted(reference)
         )));
     };
     if r != *repo {
         return Some(Err(format!(
-            "pull request {} belongs to {r}, not to the registry {repo}",
+            "pull request {} belongs to {r}, not to {repo}",
             crate::names::quoted(reference)
         )));
     }
@@ -375,6 +376,65 @@ pub fn pull_head(
     let pr = c.get(&route)?;
     let open = pr.get("state").and_then(Value::as_str) == Some("open");
     Ok((open, field(&pr, &route, "head.sha")?.to_string()))
+}
+
+/// The GitHub repository of a project's `origin`, when it is hosted where
+/// the API points (proposals and submissions then become pull requests).
+pub fn origin_repo(repo: &crate::git::Repo) -> Option<RepoId> {
+    registry_repo(&repo.origin_url()?)
+}
+
+/// Opens a pull request of `branch` (a branch of `repo` itself) onto
+/// `base`. Returns its number and web URL.
+pub fn open_pull(
+    c: &Client,
+    repo: &RepoId,
+    branch: &str,
+    base: &str,
+    title: &str,
+    body: &str,
+) -> Result<(u64, String), GitHubError> {
+    let route = format!("/repos/{repo}/pulls");
+    let pr = c.post(
+        &route,
+        &json!({"title": title, "head": branch, "base": base, "body": body}),
+    )?;
+    let number = pr
+        .get("number")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| GitHubError::Shape(route.clone(), "number"))?;
+    Ok((number, field(&pr, &route, "html_url")?.to_string()))
+}
+
+/// Pull request `number` of `repo` as byreis uses it for proposals: open
+/// or not, its head commit, and its head branch when that branch is in
+/// `repo` itself (byreis never fetches from forks for proposals).
+pub struct PullBranch {
+    pub open: bool,
+    pub sha: String,
+    pub branch: Option<String>,
+}
+
+pub fn pull_branch(c: &Client, repo: &RepoId, number: u64) -> Result<PullBranch, GitHubError> {
+    let route = format!("/repos/{repo}/pulls/{number}");
+    let pr = c.get(&route)?;
+    let same = field(&pr, &route, "head.repo.full_name")? == repo.to_string();
+    Ok(PullBranch {
+        open: pr.get("state").and_then(Value::as_str) == Some("open"),
+        sha: field(&pr, &route, "head.sha")?.to_string(),
+        branch: same
+            .then(|| field(&pr, &route, "head.ref").map(str::to_string))
+            .transpose()?,
+    })
+}
+
+/// Comments on pull request `number`.
+pub fn comment(c: &Client, repo: &RepoId, number: u64, text: &str) -> Result<(), GitHubError> {
+    c.post(
+        &format!("/repos/{repo}/issues/{number}/comments"),
+        &json!({"body": text}),
+    )?;
+    Ok(())
 }
 
 /// Comments on and closes pull request `number` (never merges it).

@@ -49,6 +49,9 @@ pub struct Proposal {
     pub need: usize,
     /// Whether the branch was pushed to the project's `origin`.
     pub pushed: bool,
+    /// On a project hosted on GitHub: the pull request opened, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
 }
 
 fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
@@ -87,12 +90,29 @@ pub(crate) fn propose(
         repo.create_signed_commit(head, &changes, &msg, &actor.signer, (&admin.name, &email))?;
     repo.create_branch(&branch, commit)?;
     let pushed = push_branch(state, &branch)?;
+    let pull_request = pushed
+        .then(|| {
+            crate::pulls::open_for(
+                repo,
+                &branch,
+                &format!("byreis: proposed change, counter {} (needs {need} admins)", manifest.counter),
+                &format!(
+                    "{message}\n\nA signed byreis change by {} that needs {need} admins. Other admins \
+                     check it and add their approval with `byreis approve` and this pull request's \
+                     number; the approval that reaches {need} lands it. Do not merge this pull \
+                     request; byreis closes it once the change has landed.",
+                    admin.name
+                ),
+            )
+        })
+        .flatten();
     Ok(Proposal {
         branch,
         counter: manifest.counter,
         approvals: 1,
         need,
         pushed,
+        pull_request,
     })
 }
 
@@ -113,6 +133,8 @@ pub use crate::diff::EnvDiff;
 /// shown before they sign.
 pub struct Review {
     pub branch: String,
+    /// The commit reviewed (the branch's tip).
+    pub tip_commit: String,
     pub counter: u64,
     pub proposer: String,
     /// Names of the admins who signed or approved it so far.
@@ -148,22 +170,14 @@ pub fn review(
     show_values: bool,
 ) -> Result<Review, StoreError> {
     let repo = &state.project.repo;
-    let name = reference.strip_prefix("refs/heads/").unwrap_or(reference);
-    let name = name.strip_prefix("origin/").unwrap_or(name);
+    let name = crate::remote::short_branch(reference);
     if !name.starts_with(BRANCH_PREFIX) || names::escape(name) != name {
         return refuse(format!(
             "{} is not a proposal branch (they are named {BRANCH_PREFIX}COUNTER-HASH; `git branch --list '{BRANCH_PREFIX}*'` lists them)",
             names::quoted(reference)
         ));
     }
-    let mut fetch_note = String::new();
-    if repo.has_origin() {
-        if let Some(dir) = repo.workdir() {
-            if let Err(e) = crate::remote::fetch_proposals(dir) {
-                fetch_note = format!(" (fetching proposals from origin failed: {e})");
-            }
-        }
-    }
+    let fetch_note = crate::remote::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
     let local_branch = repo.local_branch(name)?.is_some();
     let Some(tip) = repo.branch_commit(name)? else {
         return refuse(format!("no proposal branch {name}{fetch_note}"));
@@ -393,6 +407,7 @@ pub fn review(
     let message = repo.commit_message(chain.last().expect("the proposal commit"))?;
     Ok(Review {
         branch: name.to_string(),
+        tip_commit: tip.to_string(),
         counter: m.counter,
         proposer: m.signer.clone(),
         approved_by,
@@ -470,6 +485,7 @@ pub fn approve(
             approvals: count,
             need: review.need,
             pushed,
+            pull_request: None,
         }));
     }
     // The threshold is reached: land exactly what was proposed, with every
@@ -512,8 +528,48 @@ pub fn approve(
         changes,
         &message,
     )?;
-    remove_landed_branch(&state.project.repo, &review.branch);
+    if let Err(e) = remove_landed_branch(&state.project.repo, &review.branch) {
+        eprintln!(
+            "byreis: warning: the change landed, but its proposal branch {} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {}` again",
+            review.branch, review.branch
+        );
+    }
     Ok(Landed::Done(counter))
+}
+
+/// Proposal branches here (local or fetched from `origin`) whose change
+/// absorbs the access request whose file hashes to `sha256`, by the
+/// proposer's audit entry. Informational (`request show`): approving
+/// checks everything.
+pub fn absorbing(state: &State, sha256: &str) -> Vec<String> {
+    let repo = &state.project.repo;
+    let mut branches = repo.branches_with_prefix(BRANCH_PREFIX).unwrap_or_default();
+    for (name, tip) in repo
+        .remote_branches_with_prefix(&format!("origin/{BRANCH_PREFIX}"))
+        .unwrap_or_default()
+    {
+        let short = name.strip_prefix("origin/").unwrap_or(&name).to_string();
+        if !branches.iter().any(|(b, _)| *b == short) {
+            branches.push((short, tip));
+        }
+    }
+    branches
+        .into_iter()
+        .filter(|(_, tip)| {
+            let log = repo
+                .read_file(&tip.to_string(), audit::PATH)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let last = log.split(|b| *b == b'\n').rfind(|l| !l.is_empty());
+            last.and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+                .is_some_and(|e| {
+                    e["action"] == "rotate"
+                        && e["details"]["request"]["request_sha256"].as_str() == Some(sha256)
+                })
+        })
+        .map(|(b, _)| b)
+        .collect()
 }
 
 /// The branch of a proposal of manifest `bytes` at `counter`.
@@ -521,18 +577,20 @@ fn branch_name(counter: u64, bytes: &[u8]) -> String {
     format!("{BRANCH_PREFIX}{counter}-{}", &sha256_hex(bytes)[..8])
 }
 
-/// Deletes a landed proposal's branch, here and on `origin` (best effort:
-/// the change landed whatever happens to the branch).
-fn remove_landed_branch(repo: &crate::git::Repo, branch: &str) {
-    if repo.local_branch(branch).ok().flatten().is_none() {
-        return;
+/// Deletes a landed proposal's branch here, then on `origin` (best
+/// effort there). Fails when the local branch cannot be deleted (a stale
+/// lock a kill left, which `doctor` names).
+fn remove_landed_branch(repo: &crate::git::Repo, branch: &str) -> Result<(), crate::git::GitError> {
+    if repo.local_branch(branch)?.is_none() {
+        return Ok(());
     }
-    let _ = repo.delete_branch(branch);
+    repo.delete_branch(branch)?;
     if repo.has_origin() {
         if let Some(dir) = repo.workdir() {
             let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{branch}"));
         }
     }
+    Ok(())
 }
 
 /// Whether `branch` is the proposal of the manifest that is pinned now
@@ -545,7 +603,12 @@ pub fn is_landed(state: &State, branch: &str) -> bool {
 /// of that exact manifest, if a killed approval left one, has served its
 /// purpose. Other proposal branches stay (they are history the exposure
 /// inventory walks).
-pub fn remove_branch_of_landed(state: &State) {
+pub fn remove_branch_of_landed(state: &State) -> Result<(), StoreError> {
     let branch = branch_name(state.manifest.counter, state.manifest.bytes());
-    remove_landed_branch(&state.project.repo, &branch);
+    remove_landed_branch(&state.project.repo, &branch).map_err(|e| {
+        StoreError::Refused(format!(
+            "proposal {branch} landed (counter {}), but its branch could not be removed: {e}. `byreis doctor` names a stale lock if that is why; remove it and run this again",
+            state.manifest.counter
+        ))
+    })
 }

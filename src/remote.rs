@@ -74,6 +74,31 @@ pub fn clone(home: &Home, url: &str) -> Result<(), RemoteError> {
     run(c, "clone", url)
 }
 
+/// What [`refresh_registry`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    Cloned,
+    Updated,
+    /// A local registry without a remote: used as it is.
+    NoRemote,
+}
+
+/// Brings this machine's copy of registry `location` up to date: clones
+/// or fast-forwards the managed clone of a URL, fast-forwards a local
+/// clone that has an `origin`.
+pub fn refresh_registry(home: &Home, location: &str) -> Result<Refreshed, RemoteError> {
+    let dir = verify::registry_dir(home, location);
+    if verify::is_url(location) && !dir.exists() {
+        clone(home, location)?;
+        return Ok(Refreshed::Cloned);
+    }
+    if verify::is_url(location) || crate::git::Repo::open(&dir).is_ok_and(|r| r.has_origin()) {
+        update(&dir)?;
+        return Ok(Refreshed::Updated);
+    }
+    Ok(Refreshed::NoRemote)
+}
+
 /// Fast-forwards a managed clone to its remote.
 pub fn update(dir: &Path) -> Result<(), RemoteError> {
     let mut c = git(Some(dir));
@@ -111,10 +136,25 @@ pub fn fetch_refs(dir: &Path, refspec: &str) -> Result<(), RemoteError> {
     run(c, "fetch", &dir.display().to_string())
 }
 
-/// Fetches `origin`'s proposal branches into `refs/remotes/origin/`.
-pub fn fetch_proposals(dir: &Path) -> Result<(), RemoteError> {
-    fetch_refs(
+/// Fetches `origin`'s branches named `prefix…` into
+/// `refs/remotes/origin/` when the repository at `dir` has an `origin`.
+/// Returns a note for a later "no such branch" error when the fetch
+/// failed (the branch may then exist only on `origin`), else "".
+pub fn fetch_branches(repo: &crate::git::Repo, dir: Option<&Path>, prefix: &str) -> String {
+    let Some(dir) = dir.filter(|_| repo.has_origin()) else {
+        return String::new();
+    };
+    match fetch_refs(
         dir,
-        "+refs/heads/byreis/proposal/*:refs/remotes/origin/byreis/proposal/*",
-    )
+        &format!("+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*"),
+    ) {
+        Ok(()) => String::new(),
+        Err(e) => format!(" (fetching {prefix}* from origin failed: {e})"),
+    }
+}
+
+/// `refs/heads/NAME` and `origin/NAME` as the branch name `NAME`.
+pub fn short_branch(reference: &str) -> &str {
+    let name = reference.strip_prefix("refs/heads/").unwrap_or(reference);
+    name.strip_prefix("origin/").unwrap_or(name)
 }

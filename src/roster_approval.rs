@@ -63,10 +63,13 @@ fn name_of(roster: &Roster, key: &SigningPub) -> String {
 pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
     let reg: &Registry = &state.registry;
     let bad = |m: String| StoreError::Refused(format!("{branch}: {m} (nothing was changed)"));
+    // A registry with a remote: its proposals are fetched first.
+    let fetch_note =
+        crate::remote::fetch_branches(&reg.repo, Some(&reg.dir), registry::ROSTER_BRANCH_PREFIX);
     let tip = reg
         .repo
         .branch_commit(branch)?
-        .ok_or_else(|| bad("no such branch in the registry (run `byreis registry pull`)".into()))?;
+        .ok_or_else(|| bad(format!("no such branch in the registry{fetch_note}")))?;
     let head = reg.head();
     // Built on the registry's current state (approvals add commits on
     // top of the proposal; the registry must not have moved meanwhile).
@@ -273,7 +276,12 @@ pub fn approve(
         );
         reg.commit(&changes, &msg, &actor.signer, (&admin, &email))?;
         reg.push_if_remote(&ctx.home)?;
-        let _ = reg.repo.delete_branch(&r.branch);
+        if let Err(e) = reg.repo.delete_branch(&r.branch) {
+            eprintln!(
+                "byreis: warning: roster version {} landed, but its proposal branch {} could not be removed ({e})",
+                r.version, r.branch
+            );
+        }
         if reg.repo.has_origin() {
             let _ = crate::remote::push_ref(&reg.dir, &format!(":refs/heads/{}", r.branch));
         }
@@ -294,7 +302,11 @@ pub fn approve(
         &actor.signer,
         (&admin, &email),
     )?;
-    reg.repo.move_named_branch(&r.branch, r.tip, new)?;
+    if reg.repo.local_branch(&r.branch)?.is_some() {
+        reg.repo.move_named_branch(&r.branch, r.tip, new)?;
+    } else {
+        reg.repo.create_branch(&r.branch, new)?;
+    }
     if reg.repo.has_origin() {
         crate::remote::push_ref(&reg.dir, &format!("refs/heads/{}", r.branch))
             .map_err(|e| StoreError::Refused(e.to_string()))?;

@@ -20,6 +20,14 @@ impl SecretValue {
     }
 }
 
+/// Read from an untrusted document (a proposal file's plaintext) straight
+/// into a zeroizing string.
+impl<'de> serde::Deserialize<'de> for SecretValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| SecretValue(Zeroizing::new(s)))
+    }
+}
+
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue([redacted])")

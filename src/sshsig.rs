@@ -219,4 +219,88 @@ mod tests {
         );
         assert_eq!(split_armored(&two).len(), 2);
     }
+
+    /// An SSHSIG blob's fields: version, then public key, namespace,
+    /// reserved, hash algorithm and signature (PROTOCOL.sshsig).
+    fn fields(raw: &[u8]) -> (u32, Vec<Vec<u8>>) {
+        assert_eq!(&raw[..6], b"SSHSIG");
+        let u32_at = |i: usize| u32::from_be_bytes(raw[i..i + 4].try_into().unwrap());
+        let version = u32_at(6);
+        let mut at = 10;
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let n = u32_at(at) as usize;
+            out.push(raw[at + 4..at + 4 + n].to_vec());
+            at += 4 + n;
+        }
+        assert_eq!(at, raw.len());
+        (version, out)
+    }
+
+    fn blob(version: u32, f: &[Vec<u8>]) -> String {
+        use base64::Engine as _;
+        let mut raw = b"SSHSIG".to_vec();
+        raw.extend_from_slice(&version.to_be_bytes());
+        for x in f {
+            raw.extend_from_slice(&(x.len() as u32).to_be_bytes());
+            raw.extend_from_slice(x);
+        }
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    }
+
+    /// docs/formats.md: a signature counts only with version 1, the
+    /// expected namespace, an empty reserved field, hash sha256 or
+    /// sha512, and an ed25519 signature that verifies over the SSHSIG
+    /// signed data. Each field is changed in an otherwise valid blob.
+    #[test]
+    fn every_sshsig_field_is_checked() {
+        use base64::Engine as _;
+        let s = Signer::generate("t").unwrap();
+        let allowed = [s.public.clone()];
+        let good = sign_base64(&s, Namespace::Manifest, b"m").unwrap();
+        assert_eq!(
+            verify_base64(&good, Namespace::Manifest, b"m", &allowed).unwrap(),
+            0
+        );
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&good)
+            .unwrap();
+        let (version, f) = fields(&raw);
+        assert_eq!(version, 1);
+        assert_eq!(blob(version, &f), good, "the test re-encodes exactly");
+        assert_eq!(f[3], b"sha512", "byreis signs with sha512");
+        let with = |i: usize, v: &[u8]| {
+            let mut g = f.clone();
+            g[i] = v.to_vec();
+            blob(1, &g)
+        };
+        let refused = |b64: String, what: &str| {
+            let r = verify_base64(&b64, Namespace::Manifest, b"m", &allowed);
+            assert!(r.is_err(), "{what}: accepted");
+            r.unwrap_err()
+        };
+        for v in [0, 2] {
+            let e = refused(blob(v, &f), "version");
+            assert!(matches!(e, SigError::Malformed(_)), "version {v}: {e}");
+        }
+        let e = refused(with(1, b"git"), "namespace");
+        assert!(matches!(e, SigError::WrongNamespace { .. }), "{e}");
+        let e = refused(with(2, b"x"), "reserved");
+        assert!(matches!(e, SigError::Malformed(_)), "{e}");
+        for h in [&b"sha1"[..], b"md5", b"SHA512", b""] {
+            refused(with(3, h), "hash algorithm");
+        }
+        // sha256 is accepted as a name, but this signature is over the
+        // sha512 digest, so it does not verify.
+        let e = refused(with(3, b"sha256"), "sha256 over a sha512 signature");
+        assert!(matches!(e, SigError::Invalid), "{e}");
+        let mut sig = f[4].clone();
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+        let e = refused(with(4, &sig), "signature bit flipped");
+        assert!(
+            matches!(e, SigError::Invalid | SigError::Malformed(_)),
+            "{e}"
+        );
+    }
 }

@@ -160,7 +160,7 @@ fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, Sto
     let latest = state.roster.latest();
     let Some(admin) = actor.admin_in(latest) else {
         return Err(StoreError::Refused(format!(
-            "your signing key {} is not an admin key in roster version {}; only admins sign changes (proposals from members are planned, not built yet)",
+            "your signing key {} is not an admin key in roster version {}; only admins sign changes (a member's `set`, `unset`, `edit` or `import` makes a proposal for an admin to approve: `byreis submit`)",
             actor.signer.public.fingerprint(),
             latest.version
         )));
@@ -200,10 +200,23 @@ pub fn commit_change(
 /// audited transaction (`import`). Files are encrypted on all cores.
 pub fn commit_changes(
     ctx: &Context,
+    state: State,
+    actor: &Actor,
+    changes: Vec<EnvChange>,
+    action: &'static str,
+) -> Result<Landed, StoreError> {
+    commit_changes_with(ctx, state, actor, changes, action, None)
+}
+
+/// [`commit_changes`] with `extra` fields in the audit entry's details
+/// (an approved submission names its branch and author).
+pub fn commit_changes_with(
+    ctx: &Context,
     mut state: State,
     actor: &Actor,
     changes: Vec<EnvChange>,
     action: &'static str,
+    extra: Option<serde_json::Value>,
 ) -> Result<Landed, StoreError> {
     let admin = check_writable(&state, actor)?.clone();
     if changes.is_empty() {
@@ -239,11 +252,14 @@ pub fn commit_changes(
     let files = crate::par::map(&jobs, Some(&progress), |(change, recipients, _)| {
         agefile::encrypt(&change.secrets, recipients)
     });
-    let details = if env_details.len() == 1 {
+    let mut details = if env_details.len() == 1 {
         env_details.pop().expect("one")
     } else {
         serde_json::json!({ "envs": env_details })
     };
+    if let (Some(serde_json::Value::Object(extra)), Some(d)) = (extra, details.as_object_mut()) {
+        d.extend(extra);
+    }
     let (mut manifest, audit_change) = next_manifest(&state, actor, &admin, action, details)?;
     let mut file_changes = Vec::with_capacity(jobs.len() + 1);
     for ((change, _, readers), file) in jobs.into_iter().zip(files) {

@@ -325,7 +325,13 @@ pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyErro
 /// The registry location this run trusts for `project` (checked against
 /// the config exactly as every read does).
 pub fn pinned_location(ctx: &Context, project: &Project) -> Result<String, VerifyError> {
-    effective_pin(ctx, project).map(|(pin, _)| pin.registry)
+    pin_for(ctx, project).map(|pin| pin.registry)
+}
+
+/// The pin this run trusts for `project` (checked against the config
+/// exactly as every read does).
+pub fn pin_for(ctx: &Context, project: &Project) -> Result<Pin, VerifyError> {
+    effective_pin(ctx, project).map(|(pin, _)| pin)
 }
 
 /// Which pin applies to this run: the stored one, or BYREIS_ANCHOR.
@@ -445,7 +451,7 @@ fn verify_admin_signed<T>(
 ) -> Result<(Verified<T>, Vec<SigningPub>), String> {
     let Some(at) = roster.version(doc_version) else {
         return Err(format!(
-            "names roster version {doc_version}, which the registry does not have"
+            "names roster version {doc_version}, which the registry does not have (if your copy of the registry is behind, `byreis registry pull` updates it)"
         ));
     };
     let latest = registry::admin_keys(roster.latest());
@@ -551,7 +557,7 @@ pub fn verify_manifest(
     .map_err(|e| e.to_string())?;
     let Some(at) = roster.version(v.roster_version) else {
         return Err(format!(
-            "names roster version {}, which the registry does not have",
+            "names roster version {}, which the registry does not have (if your copy of the registry is behind, `byreis registry pull` updates it)",
             v.roster_version
         ));
     };

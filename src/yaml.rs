@@ -163,6 +163,20 @@ pub fn from_untrusted_limit<T: serde::de::DeserializeOwned>(
 /// The secrets of one environment, by name, sorted.
 pub type Secrets = BTreeMap<String, SecretValue>;
 
+/// Secrets from `(name, value)` pairs, for unit tests.
+#[cfg(test)]
+pub(crate) fn secrets_of(pairs: &[(&str, &str)]) -> Secrets {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                SecretValue::new(Zeroizing::new(v.to_string())),
+            )
+        })
+        .collect()
+}
+
 /// Parses the plaintext of a secrets file: a single flat mapping from secret
 /// names (environment-variable names) to strings. Every scalar value is taken
 /// exactly as written (`PORT: 8080` is the string "8080"; `X: ~` is "~").

@@ -449,7 +449,8 @@ fn removed_admin_signatures_no_longer_count_but_history_verifies() {
     assert_eq!(check(&v, "manifest")["code"], "checkout-not-current", "{v}");
     w.git_ok(&w.proj, &["checkout", "-q", "main"]);
 
-    // bob's own byreis no longer signs for him.
+    // bob's own byreis no longer signs for him: as a member who is not an
+    // admin, his change is only a proposal for an admin (ADR 0014).
     let before = w.heads();
     let o = run(
         &bob.home,
@@ -457,9 +458,11 @@ fn removed_admin_signatures_no_longer_count_but_history_verifies() {
         &["set", "prod", "DB"],
         Some("bob-after-removal\n"),
     );
-    assert_failed(&o, "bob set after removal");
-    assert_eq!(w.heads(), before, "bob's refused set changed a repository");
+    assert_ok(&o, "bob set after removal");
+    assert_stderr_contains(&o, "you are not an admin, so this is a proposal", "bob set");
+    assert_eq!(w.heads(), before, "bob's proposal changed a signed state");
     w.assert_get("prod", "DB", "bob-era-db");
+    w.git_ok(&w.proj, &["branch", "-q", "-D", "byreis/draft/bob"]);
 
     // bob forges a manifest by hand, signed with his key and claiming
     // roster version 2 (when he was an admin), and pushes it with plain git.
@@ -1336,8 +1339,13 @@ fn registry_audit_log_is_complete_and_signed_by_then_current_admins() {
 }
 
 fn roster_branches(w: &World) -> Vec<String> {
+    roster_branches_in(w, &w.reg)
+}
+
+/// The `byreis/roster/*` branches of the registry repository at `dir`.
+fn roster_branches_in(w: &World, dir: &Path) -> Vec<String> {
     w.git_ok(
-        &w.reg,
+        dir,
         &[
             "for-each-ref",
             "--format=%(refname:short)",
@@ -1512,4 +1520,94 @@ fn weak_or_exposed_signing_keys_are_refused() {
     assert_eq!(w.heads(), before, "nothing signed with an exposed key");
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     w.set("prod", "DB", "after-the-fix");
+}
+
+/// Roster proposals on a registry reached by URL (a bare repository, as
+/// teams share one): the proposer's managed clone pushes the proposal
+/// branch; another admin's `approve`, on another machine, fetches it from
+/// the shared registry, checks it and lands it there; a third machine then
+/// verifies the new roster.
+#[test]
+fn roster_proposals_travel_through_a_url_registry() {
+    let w = World::new();
+    let url = w.bare_registry_url();
+    let bare = w.root.join("reg.git");
+    let proj = w.root.join("urlproj");
+    fs::create_dir(&proj).unwrap();
+    w.git_ok(&proj, &["init", "-q", "-b", "main"]);
+    let alice = |args: &[&str]| run(&w.alice.home, &proj, args, None);
+    assert_ok(
+        &alice(&["init", "--project", "urlproj", "--registry", &url]),
+        "init on a URL registry",
+    );
+    assert_ok(&alice(&["set", "prod", "DB", "v1"]), "set");
+    let bob = keygen(&w.root, "bob");
+    let o = alice(&[
+        "admin",
+        "add",
+        "bob",
+        "--signing-key",
+        &bob.signing_key,
+        "--age",
+        &bob.recipient,
+    ]);
+    assert_ok(&o, "admin add bob");
+    let bob_clone = clone_and_trust(&w, &proj, &bob);
+    let bob_run = |args: &[&str]| run(&bob.home, &bob_clone, args, None);
+    let shared_branches = || roster_branches_in(&w, &bare);
+    let shared_roster = |v: u64| {
+        w.git(&bare, &["cat-file", "-e", &format!("main:roster/{v}.yaml")])
+            .status
+            .success()
+    };
+
+    let o = alice(&["admin", "thresholds", "--roster", "2"]);
+    assert_ok(&o, "propose --roster 2");
+    assert_stderr_contains(&o, "proposed, not landed", "a proposal");
+    let branches = shared_branches();
+    assert_eq!(
+        branches.len(),
+        1,
+        "the proposal reached the shared registry"
+    );
+    assert!(!shared_roster(3));
+    let o = bob_run(&["approve", &branches[0], "--yes"]);
+    assert_ok(&o, "bob approves from his machine (fetches the branch)");
+    assert_stderr_contains(&o, "roster version 3 landed", "it lands");
+    assert!(shared_roster(3), "version 3 pushed to the shared registry");
+    assert!(
+        shared_branches().is_empty(),
+        "the landed branch removed there"
+    );
+
+    // The next roster change needs both again.
+    assert_ok(&alice(&["registry", "pull"]), "alice pulls the registry");
+    let carol = keygen(&w.root, "carol");
+    let o = alice(&[
+        "admin",
+        "add",
+        "carol",
+        "--signing-key",
+        &carol.signing_key,
+        "--age",
+        &carol.recipient,
+    ]);
+    assert_ok(&o, "propose admin add carol");
+    assert_stderr_contains(&o, "proposed, not landed", "a proposal");
+    let branches = shared_branches();
+    assert_eq!(branches.len(), 1);
+    let o = bob_run(&["approve", &branches[0], "--yes"]);
+    assert_ok(&o, "bob approves the second change");
+    assert_stderr_contains(&o, "roster version 4 landed", "it lands");
+    assert!(shared_roster(4));
+
+    // A third machine verifies the new roster from the shared registry.
+    let carol_clone = clone_and_trust(&w, &proj, &carol);
+    let (o, v) = doctor_json(&carol.home, &carol_clone, &[]);
+    assert_doctor_ok(&o, &v, "doctor on a third machine");
+    let o = run(&carol.home, &carol_clone, &["admin", "list"], None);
+    assert_ok(&o, "admin list");
+    for name in ["alice", "bob", "carol"] {
+        assert!(stdout(&o).contains(name), "{name} listed\n{}", dump(&o));
+    }
 }

@@ -381,6 +381,12 @@ fn approval_killed_at_seeded_random_moments() {
             delay,
         );
         let what = format!("approval killed after {delay:?} (run {n})");
+        // A kill while git2 moved or deleted a branch can leave its lock:
+        // doctor names it; removing it as told recovers.
+        let locks = clear_named_locks(&w);
+        if !locks.is_empty() {
+            *outcomes.entry("a lock left, named by doctor").or_insert(0) += 1;
+        }
         let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
         let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
             w.assert_get("prod", "DB", &current);
@@ -464,4 +470,45 @@ fn a_non_admin_approval_never_counts() {
         "only alice counted before bob",
     );
     w.assert_get("prod", "DB", "value-x");
+}
+
+/// Found by `approval_killed_at_seeded_random_moments`: a kill while git
+/// deleted the landed proposal's branch can leave that branch's lock
+/// file, after which deleting the branch fails. `doctor` names the lock
+/// (`git-lock-stale`), approving again says the branch could not be
+/// removed (it used to say it was), and once the lock is removed as told,
+/// approving again removes the branch.
+#[test]
+fn a_lock_left_on_a_landed_proposal_branch_is_named() {
+    let (w, bob, _carol) = three_admins_k2();
+    let branch = propose_set(&w, "locked-1");
+    let tip = w.git_ok(&w.proj, &["rev-parse", &branch]);
+    assert_ok(&approve(&w, &bob, &branch), "approve");
+    w.assert_get("prod", "DB", "locked-1");
+    // As the kill leaves it: the branch, and its lock.
+    w.git_ok(&w.proj, &["branch", &branch, &tip]);
+    let lock = w
+        .proj
+        .join(".git/refs/heads")
+        .join(format!("{branch}.lock"));
+    fs::write(&lock, b"").unwrap();
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_fails(&o, &v, &["git-lock-stale"], "doctor names the lock");
+    assert!(
+        stdout(&o).contains(&lock.display().to_string()),
+        "{}",
+        dump(&o)
+    );
+    let o = approve(&w, &bob, &branch);
+    assert_failed(&o, "approve again with the lock");
+    assert_stderr_contains(&o, "could not be removed", "says so");
+    assert_eq!(proposal_branches(&w), std::slice::from_ref(&branch));
+    assert_eq!(clear_named_locks(&w), [lock]);
+    let o = approve(&w, &bob, &branch);
+    assert_ok(&o, "approve again after the lock is removed");
+    assert_stderr_contains(&o, "already landed", "approve again");
+    assert!(proposal_branches(&w).is_empty());
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor at the end");
+    w.assert_get("prod", "DB", "locked-1");
 }

@@ -83,10 +83,12 @@ fn plaintext_never_reaches_disk() {
     let set_value = canary("set");
     let edit_value = canary("edit");
     let proposed_value = canary("proposed");
+    let submitted_value = canary("submitted");
     let needles = [
         set_value.clone(),
         edit_value.clone(),
         proposed_value.clone(),
+        submitted_value.clone(),
     ];
 
     // set (stdin)
@@ -126,6 +128,36 @@ fn plaintext_never_reaches_disk() {
     assert_ok(&w.rotate(&["--add", &add]), "rotate --add");
     assert_ok(&w.rotate(&["--remove", "bob"]), "rotate --remove");
     w.assert_get("prod", "CANARY", &set_value);
+
+    // A member who is not an admin proposes a value (a draft encrypted to
+    // the admins, submitted as a branch) and an admin applies it.
+    let dave = keygen(&w.root, "dave");
+    assert_ok(
+        &w.rotate(&["--add", &format!("dave={}", dave.recipient)]),
+        "rotate --add dave",
+    );
+    let o = run_env(
+        &dave.home,
+        &w.proj,
+        &["set", "prod", "SUBMITTED"],
+        Some(&format!("{submitted_value}\n")),
+        &anchor_env(&w),
+    );
+    assert_ok(&o, "member set (a proposal)");
+    assert_ok(&w.run_as(&dave, &["submit"]), "submit");
+    let branch = w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/submit/",
+        ],
+    );
+    assert_ok(
+        &w.alice_run(&["approve", branch.trim(), "--yes"]),
+        "approve the submission",
+    );
+    w.assert_get("prod", "SUBMITTED", &submitted_value);
 
     // propose and approve: with two admins required, a value travels as a
     // proposal (its files on a branch) and lands when a second admin

@@ -1242,6 +1242,11 @@ fn set_killed_at_seeded_random_moments() {
             delay,
         );
         let what = format!("set killed after {delay:?} (run {n})");
+        // A kill can leave a git lock; doctor names it, and removing it as
+        // told recovers.
+        if !clear_named_locks(&w).is_empty() {
+            *outcomes.entry("a lock left, named by doctor").or_insert(0) += 1;
+        }
         let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
         let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
             // Reads serve the last complete state while it is pending.
@@ -1308,4 +1313,30 @@ fn a_stale_git_lock_is_named_and_blocks_recovery_until_removed() {
     assert_ok(&w.rotate(&["--resume"]), "resume after removing the lock");
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
     assert_doctor_ok(&o, &v, "doctor after the lock is gone");
+}
+
+/// SECURITY.md: `--resume` shows the change and asks before finishing it;
+/// a run that cannot ask (no terminal) and was not given `--yes` finishes
+/// nothing.
+#[test]
+fn resume_without_a_terminal_needs_yes() {
+    let w = World::with_secrets();
+    let o = run_env(
+        &w.alice.home,
+        &w.proj,
+        &["set", "prod", "DB"],
+        Some("pending-value-5e2\n"),
+        &[("BYREIS_TEST_KILL_AT", "begun")],
+    );
+    assert!(killed(&o), "set killed at begun\n{}", dump(&o));
+    let pending = w.pending_commit().expect("a pending change");
+    let heads = w.heads();
+    let o = w.alice_run(&["rotate", "--resume"]);
+    assert_failed(&o, "resume without --yes and without a terminal");
+    assert_stderr_contains(&o, "--yes", "the refusal names --yes");
+    assert_eq!(w.pending_commit().as_deref(), Some(pending.as_str()));
+    assert_eq!(w.heads(), heads, "nothing moved");
+    w.assert_get("prod", "DB", PROD_DB);
+    assert_ok(&w.rotate(&["--resume"]), "resume --yes");
+    w.assert_get("prod", "DB", "pending-value-5e2");
 }

@@ -320,3 +320,320 @@ fn api_errors_are_explained() {
     gh.fake
         .with(|s| assert!(s.pulls.is_empty(), "no pull request"));
 }
+
+/// A project whose `origin` is a repository on the fake GitHub (mapped to
+/// a local bare repository): a member's submission becomes a pull request;
+/// an admin approves it by number; byreis checks the pull request's head is
+/// the branch it reviewed, lands the change itself and closes the pull
+/// request with a comment, never merging it. Closed, forked, foreign and
+/// moved pull requests are refused with nothing changed (ADR 0014).
+/// Gives the project an `origin` on the fake GitHub, `acme/app`, whose
+/// branches live in the bare repository `root/app.git`. Returns the bare
+/// repository and the origin's web URL.
+fn with_github_origin(gh: &Gh) -> (PathBuf, String) {
+    let bare = gh.w.root.join("app.git");
+    gh.w.git_ok(
+        &gh.w.root,
+        &["init", "-q", "--bare", bare.to_str().unwrap()],
+    );
+    let app_url = gh.fake.web_url("acme/app");
+    let gitcfg = gh.w.root.join("gitconfig");
+    let mut cfg = fs::read_to_string(&gitcfg).unwrap();
+    cfg.push_str(&format!(
+        "[url \"file://{}\"]\n\tinsteadOf = {app_url}\n",
+        bare.display()
+    ));
+    fs::write(&gitcfg, cfg).unwrap();
+    gh.fake.with(|s| {
+        s.add_repo("acme/app", &[]);
+        s.git_backed.insert("acme/app".into(), bare.clone());
+    });
+    gh_git(gh, &["remote", "add", "origin", &app_url]);
+    gh_git(gh, &["push", "-q", "origin", "main"]);
+    (bare, app_url)
+}
+
+/// Stock git in the project, with the test's URL mappings.
+fn gh_git(gh: &Gh, args: &[&str]) -> String {
+    let mut c = clean_command("git", &gh.w.root, &gh.app);
+    c.env("GIT_CONFIG_GLOBAL", gh.w.root.join("gitconfig"))
+        .args(args);
+    let o = output(&mut c, None);
+    assert_ok(&o, &format!("git {args:?}"));
+    stdout(&o).trim().to_string()
+}
+
+/// With two admins required on a GitHub project, an admin's change is a
+/// proposal branch and a pull request; the second admin approves it by
+/// number, which lands it and closes the pull request (ADR 0012).
+#[test]
+fn a_k_of_n_proposal_is_a_pull_request_on_a_github_project() {
+    let gh = setup();
+    let (bare, _) = with_github_origin(&gh);
+    let carol = keygen(&gh.w.root, "carol");
+    let o = gh.alice(&[
+        "admin",
+        "add",
+        "carol",
+        "--signing-key",
+        &carol.signing_key,
+        "--age",
+        &carol.recipient,
+    ]);
+    assert_ok(&o, "admin add carol");
+    let o = gh.alice(&[
+        "rotate",
+        "--add",
+        &format!("carol={}", carol.recipient),
+        "--yes",
+    ]);
+    assert_ok(&o, "rotate --add carol");
+    let o = gh.alice(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+    assert_ok(&o, "thresholds 2");
+    let o = run_env(
+        &gh.w.alice.home,
+        &gh.app,
+        &["set", "prod", "DB"],
+        Some("two-admins-value\n"),
+        &gh.env(),
+    );
+    assert_ok(&o, "alice set: a proposal");
+    assert_stderr_contains(&o, "opened pull request #1 of acme/app", "a pull request");
+    let branch = gh.fake.with(|s| s.pulls[&1].head_ref.clone());
+    assert!(branch.starts_with("byreis/proposal/"), "{branch}");
+    let mut env = gh.env();
+    env.retain(|(k, _)| *k != "GITHUB_TOKEN");
+    env.push(("GITHUB_TOKEN", "alice-token"));
+    let anchor = gh.w.anchor.clone();
+    let o = run_env(
+        &carol.home,
+        &gh.app,
+        &["trust", "--anchor", &anchor],
+        None,
+        &env,
+    );
+    assert_ok(&o, "carol trust");
+    let o = run_env(&carol.home, &gh.app, &["approve", "1", "--yes"], None, &env);
+    assert_ok(&o, "carol approves #1");
+    assert_stderr_contains(
+        &o,
+        "pull request #1 commented and closed (not merged)",
+        "closed",
+    );
+    // Reads never fetch: alice updates her registry copy first.
+    assert_ok(&gh.alice(&["registry", "pull"]), "alice registry pull");
+    let o = gh.alice(&["get", "prod", "DB"]);
+    assert_eq!(stdout(&o), "two-admins-value\n", "{}", dump(&o));
+    gh.fake.with(|s| assert_eq!(s.pulls[&1].state, "closed"));
+    assert_eq!(
+        gh.w.git_ok(&bare, &["rev-parse", "main"]),
+        gh.w.git_ok(&gh.app, &["rev-parse", "HEAD"]),
+        "the landed change was pushed"
+    );
+}
+
+#[test]
+fn a_submission_is_a_pull_request_on_a_github_project() {
+    let mut gh = setup();
+    let (bare, app_url) = with_github_origin(&gh);
+    let o = gh.alice(&[
+        "rotate",
+        "--add",
+        &format!("dave={}", gh.dave.recipient),
+        "--yes",
+    ]);
+    assert_ok(&o, "rotate --add dave");
+    gh.env.retain(|(k, _)| k != "GITHUB_TOKEN");
+    let git = |args: &[&str]| gh_git(&gh, args);
+    let as_dave = |args: &[&str], stdin: Option<&str>| {
+        let mut env = gh.env();
+        env.push(("GITHUB_TOKEN", "dave-token"));
+        run_env(&gh.dave.home, &gh.app, args, stdin, &env)
+    };
+    let as_alice = |args: &[&str]| {
+        let mut env = gh.env();
+        env.push(("GITHUB_TOKEN", "alice-token"));
+        run_env(&gh.w.alice.home, &gh.app, args, None, &env)
+    };
+
+    let anchor = gh.w.anchor.clone();
+    assert_ok(
+        &as_dave(&["trust", "--anchor", &anchor], None),
+        "dave trust",
+    );
+    let o = as_dave(&["set", "prod", "DB"], Some("from-a-pull-request\n"));
+    assert_ok(&o, "dave set (a proposal)");
+    let o = as_dave(&["submit"], None);
+    assert_ok(&o, "dave submit");
+    assert_stderr_contains(
+        &o,
+        "opened pull request #1 of acme/app",
+        "submit opens a PR",
+    );
+    let branch = gh.fake.with(|s| {
+        let p = &s.pulls[&1];
+        assert_eq!(p.repo, "acme/app");
+        assert_eq!(p.head_repo, "acme/app");
+        assert_eq!(p.base, "main");
+        assert_eq!(p.user, "dave");
+        assert!(p.body.contains("Do not merge"), "{}", p.body);
+        assert!(!p.body.contains("from-a-pull-request"));
+        p.head_ref.clone()
+    });
+    assert!(branch.starts_with("byreis/submit/dave-"), "{branch}");
+    let tip = git(&["rev-parse", &format!("refs/remotes/origin/{branch}")]);
+
+    // Moved after byreis fetched it (as the API reports): stale.
+    gh.fake.with(|s| {
+        s.git_backed.remove("acme/app");
+        s.pulls.get_mut(&1).unwrap().head_sha = "1".repeat(40);
+    });
+    let heads = gh.w.git_ok(&gh.app, &["rev-parse", "HEAD"]);
+    let o = as_alice(&["approve", "1", "--yes"]);
+    assert_failed(&o, "a pull request whose head moved");
+    assert_stderr_contains(&o, "pull request #1 is stale", "stale");
+    assert_eq!(gh.w.git_ok(&gh.app, &["rev-parse", "HEAD"]), heads);
+    gh.fake.with(|s| {
+        s.git_backed.insert("acme/app".into(), bare.clone());
+    });
+
+    // A pull request from a fork, and one from a branch that is not
+    // byreis's, are refused.
+    let forked = gh.fake.with(|s| {
+        s.add_repo("dave/app", &[("README.md", b"x\n")]);
+        s.add_pull("acme/app", "dave/app", "main", "dave")
+    });
+    let o = as_alice(&["approve", &forked.to_string(), "--yes"]);
+    assert_failed(&o, "a pull request from a fork");
+    assert_stderr_contains(&o, "comes from a fork", "fork");
+    git(&["push", "-q", "origin", "main:feature"]);
+    let foreign = gh
+        .fake
+        .with(|s| s.add_pull("acme/app", "acme/app", "feature", "dave"));
+    let o = as_alice(&["approve", &format!("#{foreign}"), "--yes"]);
+    assert_failed(&o, "a pull request of another branch");
+    assert_stderr_contains(&o, "not a byreis proposal or submission", "foreign");
+    assert_eq!(gh.w.git_ok(&gh.app, &["rev-parse", "HEAD"]), heads);
+
+    // Approved by its URL: landed by alice, pull request closed, not merged.
+    let url = format!("{app_url}/pull/1");
+    let o = as_alice(&["approve", &url, "--yes"]);
+    assert_ok(&o, "alice approves the pull request");
+    assert_stderr_contains(
+        &o,
+        "pull request #1 commented and closed (not merged)",
+        "closed",
+    );
+    let o = as_alice(&["get", "prod", "DB"]);
+    assert_eq!(stdout(&o), "from-a-pull-request\n", "{}", dump(&o));
+    gh.fake.with(|s| {
+        assert_eq!(s.pulls[&1].state, "closed");
+        assert!(
+            s.comments
+                .iter()
+                .any(|(n, c)| *n == 1 && c.contains("landed at counter")),
+            "{:?}",
+            s.comments
+        );
+    });
+    let main = gh.w.git_ok(&bare, &["rev-parse", "main"]);
+    assert_eq!(main, gh.w.git_ok(&gh.app, &["rev-parse", "HEAD"]), "pushed");
+    let merged =
+        gh.w.git(&bare, &["merge-base", "--is-ancestor", &tip, "main"]);
+    assert!(!merged.status.success(), "the submission commit was merged");
+    let gone = gh.w.git(
+        &bare,
+        &[
+            "rev-parse",
+            "--verify",
+            "-q",
+            &format!("refs/heads/{branch}"),
+        ],
+    );
+    assert!(
+        !gone.status.success(),
+        "the submission branch was removed from origin"
+    );
+
+    // A closed pull request is not approved again.
+    let o = as_alice(&["approve", "1", "--yes"]);
+    assert_failed(&o, "a closed pull request");
+    assert_stderr_contains(&o, "is closed", "closed");
+}
+
+/// With two admins required, absorbing a pull request makes a proposal;
+/// the approval that lands it records the decision and closes the pull
+/// request it came from (it used to be left open).
+#[test]
+fn an_absorbed_pull_request_is_closed_when_its_approval_lands() {
+    let gh = setup();
+    let carol = keygen(&gh.w.root, "carol");
+    let o = gh.alice(&[
+        "admin",
+        "add",
+        "carol",
+        "--signing-key",
+        &carol.signing_key,
+        "--age",
+        &carol.recipient,
+    ]);
+    assert_ok(&o, "admin add carol");
+    let o = gh.alice(&[
+        "rotate",
+        "--add",
+        &format!("carol={}", carol.recipient),
+        "--yes",
+    ]);
+    assert_ok(&o, "rotate --add carol");
+    let o = gh.alice(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+    assert_ok(&o, "thresholds 2");
+    let fp = request_access(&gh);
+    let o = gh.absorb("1", &fp);
+    assert_ok(&o, "absorb: a proposal");
+    assert_stderr_contains(&o, "proposed, not landed", "a proposal");
+    gh.fake
+        .with(|s| assert_eq!(s.pulls[&1].state, "open", "not landed yet"));
+    let branch = gh.w.git_ok(
+        &gh.app,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    );
+    let o = gh.alice(&["request", "show", "1"]);
+    assert_ok(&o, "request show");
+    assert!(
+        stdout(&o).contains(&format!("note: proposal {branch} absorbs this request")),
+        "request show names the waiting proposal\n{}",
+        dump(&o)
+    );
+    let env = gh.env();
+    let o = run_env(
+        &carol.home,
+        &gh.app,
+        &["trust", "--anchor", &gh.w.anchor],
+        None,
+        &env,
+    );
+    assert_ok(&o, "carol trust");
+    let o = run_env(
+        &carol.home,
+        &gh.app,
+        &["approve", &branch, "--yes"],
+        None,
+        &env,
+    );
+    assert_ok(&o, "carol approves: it lands");
+    assert_stderr_contains(
+        &o,
+        "pull request #1 of acme/registry commented and closed",
+        "closed",
+    );
+    gh.fake.with(|s| {
+        assert_eq!(s.pulls[&1].state, "closed");
+        let (n, c) = s.comments.last().expect("a comment");
+        assert_eq!(*n, 1);
+        assert!(c.contains("absorbed at counter"), "{c}");
+    });
+}

@@ -766,3 +766,34 @@ fn diff_shows_the_name_level_change_since_a_revision() {
     let o = w.alice_run(&["diff", "no-such-rev"]);
     assert_failed(&o, "diff of an unknown revision");
 }
+
+/// SECURITY.md: `edit` disables core dumps, so neither byreis nor the
+/// editor it starts (which inherits the limit) can dump plaintext. byreis
+/// is started with core dumps allowed; the editor records its limits.
+#[test]
+fn edit_runs_the_editor_without_core_dumps() {
+    let w = World::with_secrets();
+    let limits = w.root.join("limits");
+    let editor = w.root.join("ed.sh");
+    write_script(
+        &editor,
+        &format!(
+            "ulimit -S -c > '{0}'\nulimit -H -c >> '{0}'\n",
+            limits.display()
+        ),
+    );
+    let allow = "ulimit -c unlimited && exec \"$0\" \"$@\"";
+    // The control: the wrapper does allow core dumps.
+    let mut c = clean_command("sh", &w.root, &w.proj);
+    c.args(["-c", allow, "sh", "-c", "ulimit -S -c; ulimit -H -c"]);
+    let o = output(&mut c, None);
+    assert_ok(&o, "control");
+    assert_eq!(stdout(&o), "unlimited\nunlimited\n", "control");
+    let mut c = clean_command("sh", &w.root, &w.proj);
+    c.env("BYREIS_HOME", &w.alice.home)
+        .env("EDITOR", &editor)
+        .args(["-c", allow, bin(), "edit", "prod"]);
+    let o = output(&mut c, None);
+    assert_ok(&o, "edit");
+    assert_eq!(fs::read_to_string(&limits).unwrap(), "0\n0\n");
+}

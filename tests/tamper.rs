@@ -732,6 +732,15 @@ fn repository_code_is_never_run() {
         &w.proj,
         &["config", "core.hooksPath", hooks.to_str().unwrap()],
     );
+    // An origin, so writes push (and approvals fetch) through the user's
+    // own git: with hooks off (ADR 0010).
+    let origin = w.root.join("origin.git");
+    w.git_ok(&w.root, &["init", "-q", "--bare", origin.to_str().unwrap()]);
+    w.git_ok(
+        &w.proj,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    w.git_ok(&w.proj, &["push", "-q", "origin", "main"]);
     let _ = fs::remove_file(&marker);
 
     w.set("prod", "DB", "set-with-hooks-around");
@@ -751,6 +760,11 @@ fn repository_code_is_never_run() {
     assert_ok(&o, "edit");
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
     assert_doctor_ok(&o, &v, "doctor");
+    assert_eq!(
+        w.git_ok(&origin, &["rev-parse", "main"]),
+        w.git_ok(&w.proj, &["rev-parse", "HEAD"]),
+        "the writes were pushed"
+    );
     assert!(
         !marker.exists(),
         "byreis ran repository code:\n{}",
@@ -770,6 +784,46 @@ fn repository_code_is_never_run() {
         );
         fs::remove_file(&marker).unwrap();
     }
+    let o = w.git(&w.proj, &["push", "-q", "origin", "main"]);
+    assert_ok(&o, "stock git push");
+    assert!(marker.exists(), "pre-push did not fire for stock git push");
+}
+
+// ADR 0007: libgit2 does not apply `refs/replace/`. A replace ref that
+// swaps the pinned commit for one with a forged secrets file fools stock
+// git, not byreis: in the work tree or in an old checkout (served from the
+// pinned commit's objects), byreis reads the real commit.
+#[test]
+fn replace_refs_are_ignored() {
+    let w = World::with_secrets();
+    let head = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    let forged_file = w.age_encrypt("DB: \"replaced-9d3\"\n", &[&w.alice.recipient]);
+    w.git_ok(&w.proj, &["checkout", "-q", "-b", "forged"]);
+    fs::write(w.secrets_file("prod"), &forged_file).unwrap();
+    commit_all(&w, &w.proj, "forged");
+    let forged = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
+    w.git_ok(&w.proj, &["branch", "-q", "-D", "forged"]);
+    w.git_ok(&w.proj, &["replace", &head, &forged]);
+    // The trap is armed: stock git now shows the forged file at HEAD.
+    assert_eq!(
+        w.git_blob("HEAD", "secrets/prod.enc.yaml"),
+        forged_file,
+        "stock git applies the replace ref"
+    );
+    w.assert_get("prod", "DB", PROD_DB);
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor with a replace ref");
+    // An old checkout is served from the pinned commit's objects.
+    w.set("staging", "DB", "staging-2");
+    let pinned = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    w.git_ok(&w.proj, &["replace", "-f", &pinned, &forged]);
+    w.git_ok(&w.proj, &["checkout", "-q", "--detach", &head]);
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    assert_ok(&o, "get in an old checkout");
+    assert_eq!(stdout(&o), format!("{PROD_DB}\n"));
+    assert_no_leak(&o, &["replaced-9d3"], "old checkout");
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
 }
 
 // A listed file renamed: the listed name is missing, the new one unlisted.

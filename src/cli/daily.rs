@@ -11,6 +11,7 @@ use crate::keys::AgeIdentity;
 use crate::names::{self, Kind};
 use crate::secret::SecretValue;
 use crate::store::{self, Actor, EnvChange};
+use crate::submission::{self, DraftChange};
 use crate::verify::{self, Context, State};
 use crate::yaml::{self, Secrets};
 
@@ -86,11 +87,126 @@ fn current(state: &State, env: &str, actor: &Actor) -> Result<Secrets, CliError>
     }
 }
 
+/// `env`'s current secrets if the actor reads it (a member who is not an
+/// admin may propose a value for an environment they cannot read).
+fn readable(state: &State, env: &str, actor: &Actor) -> Result<Option<Secrets>, CliError> {
+    require_env(state, env)?;
+    if state.readers(env).contains(&actor.identity.recipient()) {
+        Ok(Some(state.secrets(env, &actor.identity)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The verified state and the actor, for a write. A member who is not an
+/// admin (by this machine's copy of the registry) fetches the registry
+/// first: their change will be encrypted to its admins, so the copy must
+/// be current (ADR 0014).
+fn for_write(ctx: &Context) -> Result<(State, Actor), CliError> {
+    let actor = Actor::load(&ctx.home)?;
+    if submission::member_by_local_copy(ctx, &actor) {
+        let project = crate::verify::Project::open(&ctx.dir)?;
+        let location = verify::pinned_location(ctx, &project)?;
+        drop(project);
+        crate::remote::refresh_registry(&ctx.home, &location).map_err(|e| {
+            CliError::Other(format!(
+                "{e}; a proposal is encrypted to the registry's current admins, so it needs a current copy (nothing was changed)"
+            ))
+        })?;
+    }
+    Ok((verified(ctx)?, actor))
+}
+
+/// [`readable`], refusing when the actor cannot read `env`: they cannot
+/// `what` it.
+fn must_read(state: &State, env: &str, actor: &Actor, what: &str) -> Result<Secrets, CliError> {
+    readable(state, env, actor)?.ok_or_else(|| {
+        CliError::Other(format!(
+            "you do not read {env}, so you cannot {what}; nothing was changed"
+        ))
+    })
+}
+
+/// A change by a member who is not an admin (ADR 0014), on a state
+/// verified after fetching the registry ([`for_write`]): added to the
+/// member's draft. Nothing else moves.
+fn propose(
+    state: State,
+    actor: &Actor,
+    make: impl FnOnce(&State) -> Result<Vec<DraftChange>, CliError>,
+) -> CliResult {
+    let changes = make(&state)?;
+    let mut last = None;
+    for change in changes.into_iter().filter(|c| !c.is_empty()) {
+        let d = submission::add_to_draft(&state, actor, change)?;
+        eprintln!(
+            "byreis: you are not an admin, so this is a proposal: a change to {} was added to your draft, encrypted only to the admins who read it ({})",
+            d.env,
+            d.encrypted_to.join(", ")
+        );
+        last = Some(d);
+    }
+    match last {
+        Some(d) => eprintln!(
+            "byreis: your draft ({}) holds {} change(s); nothing else changed, and `get` still serves the signed values. Send it with `byreis submit`",
+            d.branch, d.changes
+        ),
+        None => eprintln!("byreis: nothing to propose"),
+    }
+    Ok(())
+}
+
+/// `byreis submit [--discard]`.
+pub fn submit(ctx: &Context, discard: bool, format: Format) -> CliResult {
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    if discard {
+        let n = submission::discard(&state, &actor)?;
+        eprintln!("byreis: dropped your draft ({n} change(s)); nothing was sent");
+        return Ok(());
+    }
+    let s = submission::submit(&state, &actor)?;
+    if format == Format::Json {
+        println!("{}", json!(s));
+        return Ok(());
+    }
+    eprintln!(
+        "byreis: submitted {} change(s) as branch {}{}",
+        s.changes,
+        s.branch,
+        if s.pushed {
+            " (pushed to origin)"
+        } else {
+            " (this clone has no origin: it stays here; push it, or an admin approves it in this clone)"
+        }
+    );
+    if let Some(line) = &s.pull_request {
+        eprintln!("byreis: {line}");
+    }
+    eprintln!(
+        "byreis: an admin who reads the environments it changes checks and applies it with `byreis approve {}`; until then `get` serves the signed values",
+        s.branch
+    );
+    Ok(())
+}
+
 pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliResult {
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
-    let state = verified(ctx)?;
-    let actor = Actor::load(&ctx.home)?;
+    let (state, actor) = for_write(ctx)?;
+    if submission::must_propose(&state, &actor) {
+        let value = SecretValue::new(read_value(value)?);
+        return propose(state, &actor, |state| {
+            let mut change = DraftChange::between(env, &Secrets::new(), &Secrets::new());
+            if let Some(cur) = readable(state, env, &actor)? {
+                change
+                    .was
+                    .insert(key.to_string(), submission::fingerprint(cur.get(key)));
+            }
+            change.set.insert(key.to_string(), value);
+            Ok(vec![change])
+        });
+    }
     store::check_writable(&state, &actor)?;
     let value = read_value(value)?;
     let mut secrets = current(&state, env, &actor)?;
@@ -118,8 +234,19 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
 pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
-    let state = verified(ctx)?;
-    let actor = Actor::load(&ctx.home)?;
+    let (state, actor) = for_write(ctx)?;
+    if submission::must_propose(&state, &actor) {
+        return propose(state, &actor, |state| {
+            let before = must_read(state, env, &actor, "propose removing from it")?;
+            let mut after = before.clone();
+            if after.remove(key).is_none() {
+                return Err(CliError::Other(format!(
+                    "{env} has no secret named {key}; nothing was changed"
+                )));
+            }
+            Ok(vec![DraftChange::between(env, &before, &after)])
+        });
+    }
     store::check_writable(&state, &actor)?;
     let mut secrets = current(&state, env, &actor)?;
     if secrets.remove(key).is_none() {
@@ -278,12 +405,47 @@ const EDIT_HEADER: &str = "# byreis: editing {ENV}. One `NAME: value` per line; 
 
 pub fn edit(ctx: &Context, env: &str) -> CliResult {
     check_env(env)?;
-    let state = verified(ctx)?;
-    let actor = Actor::load(&ctx.home)?;
+    let (state, actor) = for_write(ctx)?;
+    if submission::must_propose(&state, &actor) {
+        return propose(state, &actor, |state| {
+            let before = must_read(
+                state,
+                env,
+                &actor,
+                &format!("edit it (`byreis set {env} NAME` proposes a value without reading)"),
+            )?;
+            let Some(after) = edit_secrets(ctx, env, &before)? else {
+                return Ok(Vec::new());
+            };
+            Ok(vec![DraftChange::between(env, &before, &after)])
+        });
+    }
     store::check_writable(&state, &actor)?;
     let before = current(&state, env, &actor)?;
+    let Some(after) = edit_secrets(ctx, env, &before)? else {
+        return Ok(());
+    };
+    let landed = store::commit_change(
+        ctx,
+        state,
+        &actor,
+        EnvChange {
+            env: env.to_string(),
+            secrets: after,
+            action: "edit",
+        },
+    )?;
+    super::report(landed, |counter| {
+        format!("byreis: saved {env} (counter {counter})")
+    });
+    Ok(())
+}
+
+/// Opens `before` in the editor until it parses; `None` when nothing
+/// changed.
+fn edit_secrets(ctx: &Context, env: &str, before: &Secrets) -> Result<Option<Secrets>, CliError> {
     let mut text = Zeroizing::new(EDIT_HEADER.replace("{ENV}", env));
-    text.push_str(&yaml::emit_secrets(&before));
+    text.push_str(&yaml::emit_secrets(before));
     let after = loop {
         let edited = crate::editor::edit(&format!("{env}.yaml"), &text)?;
         if edited.returned_at_once && *edited.text == *text {
@@ -308,24 +470,11 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
             Err(e) => return Err(CliError::Other(format!("{e}; nothing was changed"))),
         }
     };
-    if after == before {
+    if after == *before {
         eprintln!("byreis: no changes to {env}");
-        return Ok(());
+        return Ok(None);
     }
-    let landed = store::commit_change(
-        ctx,
-        state,
-        &actor,
-        EnvChange {
-            env: env.to_string(),
-            secrets: after,
-            action: "edit",
-        },
-    )?;
-    super::report(landed, |counter| {
-        format!("byreis: saved {env} (counter {counter})")
-    });
-    Ok(())
+    Ok(Some(after))
 }
 
 pub fn exec(
@@ -431,8 +580,25 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
     }
     let envs = yaml::parse_import(&text, limit)
         .map_err(|e| CliError::Other(format!("{e}; nothing was changed")))?;
-    let state = verified(ctx)?;
-    let actor = Actor::load(&ctx.home)?;
+    let (state, actor) = for_write(ctx)?;
+    if submission::must_propose(&state, &actor) {
+        return propose(state, &actor, |state| {
+            let mut changes = Vec::new();
+            for (env, new) in envs {
+                let mut change = DraftChange::between(&env, &Secrets::new(), &Secrets::new());
+                if let Some(cur) = readable(state, &env, &actor)? {
+                    for k in new.keys() {
+                        change
+                            .was
+                            .insert(k.clone(), submission::fingerprint(cur.get(k)));
+                    }
+                }
+                change.set = new;
+                changes.push(change);
+            }
+            Ok(changes)
+        });
+    }
     store::check_writable(&state, &actor)?;
     let mut changes = Vec::new();
     let mut count = 0;

@@ -203,11 +203,25 @@ pub enum Command {
         #[command(subcommand)]
         command: RequestCommand,
     },
+    /// Send your draft (a member who is not an admin): `set`, `unset`,
+    /// `edit` and `import` by such a member add to a draft encrypted to the
+    /// admins only; `submit` makes it branch byreis/submit/NAME-HASH
+    /// (pushed when the project has an origin) for an admin to approve.
+    Submit {
+        /// Drop your draft instead of sending it.
+        #[arg(long)]
+        discard: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Approve a proposed change (admin): checks it independently, shows
     /// what it changes, adds your signature; the approval that reaches the
-    /// registry's threshold lands it.
+    /// registry's threshold lands it. A member's submission is applied by
+    /// the approver: values re-encrypted to the current readers and signed.
     Approve {
-        /// The proposal branch (byreis/proposal/COUNTER-HASH).
+        /// The proposal branch (byreis/proposal/COUNTER-HASH), a member's
+        /// submission (byreis/submit/NAME-HASH) or a roster proposal
+        /// (byreis/roster/VERSION-HASH).
         #[arg(value_name = "REF")]
         reference: String,
         /// Do not ask for confirmation (required when not interactive).
@@ -395,10 +409,16 @@ pub(crate) fn report(landed: crate::store::Landed, done: impl FnOnce(u64) -> Str
     }
 }
 
-/// One line on a proposal waiting for approvals.
+/// One line on a proposal waiting for approvals (and one on its pull
+/// request, on GitHub projects).
 pub(crate) fn describe_proposal(p: &crate::proposal::Proposal) -> String {
+    let pull = p
+        .pull_request
+        .as_ref()
+        .map(|l| format!("\nbyreis: {l}"))
+        .unwrap_or_default();
     format!(
-        "byreis: proposed, not landed: this registry needs {} admins and {} approved so far. The change (counter {} when it lands) waits on branch {}{}. Another admin runs `byreis approve {}`.",
+        "byreis: proposed, not landed: this registry needs {} admins and {} approved so far. The change (counter {} when it lands) waits on branch {}{}. Another admin runs `byreis approve {}`.{pull}",
         p.need,
         p.approvals,
         p.counter,
@@ -467,6 +487,7 @@ pub fn main() -> i32 {
                     values,
                 },
         } => setup::admin_thresholds(&ctx, roster, recipients, values),
+        Command::Submit { discard, format } => daily::submit(&ctx, discard, format),
         Command::Approve {
             reference,
             yes,

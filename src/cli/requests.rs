@@ -260,6 +260,13 @@ pub fn show(ctx: &Context, reference: &str) -> CliResult {
             "note: the last rotation absorbed this request, but its decision is not recorded (that rotation was stopped); run `byreis rotate --resume` to record it"
         );
     }
+    if !decided {
+        for b in crate::proposal::absorbing(&state, &loaded.sha256) {
+            println!(
+                "note: proposal {b} absorbs this request and waits for approvals (`byreis approve {b}`)"
+            );
+        }
+    }
     if let Some(d) = d.filter(|d| d.request_sha256 == loaded.sha256) {
         println!(
             "decided: {} by {} at {}{}",
@@ -463,9 +470,28 @@ pub fn record_absorbed_after_resume(
     };
     sign_and_record(ctx, state, actor, &admin.name, &decision)?;
     eprintln!(
-        "byreis: recorded in the registry that the request of {} was absorbed at counter {counter} (a pull request it came from is not closed by this command: close it on GitHub)",
+        "byreis: recorded in the registry that the request of {} was absorbed at counter {counter}",
         names::escape(name)
     );
+    // The pull request it came from, named in the signed audit entry: only
+    // ever one of the pinned registry's own repository.
+    if let (Some(number), Some(repo)) = (
+        r["pull_request"].as_u64(),
+        crate::github::registry_repo(&state.pin.registry),
+    ) {
+        let comment = format!(
+            "byreis: absorbed at counter {counter} by {}. Closed without merging: the registry records the decision in a commit of its own.",
+            names::escape(&admin.name)
+        );
+        match crate::github::Client::from_env()
+            .and_then(|c| crate::github::close_with_comment(&c, &repo, number, &comment))
+        {
+            Ok(()) => eprintln!("byreis: pull request #{number} of {repo} commented and closed"),
+            Err(e) => eprintln!(
+                "byreis: warning: could not close pull request #{number} of {repo}: {e}; close it on GitHub"
+            ),
+        }
+    }
     Ok(true)
 }
 

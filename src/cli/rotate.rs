@@ -100,12 +100,18 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
             let loaded = super::requests::confirm_request(ctx, &state, r, confirm_fingerprint)?;
             req.add
                 .push((loaded.doc.name.clone(), loaded.key().clone()));
-            req.request = Some(json!({
+            let mut r = json!({
                 "name": loaded.doc.name,
                 "fingerprint": loaded.key().fingerprint(),
                 "request_sha256": loaded.sha256,
                 "source": loaded.source.to_string(),
-            }));
+            });
+            // So that the pull request can be closed by whoever finishes
+            // the change (`--resume`, the approval that lands it).
+            if let crate::request::Source::PullRequest { number, .. } = &loaded.source {
+                r["pull_request"] = json!(number);
+            }
+            req.request = Some(r);
             Some(loaded)
         }
         None => None,
@@ -225,7 +231,9 @@ pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     // A rotation that absorbed an access request records its decision
     // after landing; when it was interrupted, do it now.
     let state = verify::load(ctx)?;
-    crate::proposal::remove_branch_of_landed(&state);
+    if let Err(e) = crate::proposal::remove_branch_of_landed(&state) {
+        eprintln!("byreis: warning: {e}");
+    }
     record_absorption(ctx, &state, &actor)?;
     Ok(())
 }
@@ -295,53 +303,9 @@ pub fn abort(ctx: &Context) -> CliResult {
     Ok(())
 }
 
-/// `approve REF`: review a proposal independently, show it, sign.
-pub fn approve(
-    ctx: &Context,
-    reference: &str,
-    yes: bool,
-    show_values: bool,
-    format: Format,
-) -> CliResult {
-    let state = verify::load(ctx)?;
-    print_notes(&state.notes);
-    let actor = Actor::load(&ctx.home)?;
-    if reference.starts_with(crate::registry::ROSTER_BRANCH_PREFIX) {
-        return approve_roster(ctx, &state, &actor, reference, yes, format);
-    }
-    crate::store::check_writable(&state, &actor)?;
-    if crate::proposal::is_landed(&state, reference) {
-        crate::proposal::remove_branch_of_landed(&state);
-        eprintln!(
-            "byreis: {reference} already landed (counter {}); its branch is removed",
-            state.manifest.counter
-        );
-        return Ok(());
-    }
-    let review = crate::proposal::review(&state, &actor, reference, show_values)?;
-    eprintln!(
-        "byreis: proposal {} by {}: counter {} -> {}",
-        review.branch,
-        crate::names::escape(&review.proposer),
-        state.record.counter,
-        review.counter
-    );
-    eprintln!(
-        "byreis: approved so far by {} ({} of {} admins needed)",
-        review.approved_by.join(", "),
-        review.approved_by.len(),
-        review.need
-    );
-    if review.void > 0 {
-        eprintln!(
-            "byreis: note: {} approval(s) in it do not verify over this manifest (made for other bytes, or not by a current admin) and do not count",
-            review.void
-        );
-    }
-    for line in &review.readers {
-        eprintln!("byreis:   {line}");
-    }
-    for d in &review.envs {
+/// The name-level change of each environment, for an approver.
+fn print_env_diffs(envs: &[crate::diff::EnvDiff], show_values: bool) {
+    for d in envs {
         if !d.readable {
             eprintln!("byreis:   {}: file changes you cannot read (you are not a reader of both states; its values were not checked by you)", d.env);
             continue;
@@ -369,12 +333,103 @@ pub fn approve(
     if !show_values {
         eprintln!("byreis: values are masked (--show-values prints new and changed ones)");
     }
-    confirm(ctx, yes, "Approve and sign?")?;
-    let landed = crate::proposal::approve(ctx, state, &actor, review)?;
-    if matches!(landed, crate::store::Landed::Done(_)) {
-        // A landed rotation that absorbed an access request: record it.
-        record_absorption(ctx, &verify::load(ctx)?, &actor)?;
+}
+
+/// What an approval was asked to do with its output.
+struct Answers {
+    yes: bool,
+    show_values: bool,
+    format: Format,
+}
+
+/// Tells a pull request what an approval came to: closed once the change
+/// landed, commented while it waits for more approvals.
+fn report_to_pull(p: &crate::pulls::Pull, landed: &crate::store::Landed, actor: &Actor) {
+    let who = crate::names::escape(&actor.profile.name);
+    match landed {
+        crate::store::Landed::Done(c) => p.report(
+            &format!("byreis: approved by {who}; the change landed at counter {c}. Closed without merging: byreis lands changes itself."),
+            true,
+        ),
+        crate::store::Landed::Proposed(q) => p.report(
+            &format!("byreis: approved by {who} ({} of {} admins); it waits on branch {}.", q.approvals, q.need, q.branch),
+            false,
+        ),
     }
+}
+
+/// `approve byreis/submit/…`: a member's proposal, checked and applied by
+/// the approver (ADR 0014).
+fn approve_submission(
+    ctx: &Context,
+    state: verify::State,
+    actor: &Actor,
+    reference: &str,
+    pull: Option<&crate::pulls::Pull>,
+    a: Answers,
+) -> CliResult {
+    let Answers {
+        yes,
+        show_values,
+        format,
+    } = a;
+    crate::store::check_writable(&state, actor)?;
+    let review = crate::submission::review(&state, actor, reference, show_values)?;
+    if let Some(p) = pull {
+        p.check_head(&review.tip())?;
+    }
+    if review.is_noop() {
+        crate::submission::remove_branch(
+            &review.branch,
+            state.project.repo.workdir(),
+            state.project.repo.has_origin(),
+        );
+        match review.applied_at {
+            Some(c) => eprintln!(
+                "byreis: {} was applied at counter {c}; its branch is removed",
+                review.branch
+            ),
+            None => eprintln!(
+                "byreis: {} changes nothing in the current state; its branch is removed",
+                review.branch
+            ),
+        }
+        if let Some(p) = pull {
+            p.report(
+                "byreis: this submission was already applied, or changes nothing now. Closed without merging.",
+                true,
+            );
+        }
+        return Ok(());
+    }
+    let bases: Vec<String> = review.base_counters.iter().map(u64::to_string).collect();
+    eprintln!(
+        "byreis: submission {} by {} ({} change(s), made at counter {}; the project is at {})",
+        review.branch,
+        crate::names::escape(&review.author),
+        review.changes,
+        bases.join(", "),
+        state.manifest.counter
+    );
+    for env in &review.blind {
+        eprintln!(
+            "byreis:   {env}: {} could not read it; their values replace the current ones as shown",
+            crate::names::escape(&review.author)
+        );
+    }
+    print_env_diffs(&review.envs, show_values);
+    eprintln!("byreis: approving re-encrypts these values yourself to each environment's current readers and signs the change as you");
+    confirm(ctx, yes, "Apply and sign?")?;
+    let landed = crate::submission::approve(ctx, state, actor, review)?;
+    if let Some(p) = pull {
+        report_to_pull(p, &landed, actor);
+    }
+    print_landed(format, landed, "applied the submission");
+    Ok(())
+}
+
+/// What an approval came to, as JSON or a line.
+fn print_landed(format: Format, landed: crate::store::Landed, done: &str) {
     match (format, landed) {
         (Format::Json, crate::store::Landed::Done(c)) => {
             println!("{}", json!({"landed": true, "counter": c}))
@@ -383,8 +438,98 @@ pub fn approve(
             println!("{}", json!({"landed": false, "proposal": p}))
         }
         (Format::Text, landed) => super::report(landed, |c| {
-            format!("byreis: approved; the change landed (counter {c})")
+            format!("byreis: {done}; the change landed (counter {c})")
         }),
     }
+}
+
+/// `approve REF`: review a proposal independently, show it, sign.
+pub fn approve(
+    ctx: &Context,
+    reference: &str,
+    yes: bool,
+    show_values: bool,
+    format: Format,
+) -> CliResult {
+    let state = verify::load(ctx)?;
+    print_notes(&state.notes);
+    let actor = Actor::load(&ctx.home)?;
+    if reference.starts_with(crate::registry::ROSTER_BRANCH_PREFIX) {
+        return approve_roster(ctx, &state, &actor, reference, yes, format);
+    }
+    // A pull request of a project on GitHub: its head branch, checked to
+    // be what is reviewed.
+    let pull = crate::pulls::resolve(
+        &state.project.repo,
+        reference,
+        &[
+            crate::submission::BRANCH_PREFIX,
+            crate::proposal::BRANCH_PREFIX,
+        ],
+    )?;
+    let reference = pull.as_ref().map_or(reference, |p| p.branch.as_str());
+    if crate::remote::short_branch(reference).starts_with(crate::submission::BRANCH_PREFIX) {
+        return approve_submission(
+            ctx,
+            state,
+            &actor,
+            reference,
+            pull.as_ref(),
+            Answers {
+                yes,
+                show_values,
+                format,
+            },
+        );
+    }
+    crate::store::check_writable(&state, &actor)?;
+    if crate::proposal::is_landed(&state, reference) {
+        crate::proposal::remove_branch_of_landed(&state)?;
+        eprintln!(
+            "byreis: {reference} already landed (counter {}); its branch is removed",
+            state.manifest.counter
+        );
+        if let Some(p) = &pull {
+            p.report(&format!("byreis: this change landed at counter {}. Closed without merging: byreis lands changes itself.", state.manifest.counter), true);
+        }
+        return Ok(());
+    }
+    let review = crate::proposal::review(&state, &actor, reference, show_values)?;
+    if let Some(p) = &pull {
+        p.check_head(&review.tip_commit)?;
+    }
+    eprintln!(
+        "byreis: proposal {} by {}: counter {} -> {}",
+        review.branch,
+        crate::names::escape(&review.proposer),
+        state.record.counter,
+        review.counter
+    );
+    eprintln!(
+        "byreis: approved so far by {} ({} of {} admins needed)",
+        review.approved_by.join(", "),
+        review.approved_by.len(),
+        review.need
+    );
+    if review.void > 0 {
+        eprintln!(
+            "byreis: note: {} approval(s) in it do not verify over this manifest (made for other bytes, or not by a current admin) and do not count",
+            review.void
+        );
+    }
+    for line in &review.readers {
+        eprintln!("byreis:   {line}");
+    }
+    print_env_diffs(&review.envs, show_values);
+    confirm(ctx, yes, "Approve and sign?")?;
+    let landed = crate::proposal::approve(ctx, state, &actor, review)?;
+    if matches!(landed, crate::store::Landed::Done(_)) {
+        // A landed rotation that absorbed an access request: record it.
+        record_absorption(ctx, &verify::load(ctx)?, &actor)?;
+    }
+    if let Some(p) = &pull {
+        report_to_pull(p, &landed, &actor);
+    }
+    print_landed(format, landed, "approved");
     Ok(())
 }

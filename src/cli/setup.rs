@@ -247,17 +247,17 @@ pub fn registry_pull(ctx: &Context) -> CliResult {
     // Only the registry this machine trusts is ever fetched.
     let location = verify::pinned_location(ctx, &project)?;
     let dir = verify::registry_dir(&ctx.home, &location);
-    if verify::is_url(&location) && !dir.exists() {
-        crate::remote::clone(&ctx.home, &location)?;
-        eprintln!("byreis: cloned the registry to {}", dir.display());
-    } else if verify::is_url(&location) || crate::git::Repo::open(&dir)?.has_origin() {
-        crate::remote::update(&dir)?;
-        eprintln!("byreis: updated the registry copy at {}", dir.display());
-    } else {
-        eprintln!(
+    match crate::remote::refresh_registry(&ctx.home, &location)? {
+        crate::remote::Refreshed::Cloned => {
+            eprintln!("byreis: cloned the registry to {}", dir.display())
+        }
+        crate::remote::Refreshed::Updated => {
+            eprintln!("byreis: updated the registry copy at {}", dir.display())
+        }
+        crate::remote::Refreshed::NoRemote => eprintln!(
             "byreis: the registry at {} has no remote; nothing to pull",
             dir.display()
-        );
+        ),
     }
     let mut state = verify::load(ctx)?;
     state.remember(&ctx.home)?;

@@ -59,8 +59,27 @@ pub struct State {
     /// After this many reads of a pull request, its head moves (a request
     /// changed after the admin confirmed it).
     pub move_head_after_reads: Option<(u64, usize)>,
+    /// Repositories whose branches live in a real bare repository (pushed
+    /// with git through `url.<base>.insteadOf`): pull request heads are
+    /// read from there.
+    pub git_backed: BTreeMap<String, std::path::PathBuf>,
     pull_reads: BTreeMap<u64, usize>,
     next: u64,
+}
+
+/// The commit of branch `name` in the bare repository `bare`.
+fn git_branch(bare: &std::path::Path, name: &str) -> Option<String> {
+    let o = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(bare)
+        .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{name}")])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 impl State {
@@ -89,7 +108,10 @@ impl State {
 
     /// A pull request on `repo` from `head_repo:branch` (test set-up).
     pub fn add_pull(&mut self, repo: &str, head_repo: &str, branch: &str, user: &str) -> u64 {
-        let head_sha = self.repos[head_repo].branches[branch].clone();
+        let head_sha = match self.git_backed.get(head_repo) {
+            Some(bare) => git_branch(bare, branch).expect("the branch was pushed"),
+            None => self.repos[head_repo].branches[branch].clone(),
+        };
         let number = self.pulls.len() as u64 + 1;
         self.pulls.insert(
             number,
@@ -390,12 +412,15 @@ fn handle(
             let head = body["head"].as_str().unwrap_or_default();
             let (head_owner, head_ref) = head.split_once(':').unwrap_or((o, head));
             let head_repo = format!("{head_owner}/{r}");
-            let Some(head_sha) = st
-                .repos
-                .get(&head_repo)
-                .and_then(|x| x.branches.get(head_ref))
-                .cloned()
-            else {
+            let head_sha = match st.git_backed.get(&head_repo) {
+                Some(bare) => git_branch(bare, head_ref),
+                None => st
+                    .repos
+                    .get(&head_repo)
+                    .and_then(|x| x.branches.get(head_ref))
+                    .cloned(),
+            };
+            let Some(head_sha) = head_sha else {
                 return err(422, "Validation Failed: head does not exist");
             };
             if st
@@ -450,6 +475,16 @@ fn handle(
                 st.move_head_after_reads = None;
                 if let Some(p) = st.pulls.get(&n).cloned() {
                     st.commit(&p.head_repo, &p.head_ref, &[("NOTES.md", b"changed")]);
+                }
+            }
+            let backed = st
+                .pulls
+                .get(&n)
+                .and_then(|p| Some((st.git_backed.get(&p.head_repo)?.clone(), p.head_ref.clone())));
+            if let Some((bare, head_ref)) = backed {
+                // A branch deleted after landing keeps its last head.
+                if let Some(sha) = git_branch(&bare, &head_ref) {
+                    st.pulls.get_mut(&n).expect("looked up").head_sha = sha;
                 }
             }
             match st.pulls.get(&n) {

@@ -979,3 +979,53 @@ pub fn time_ms(f: impl FnOnce()) -> u64 {
     f();
     t.elapsed().as_millis() as u64
 }
+
+/// After a kill: when `doctor` names stale git locks (`git-lock-stale`),
+/// removes exactly the files it names, as its fix says, and returns them.
+/// Every name must be a `.lock` file inside the world.
+pub fn clear_named_locks(w: &World) -> Vec<PathBuf> {
+    let (_, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    if !doctor_fail_codes(&v).contains(&"git-lock-stale".to_string()) {
+        return Vec::new();
+    }
+    let detail = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "git-locks")
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut removed = Vec::new();
+    for p in detail.split(", ").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.starts_with(&w.root) && p.extension().is_some_and(|x| x == "lock"),
+            "doctor named {} as a stale lock",
+            p.display()
+        );
+        fs::remove_file(&p).unwrap_or_else(|e| panic!("rm {}: {e}", p.display()));
+        removed.push(p);
+    }
+    assert!(!removed.is_empty(), "git-lock-stale without paths: {v}");
+    removed
+}
+
+/// `p` clones the project at `from` into `root/NAME-clone` and pins the
+/// world's anchor there with `byreis trust --anchor` (cloning the registry
+/// when the project names it by URL). Returns the clone.
+pub fn clone_and_trust(w: &World, from: &Path, p: &Person) -> PathBuf {
+    let clone = w.root.join(format!("{}-clone", p.name));
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            from.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let o = run(&p.home, &clone, &["trust", "--anchor", &w.anchor], None);
+    assert_ok(&o, &format!("{} trust", p.name));
+    clone
+}

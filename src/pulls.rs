@@ -1,0 +1,129 @@
+//! Proposals (ADR 0012) and members' submissions (ADR 0014) as GitHub
+//! pull requests, when the project's `origin` is a repository on the host
+//! the API points to (`BYREIS_GITHUB_API_URL`, else github.com). The pull
+//! request is only where people discuss and find the change: byreis still
+//! reviews, approves and lands the branch itself, checks that the branch
+//! it reviewed is the pull request's head, and closes the pull request
+//! with a comment once the change landed. Nothing is ever merged.
+
+use crate::git::Repo;
+use crate::github::{self, Client, RepoId};
+use crate::store::StoreError;
+
+/// A pull request of the project whose head is a byreis branch.
+pub struct Pull {
+    pub repo: RepoId,
+    pub number: u64,
+    /// Its head branch, in the project repository itself.
+    pub branch: String,
+    /// Its head commit when it was looked up.
+    pub sha: String,
+    client: Client,
+}
+
+fn refuse<T>(m: String) -> Result<T, StoreError> {
+    Err(StoreError::Refused(m))
+}
+
+/// `reference` as a pull request of the project's GitHub `origin` (`N`,
+/// `#N` or its URL) whose head is a branch of the project named with one
+/// of `prefixes`. `None` when `reference` is not a pull request reference
+/// or the project is not on GitHub.
+pub fn resolve(
+    repo: &Repo,
+    reference: &str,
+    prefixes: &[&str],
+) -> Result<Option<Pull>, StoreError> {
+    let Some(gh) = github::origin_repo(repo) else {
+        return Ok(None);
+    };
+    let number = match github::pull_number(reference, &gh) {
+        None => return Ok(None),
+        Some(n) => n.map_err(StoreError::Refused)?,
+    };
+    let client = Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
+    let head = github::pull_branch(&client, &gh, number)
+        .map_err(|e| StoreError::Refused(e.to_string()))?;
+    if !head.open {
+        return refuse(format!(
+            "pull request #{number} of {gh} is closed; nothing was changed"
+        ));
+    }
+    let Some(branch) = head.branch else {
+        return refuse(format!(
+            "pull request #{number} of {gh} comes from a fork; byreis approves only branches of the project repository (push the branch there); nothing was changed"
+        ));
+    };
+    if !prefixes.iter().any(|p| branch.starts_with(p)) {
+        return refuse(format!(
+            "pull request #{number} of {gh} is from branch {}, which is not a byreis proposal or submission; nothing was changed",
+            crate::names::quoted(&branch)
+        ));
+    }
+    Ok(Some(Pull {
+        repo: gh,
+        number,
+        branch,
+        sha: head.sha,
+        client,
+    }))
+}
+
+impl Pull {
+    /// Refuses when `tip`, the commit byreis reviewed, is not the pull
+    /// request's head (it moved after byreis fetched it: stale).
+    pub fn check_head(&self, tip: &str) -> Result<(), StoreError> {
+        if tip == self.sha {
+            return Ok(());
+        }
+        refuse(format!(
+            "pull request #{} is stale: its head is {} but branch {} is at {} here; run the command again (nothing was changed)",
+            self.number,
+            &self.sha[..12.min(self.sha.len())],
+            self.branch,
+            &tip[..12.min(tip.len())]
+        ))
+    }
+
+    /// Comments on the pull request, closing it when `close`. A failure is
+    /// a warning: what counts already happened in git.
+    pub fn report(&self, text: &str, close: bool) {
+        let r = if close {
+            github::close_with_comment(&self.client, &self.repo, self.number, text)
+        } else {
+            github::comment(&self.client, &self.repo, self.number, text)
+        };
+        match r {
+            Ok(()) if close => eprintln!(
+                "byreis: pull request #{} commented and closed (not merged)",
+                self.number
+            ),
+            Ok(()) => eprintln!("byreis: pull request #{} commented", self.number),
+            Err(e) => eprintln!(
+                "byreis: warning: could not update pull request #{}: {e}",
+                self.number
+            ),
+        }
+    }
+}
+
+/// After `branch` was pushed to a GitHub `origin`: opens its pull request
+/// onto the project's current branch. Returns what to tell the user
+/// (`None` when the project is not on GitHub). Never an error: approvals
+/// work on the branch, the pull request only shows it.
+pub fn open_for(repo: &Repo, branch: &str, title: &str, body: &str) -> Option<String> {
+    let gh = github::origin_repo(repo)?;
+    let Some(base) = repo.current_branch() else {
+        return Some(format!(
+            "no pull request opened: HEAD is not on a branch; open one for {branch} yourself"
+        ));
+    };
+    let opened =
+        Client::from_env().and_then(|c| github::open_pull(&c, &gh, branch, &base, title, body));
+    Some(match opened {
+        Ok((n, url)) => format!("opened pull request #{n} of {gh}: {url}"),
+        Err(e) => format!(
+            "no pull request opened ({e}); the branch is pushed, and admins approve it by its name"
+        ),
+    })
+}

@@ -1,0 +1,836 @@
+//! Proposals by members who are not admins (ADR 0014). A member cannot
+//! sign manifests, so `set`, `unset` and `edit` by one write a **draft**
+//! instead: one age file per change, encrypted to the admins who read the
+//! environment and to no one else, committed on the member's local branch
+//! `byreis/draft/NAME` (parent: the pinned commit). The working tree, the
+//! project's branch and the registry do not move. `byreis submit` turns
+//! the draft into `byreis/submit/NAME-HASH` and pushes it when the project
+//! has an `origin`.
+//!
+//! `byreis approve byreis/submit/…` (admin) checks the branch adds only
+//! that member's proposal files, decrypts each with the approver's own
+//! identity, checks each was encrypted only to current admins who read
+//! its environment, refuses a change to a value that moved since the
+//! member saw it, shows the name-level change, and then makes the change
+//! **itself**: the values are re-encrypted to the environment's current
+//! readers with a fresh file key, through the same signed, counted,
+//! audited write as `set` (ADR 0010, ADR 0012 when more admins are needed).
+//! Nothing of the submission's files is ever served by `get` or `exec`:
+//! they are not in any manifest.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::agefile;
+use crate::documents::Admin;
+use crate::git::{Change, Oid};
+use crate::keys::AgeRecipient;
+use crate::names::{self, Kind};
+use crate::secret::{SecretBytes, SecretValue};
+use crate::signed::sha256_hex;
+use crate::store::{self, Actor, EnvChange, Landed, StoreError};
+use crate::verify::{Context, State};
+use crate::yaml::{self, Secrets};
+
+/// Local branch of a member's draft: `byreis/draft/NAME`.
+pub const DRAFT_PREFIX: &str = "byreis/draft/";
+/// Submitted proposals: `byreis/submit/NAME-HASH`.
+pub const BRANCH_PREFIX: &str = "byreis/submit/";
+/// Where proposal files live on those branches: `DIR/NAME/NNN-ENV.age`.
+pub const DIR: &str = ".byreis/proposals";
+/// The `format` line of a proposal file's plaintext.
+const FORMAT: &str = "byreis-submission/1";
+/// Changes one draft may hold.
+const MAX_CHANGES: usize = 999;
+/// `was` of a name that did not exist when the member made the change.
+const ABSENT: &str = "absent";
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(msg.into()))
+}
+
+/// One change a member proposes to one environment.
+pub struct DraftChange {
+    pub env: String,
+    /// Names set to new values.
+    pub set: Secrets,
+    /// Names removed.
+    pub unset: BTreeSet<String>,
+    /// The values the member saw before (`sha256:HEX`, or `absent`), for
+    /// each name they could read; an approver refuses a change to a value
+    /// that moved since.
+    pub was: BTreeMap<String, String>,
+}
+
+impl DraftChange {
+    /// A change computed from what the member read (`before`) and wants
+    /// (`after`).
+    pub fn between(env: &str, before: &Secrets, after: &Secrets) -> DraftChange {
+        let mut c = DraftChange {
+            env: env.to_string(),
+            set: Secrets::new(),
+            unset: BTreeSet::new(),
+            was: BTreeMap::new(),
+        };
+        for (k, v) in after {
+            if before.get(k) != Some(v) {
+                c.set.insert(k.clone(), v.clone());
+                c.was.insert(k.clone(), fingerprint(before.get(k)));
+            }
+        }
+        for k in before.keys() {
+            if !after.contains_key(k) {
+                c.unset.insert(k.clone());
+                c.was.insert(k.clone(), fingerprint(before.get(k)));
+            }
+        }
+        c
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.unset.is_empty()
+    }
+}
+
+/// `sha256:HEX` of a value, or `absent`.
+pub fn fingerprint(v: Option<&SecretValue>) -> String {
+    match v {
+        Some(v) => format!("sha256:{}", sha256_hex(v.expose().as_bytes())),
+        None => ABSENT.to_string(),
+    }
+}
+
+/// The plaintext of a proposal file. `set` is written by [`emit`], values
+/// in a zeroizing buffer.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Body {
+    format: String,
+    project: String,
+    author: String,
+    environment: String,
+    base_counter: u64,
+    roster_version: u64,
+    /// Member names of the admins the file was encrypted to.
+    encrypted_to: Vec<String>,
+    created: String,
+    #[serde(default)]
+    unset: BTreeSet<String>,
+    #[serde(default)]
+    was: BTreeMap<String, String>,
+    #[serde(default, skip_serializing)]
+    set: Secrets,
+}
+
+/// The plaintext: the header as YAML, then `set:` with every value
+/// double-quoted, in one zeroizing buffer.
+fn emit(body: &Body) -> Zeroizing<Vec<u8>> {
+    let head = serde_yaml::to_string(body).expect("a proposal header serializes");
+    let set = &body.set;
+    // The worst case (every byte escaped as \uXXXX), so the buffer never
+    // grows and leaves an unzeroized copy behind.
+    let size: usize = set
+        .iter()
+        .map(|(k, v)| k.len() + v.expose().len() * 6 + 8)
+        .sum();
+    let mut out = Zeroizing::new(Vec::with_capacity(head.len() + size + 16));
+    out.extend_from_slice(head.as_bytes());
+    if set.is_empty() {
+        out.extend_from_slice(b"set: {}\n");
+    } else {
+        out.extend_from_slice(b"set:\n");
+        for (k, v) in set {
+            out.extend_from_slice(b"  ");
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            push_quoted(&mut out, v.expose());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// `v` as a YAML double-quoted scalar, escaping every character YAML
+/// parsers refuse raw (C0 and C1 controls, DEL, the byte-order mark and
+/// the two non-characters), so any value round-trips exactly.
+fn push_quoted(out: &mut Vec<u8>, v: &str) {
+    use std::io::Write as _;
+    out.push(b'"');
+    for c in v.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn parse(plaintext: &[u8]) -> Result<Body, String> {
+    let text = std::str::from_utf8(plaintext).map_err(|_| "not UTF-8".to_string())?;
+    let body: Body = yaml::from_untrusted(text).map_err(|e| e.to_string())?;
+    if body.format != FORMAT {
+        return Err(format!(
+            "format {} is not {FORMAT}",
+            names::quoted(&body.format)
+        ));
+    }
+    for k in body
+        .set
+        .keys()
+        .chain(body.unset.iter())
+        .chain(body.was.keys())
+    {
+        names::check(Kind::SecretKey, k).map_err(|e| e.to_string())?;
+    }
+    if body.set.keys().any(|k| body.unset.contains(k)) {
+        return Err("a name is both set and removed".into());
+    }
+    if body.was.values().any(|w| !is_was(w)) {
+        return Err("a `was` entry is neither sha256:HEX nor absent".into());
+    }
+    Ok(body)
+}
+
+fn is_was(w: &str) -> bool {
+    w == ABSENT
+        || w.strip_prefix("sha256:").is_some_and(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
+}
+
+/// The actor's member name in the verified manifest, found by age key.
+pub fn member_name(state: &State, actor: &Actor) -> Option<String> {
+    let me = actor.identity.recipient();
+    state
+        .recipients
+        .iter()
+        .find(|(_, r)| **r == me)
+        .map(|(n, _)| n.clone())
+}
+
+/// Whether `actor` is not an admin in the newest roster of this machine's
+/// registry copy (its chain verified from the pinned anchor, but possibly
+/// behind). Decides only whether a write fetches the registry before it
+/// verifies everything; `false` when the copy cannot be read.
+pub fn member_by_local_copy(ctx: &Context, actor: &Actor) -> bool {
+    let member = || -> Option<bool> {
+        let project = crate::verify::Project::open(&ctx.dir).ok()?;
+        let pin = crate::verify::pin_for(ctx, &project).ok()?;
+        let reg = crate::verify::open_registry(&ctx.home, &pin.registry).ok()?;
+        let chain = reg.roster_chain(&pin.anchor).ok()?;
+        Some(actor.admin_in(chain.latest()).is_none())
+    };
+    member().unwrap_or(false)
+}
+
+/// Whether this actor must propose rather than sign: not an admin of the
+/// newest roster.
+pub fn must_propose(state: &State, actor: &Actor) -> bool {
+    actor.admin_in(state.roster.latest()).is_none()
+}
+
+/// The readers of `env` who are admins of the newest roster (a reader
+/// counts when an admin's age recipient is that member's key): the only
+/// parties a proposal for `env` is encrypted to.
+fn admin_readers(state: &State, env: &str) -> Vec<(String, AgeRecipient)> {
+    let admins: Vec<AgeRecipient> = state
+        .roster
+        .latest()
+        .admins
+        .iter()
+        .filter_map(|a: &Admin| AgeRecipient::parse(&a.age_recipient).ok())
+        .collect();
+    let Some(e) = state.manifest.environments.get(env) else {
+        return Vec::new();
+    };
+    e.readers
+        .iter()
+        .filter_map(|n| state.recipients.get(n).map(|r| (n.clone(), r.clone())))
+        .filter(|(_, r)| admins.contains(r))
+        .collect()
+}
+
+/// What `set`/`unset`/`edit` by a member who is not an admin did.
+pub struct Drafted {
+    pub branch: String,
+    pub env: String,
+    pub encrypted_to: Vec<String>,
+    /// Changes in the draft now.
+    pub changes: usize,
+}
+
+/// Adds `change` to the actor's draft. `state` must be freshly verified
+/// after fetching the registry (the caller's job), so a removed admin is
+/// never a recipient.
+pub fn add_to_draft(
+    state: &State,
+    actor: &Actor,
+    change: DraftChange,
+) -> Result<Drafted, StoreError> {
+    let Some(author) = member_name(state, actor) else {
+        return refuse(format!(
+            "your key {} is not a member of project {}; ask for access with `byreis request-access` (nothing was changed)",
+            actor.identity.recipient().fingerprint(),
+            state.manifest.project
+        ));
+    };
+    let env = &change.env;
+    if !state.manifest.environments.contains_key(env) {
+        return refuse(format!(
+            "no environment {env} in project {}; only an admin creates environments (nothing was changed)",
+            state.manifest.project
+        ));
+    }
+    if change.is_empty() {
+        return refuse("nothing to change");
+    }
+    let to = admin_readers(state, env);
+    if to.is_empty() {
+        return refuse(format!(
+            "no admin reads {env}, so no admin could check or approve a change to it; ask an admin (nothing was changed)"
+        ));
+    }
+    let body = Body {
+        format: FORMAT.into(),
+        project: state.manifest.project.clone(),
+        author: author.clone(),
+        environment: env.clone(),
+        base_counter: state.manifest.counter,
+        roster_version: state.roster.latest().version,
+        encrypted_to: to.iter().map(|(n, _)| n.clone()).collect(),
+        created: store::now(),
+        unset: change.unset,
+        was: change.was,
+        set: change.set,
+    };
+    let plaintext = SecretBytes::new(emit(&body));
+    let encrypted_to = body.encrypted_to;
+    let recipients: Vec<AgeRecipient> = to.iter().map(|(_, r)| r.clone()).collect();
+    let file = agefile::encrypt_plaintext(&plaintext, &recipients)?;
+    drop(plaintext);
+
+    let repo = &state.project.repo;
+    let branch = format!("{DRAFT_PREFIX}{author}");
+    let old_tip = repo.local_branch(&branch)?;
+    let parent = match old_tip {
+        Some(t) => t,
+        None => Oid::from_str(&state.record.project_commit).map_err(crate::git::GitError::Git)?,
+    };
+    let dir = format!("{DIR}/{author}");
+    let existing = repo.list_dir(&parent.to_string(), &dir)?.len();
+    if existing >= MAX_CHANGES {
+        return refuse(format!(
+            "your draft holds {existing} changes; submit it (`byreis submit`) before making more"
+        ));
+    }
+    let path = format!("{dir}/{:03}-{env}.age", existing + 1);
+    let email = actor.email();
+    let message = format!(
+        "byreis: proposed change to {env} by {author} (draft)\n\nEncrypted to the admins who read {env}: {}.",
+        encrypted_to.join(", ")
+    );
+    let commit = repo.create_signed_commit(
+        Some(parent),
+        &[Change {
+            path,
+            content: Some(file.into()),
+        }],
+        &message,
+        &actor.signer,
+        (&author, &email),
+    )?;
+    match old_tip {
+        Some(old) => repo.move_named_branch(&branch, old, commit)?,
+        None => repo.create_branch(&branch, commit)?,
+    }
+    Ok(Drafted {
+        branch,
+        env: env.clone(),
+        encrypted_to,
+        changes: existing + 1,
+    })
+}
+
+/// What `submit` did.
+#[derive(Debug, Serialize)]
+pub struct Submitted {
+    pub branch: String,
+    pub changes: usize,
+    pub pushed: bool,
+    /// On a project hosted on GitHub: the pull request opened, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
+}
+
+/// Turns the actor's draft into `byreis/submit/NAME-HASH` (pushed when the
+/// project has an `origin`) and removes the draft.
+pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
+    let (author, draft, tip) = draft_of(state, actor)?;
+    let repo = &state.project.repo;
+    let changes = repo
+        .list_dir(&tip.to_string(), &format!("{DIR}/{author}"))?
+        .len();
+    let branch = format!("{BRANCH_PREFIX}{author}-{}", &tip.to_string()[..8]);
+    if repo.local_branch(&branch)? != Some(tip) {
+        repo.create_branch(&branch, tip)?;
+    }
+    let mut pushed = false;
+    if repo.has_origin() {
+        if let Some(dir) = repo.workdir() {
+            crate::remote::push_ref(dir, &format!("refs/heads/{branch}"))?;
+            pushed = true;
+        }
+    }
+    let pull_request = pushed
+        .then(|| {
+            crate::pulls::open_for(
+                repo,
+                &branch,
+                &format!("byreis: proposal by {author} ({changes} change(s))"),
+                &format!(
+                    "A change to secrets proposed by {author} with `byreis submit` ({changes} change(s)). \
+                     Its files are encrypted to the admins who read the environments it changes; \
+                     nobody else can read them.\n\nAn admin who reads those environments checks and \
+                     applies it with `byreis approve` and this pull request's number: byreis \
+                     re-encrypts the values to the current readers and signs the change itself. \
+                     Do not merge this pull request; byreis closes it once the change has landed."
+                ),
+            )
+        })
+        .flatten();
+    repo.delete_branch(&draft)?;
+    Ok(Submitted {
+        branch,
+        changes,
+        pushed,
+        pull_request,
+    })
+}
+
+/// Drops the actor's draft; returns how many changes it held.
+pub fn discard(state: &State, actor: &Actor) -> Result<usize, StoreError> {
+    let (author, draft, tip) = draft_of(state, actor)?;
+    let repo = &state.project.repo;
+    let n = repo
+        .list_dir(&tip.to_string(), &format!("{DIR}/{author}"))?
+        .len();
+    repo.delete_branch(&draft)?;
+    Ok(n)
+}
+
+fn draft_of(state: &State, actor: &Actor) -> Result<(String, String, Oid), StoreError> {
+    let Some(author) = member_name(state, actor) else {
+        return refuse(format!(
+            "your key is not a member of project {}; there is nothing of yours to submit",
+            state.manifest.project
+        ));
+    };
+    let draft = format!("{DRAFT_PREFIX}{author}");
+    let Some(tip) = state.project.repo.local_branch(&draft)? else {
+        return refuse(format!(
+            "you have no draft ({draft} does not exist); `byreis set`, `unset` or `edit` as a member who is not an admin makes one"
+        ));
+    };
+    Ok((author, draft, tip))
+}
+
+/// A submission checked by an approving admin.
+pub struct Review {
+    pub branch: String,
+    pub author: String,
+    /// Changes in the submission.
+    pub changes: usize,
+    /// Counters the member's changes were made at.
+    pub base_counters: BTreeSet<u64>,
+    pub envs: Vec<crate::diff::EnvDiff>,
+    /// Environments where the member could not read the values they
+    /// replaced (write-only proposals): applied on top of the current ones.
+    pub blind: Vec<String>,
+    /// The counter at which this exact submission was applied, when the
+    /// audit log says it was (an approval killed before it removed the
+    /// branch leaves it).
+    pub applied_at: Option<u64>,
+    /// The new secrets per environment, ready to encrypt.
+    new: Vec<(String, Secrets)>,
+    tip: Oid,
+}
+
+impl Review {
+    /// The commit reviewed (the branch's tip).
+    pub fn tip(&self) -> String {
+        self.tip.to_string()
+    }
+
+    /// Whether applying it changes nothing (it was applied already, or
+    /// every value it proposes is current).
+    pub fn is_noop(&self) -> bool {
+        self.applied_at.is_some() || self.new.is_empty()
+    }
+}
+
+/// The counter of the audit entry that applied submission commit `tip`.
+fn applied_at(state: &State, tip: &str) -> Option<u64> {
+    state.audit.iter().rev().find_map(|v| {
+        (v.entry.action == "approve-submission"
+            && v.entry.details.value().get("submission_commit")
+                == Some(&serde_json::Value::String(tip.to_string())))
+        .then_some(v.entry.counter_to)
+    })
+}
+
+/// Fetches (when the project has an `origin`) and checks submission
+/// `reference`: it adds only its author's proposal files to a commit of
+/// this project's history; each decrypts with the approver's identity,
+/// parses strictly, is for this project, this author and the
+/// environment its name says; it was encrypted to as many parties as it
+/// names, each of them a current admin who reads that environment; no
+/// value it changes moved since the member saw it.
+pub fn review(
+    state: &State,
+    actor: &Actor,
+    reference: &str,
+    show_values: bool,
+) -> Result<Review, StoreError> {
+    let repo = &state.project.repo;
+    let name = crate::remote::short_branch(reference);
+    let Some(rest) = name.strip_prefix(BRANCH_PREFIX) else {
+        return refuse(format!(
+            "{} is not a submission branch (they are named {BRANCH_PREFIX}NAME-HASH)",
+            names::quoted(reference)
+        ));
+    };
+    let author = match rest.rsplit_once('-') {
+        Some((a, h))
+            if names::check(Kind::Member, a).is_ok()
+                && h.len() == 8
+                && h.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            a.to_string()
+        }
+        _ => {
+            return refuse(format!(
+                "{} is not a submission branch (they are named {BRANCH_PREFIX}NAME-HASH)",
+                names::quoted(reference)
+            ))
+        }
+    };
+    let fetch_note = crate::remote::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
+    let Some(tip) = repo.branch_commit(name)? else {
+        return refuse(format!("no submission branch {name}{fetch_note}"));
+    };
+    let bad = |m: String| StoreError::Refused(format!("submission {name}: {m}; refused"));
+    let tip_s = tip.to_string();
+    if let Some(counter) = applied_at(state, &tip_s) {
+        return Ok(Review {
+            branch: name.to_string(),
+            author,
+            changes: 0,
+            base_counters: BTreeSet::new(),
+            envs: Vec::new(),
+            blind: Vec::new(),
+            applied_at: Some(counter),
+            new: Vec::new(),
+            tip,
+        });
+    }
+    let pinned = &state.record.project_commit;
+    let Some(base) = repo.merge_base(&tip_s, pinned)? else {
+        return Err(bad(
+            "it shares no history with this project's signed state".into()
+        ));
+    };
+    // Exactly the author's proposal files are added; nothing else changes.
+    let dir = format!("{DIR}/{author}");
+    let changed = repo.changed_paths(&base, &tip_s)?;
+    let outside: Vec<String> = changed
+        .iter()
+        .filter(|p| {
+            p.strip_prefix(&format!("{dir}/"))
+                .is_none_or(|f| f.contains('/'))
+        })
+        .map(|p| names::escape(p))
+        .collect();
+    if !outside.is_empty() {
+        return Err(bad(format!(
+            "it changes files outside {dir}/: {}",
+            outside.join(", ")
+        )));
+    }
+    if !repo.list_dir(&base, &dir)?.is_empty() {
+        return Err(bad(format!(
+            "{dir}/ already exists in the history it is based on"
+        )));
+    }
+    let mut files = repo.list_dir(&tip_s, &dir)?;
+    if files.is_empty() {
+        return Err(bad("it holds no proposal files".into()));
+    }
+    if files.len() > MAX_CHANGES {
+        return Err(bad(format!("it holds more than {MAX_CHANGES} files")));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let me = actor.identity.recipient();
+    let latest = state.roster.latest();
+    let mut base_counters = BTreeSet::new();
+    let mut blind = BTreeSet::new();
+    let mut current: BTreeMap<String, Secrets> = BTreeMap::new();
+    let mut proposed: BTreeMap<String, Secrets> = BTreeMap::new();
+    for (i, (file, kind)) in files.iter().enumerate() {
+        let shown = names::escape(file);
+        let env = file
+            .strip_suffix(".age")
+            .and_then(|f| f.split_once('-'))
+            .filter(|(n, _)| *n == format!("{:03}", i + 1))
+            .map(|(_, e)| e.to_string())
+            .filter(|e| names::check(Kind::Environment, e).is_ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "{dir}/{shown} is not named NNN-ENV.age in sequence from 001"
+                ))
+            })?;
+        if *kind != crate::git::EntryKind::Blob {
+            return Err(bad(format!("{dir}/{shown} is not a regular file")));
+        }
+        let bytes = repo
+            .read_file(&tip_s, &format!("{dir}/{file}"))?
+            .unwrap_or_default();
+        if bytes.len() > agefile::MAX_FILE_BYTES {
+            return Err(bad(format!("{dir}/{shown} is too large")));
+        }
+        let count = agefile::count_stanzas(&bytes).map_err(|e| bad(format!("{shown}: {e}")))?;
+        let plaintext = agefile::decrypt_bytes(&bytes, &actor.identity, None).map_err(|e| {
+            bad(format!(
+                "{shown} does not decrypt with your identity ({e}); proposals are encrypted to the admins who read the environment"
+            ))
+        })?;
+        let body = parse(&plaintext).map_err(|e| bad(format!("{shown}: {e}")))?;
+        drop(plaintext);
+        let h = &body;
+        if h.project != state.manifest.project || h.author != author || h.environment != env {
+            return Err(bad(format!(
+                "{shown} is for project {}, author {}, environment {}: not this project, its branch's author and its file name",
+                names::quoted(&h.project),
+                names::quoted(&h.author),
+                names::quoted(&h.environment)
+            )));
+        }
+        if !state.manifest.environments.contains_key(&env) {
+            return Err(bad(format!("environment {env} no longer exists")));
+        }
+        // Who could read it: as many stanzas as names, each a current
+        // admin reading the environment. X25519 stanzas are anonymous, so
+        // the number is what can be checked; a stanza more means someone
+        // else may know these values.
+        let allowed: Vec<String> = admin_readers(state, &env)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let unique: BTreeSet<&String> = h.encrypted_to.iter().collect();
+        if count.real() != h.encrypted_to.len()
+            || unique.len() != h.encrypted_to.len()
+            || count.grease > 1
+        {
+            return Err(bad(format!(
+                "{shown} has {} recipient stanzas but names {} admin(s): someone else may know its values; ask {author} for new values, proposed again",
+                count.real(),
+                h.encrypted_to.len()
+            )));
+        }
+        if let Some(n) = h.encrypted_to.iter().find(|n| !allowed.contains(n)) {
+            return Err(bad(format!(
+                "{shown} was encrypted to {}, who is not now an admin reading {env} (made under roster version {}, now {}): they may know its values; ask {author} for new values, proposed again",
+                names::quoted(n),
+                h.roster_version,
+                latest.version
+            )));
+        }
+        base_counters.insert(h.base_counter);
+        if !current.contains_key(&env) {
+            if !state.readers(&env).contains(&me) {
+                return Err(bad(format!(
+                    "you do not read {env}, so you cannot apply a change to it; an admin who reads it approves it"
+                )));
+            }
+            let cur = state.secrets(&env, &actor.identity)?;
+            proposed.insert(env.clone(), cur.clone());
+            current.insert(env.clone(), cur);
+        }
+        let cur = &current[&env];
+        for (k, w) in &h.was {
+            if fingerprint(cur.get(k)) != *w {
+                return Err(bad(format!(
+                    "{k} in {env} changed since {author} proposed this (at counter {}, now {}); approving would overwrite that change. Ask {author} to propose again",
+                    h.base_counter, state.manifest.counter
+                )));
+            }
+        }
+        if body
+            .set
+            .keys()
+            .chain(h.unset.iter())
+            .any(|k| !h.was.contains_key(k))
+        {
+            blind.insert(env.clone());
+        }
+        let next = proposed.get_mut(&env).expect("inserted above");
+        for k in &body.unset {
+            next.remove(k);
+        }
+        next.extend(body.set);
+    }
+    let mut envs = Vec::new();
+    let mut new = Vec::new();
+    for (env, after) in proposed {
+        let before = &current[&env];
+        if *before == after {
+            continue;
+        }
+        envs.push(crate::diff::env_diff(
+            &env,
+            Some(before),
+            Some(&after),
+            &state.manifest.exec_allow,
+            show_values,
+        ));
+        new.push((env, after));
+    }
+    Ok(Review {
+        branch: name.to_string(),
+        author,
+        changes: files.len(),
+        base_counters,
+        envs,
+        blind: blind.into_iter().collect(),
+        applied_at: None,
+        new,
+        tip,
+    })
+}
+
+/// Makes the reviewed change as the approver: values re-encrypted to each
+/// environment's current readers, signed, counted, audited (naming the
+/// submission and its author), then the submission branch removed.
+pub fn approve(
+    ctx: &Context,
+    state: State,
+    actor: &Actor,
+    review: Review,
+) -> Result<Landed, StoreError> {
+    let repo_dir = state.project.repo.workdir().map(|p| p.to_path_buf());
+    let has_origin = state.project.repo.has_origin();
+    let changes: Vec<EnvChange> = review
+        .new
+        .into_iter()
+        .map(|(env, secrets)| EnvChange {
+            env,
+            secrets,
+            action: "approve-submission",
+        })
+        .collect();
+    let extra = serde_json::json!({
+        "submission": review.branch,
+        "submission_commit": review.tip.to_string(),
+        "submitted_by": review.author,
+    });
+    let landed = store::commit_changes_with(
+        ctx,
+        state,
+        actor,
+        changes,
+        "approve-submission",
+        Some(extra),
+    )?;
+    remove_branch(&review.branch, repo_dir.as_deref(), has_origin);
+    Ok(landed)
+}
+
+/// Deletes a submission branch here and on `origin` (best effort: the
+/// change is made whatever happens to the branch; a failure is reported).
+pub fn remove_branch(branch: &str, dir: Option<&std::path::Path>, has_origin: bool) {
+    let Some(dir) = dir else { return };
+    if let Err(e) = crate::git::Repo::open(dir).and_then(|r| r.delete_branch(branch)) {
+        eprintln!(
+            "byreis: warning: branch {branch} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {branch}` again"
+        );
+        return;
+    }
+    if has_origin {
+        let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{branch}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::yaml::secrets_of as secrets;
+
+    #[test]
+    fn a_proposal_plaintext_round_trips_exactly() {
+        let before = secrets(&[("A", "1"), ("B", "2"), ("C", "3")]);
+        let after = secrets(&[
+            ("A", "1"),
+            (
+                "B",
+                "two\nlines \"quoted\" \u{7f}\u{85}\u{feff}\u{0}\\ é 😀",
+            ),
+            ("D", "&x *y !tag"),
+        ]);
+        let c = DraftChange::between("prod", &before, &after);
+        assert_eq!(c.set.keys().collect::<Vec<_>>(), ["B", "D"]);
+        assert_eq!(c.unset.iter().collect::<Vec<_>>(), ["C"]);
+        assert_eq!(c.was["D"], ABSENT);
+        assert!(is_was(&c.was["B"]));
+        let mut body = Body {
+            format: FORMAT.into(),
+            project: "demo".into(),
+            author: "bob".into(),
+            environment: "prod".into(),
+            base_counter: 4,
+            roster_version: 1,
+            encrypted_to: vec!["alice".into()],
+            created: "2026-11-23T00:00:00Z".into(),
+            unset: c.unset.clone(),
+            was: c.was.clone(),
+            set: c.set.clone(),
+        };
+        let parsed = parse(&emit(&body)).expect("parses");
+        assert!(parsed.set == c.set);
+        assert_eq!(parsed.unset, c.unset);
+        assert_eq!(parsed.was, c.was);
+        body.set = Secrets::new();
+        let empty = emit(&body);
+        assert!(parse(&empty).expect("parses").set.is_empty());
+    }
+
+    #[test]
+    fn malformed_plaintexts_are_refused() {
+        let ok = "format: byreis-submission/1\nproject: demo\nauthor: bob\nenvironment: prod\nbase-counter: 1\nroster-version: 1\nencrypted-to:\n- alice\ncreated: x\n";
+        assert!(parse(format!("{ok}set:\n  A: \"1\"\n").as_bytes()).is_ok());
+        for bad in [
+            format!("{ok}set:\n  a-b: \"1\"\n"),
+            format!("{ok}set:\n  A: \"1\"\n  A: \"2\"\n"),
+            format!("{ok}set:\n  A: \"1\"\nunset:\n- A\n"),
+            format!("{ok}was:\n  A: md5:00\n"),
+            format!("{ok}extra: 1\n"),
+            ok.replace("byreis-submission/1", "byreis-submission/2"),
+            format!("{ok}set: &x\n  A: \"1\"\n"),
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}
