@@ -418,7 +418,8 @@ pub struct PullBranch {
 pub fn pull_branch(c: &Client, repo: &RepoId, number: u64) -> Result<PullBranch, GitHubError> {
     let route = format!("/repos/{repo}/pulls/{number}");
     let pr = c.get(&route)?;
-    let same = field(&pr, &route, "head.repo.full_name")? == repo.to_string();
+    // GitHub owner and repository names are case-insensitive.
+    let same = field(&pr, &route, "head.repo.full_name")?.eq_ignore_ascii_case(&repo.to_string());
     Ok(PullBranch {
         open: pr.get("state").and_then(Value::as_str) == Some("open"),
         sha: field(&pr, &route, "head.sha")?.to_string(),

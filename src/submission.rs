@@ -102,11 +102,10 @@ pub fn fingerprint(v: Option<&SecretValue>) -> String {
     }
 }
 
-/// The plaintext of a proposal file. `set` is written by [`emit`], values
-/// in a zeroizing buffer.
+/// The header of a proposal file's plaintext: everything but the values.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct Body {
+struct Header {
     format: String,
     project: String,
     author: String,
@@ -120,87 +119,50 @@ struct Body {
     unset: BTreeSet<String>,
     #[serde(default)]
     was: BTreeMap<String, String>,
-    #[serde(default, skip_serializing)]
-    set: Secrets,
 }
 
-/// The plaintext: the header as YAML, then `set:` with every value
-/// double-quoted, in one zeroizing buffer.
-fn emit(body: &Body) -> Zeroizing<Vec<u8>> {
-    let head = serde_yaml::to_string(body).expect("a proposal header serializes");
-    let set = &body.set;
-    // The worst case (every byte escaped as \uXXXX), so the buffer never
-    // grows and leaves an unzeroized copy behind.
-    let size: usize = set
-        .iter()
-        .map(|(k, v)| k.len() + v.expose().len() * 6 + 8)
-        .sum();
-    let mut out = Zeroizing::new(Vec::with_capacity(head.len() + size + 16));
-    out.extend_from_slice(head.as_bytes());
-    if set.is_empty() {
-        out.extend_from_slice(b"set: {}\n");
-    } else {
-        out.extend_from_slice(b"set:\n");
-        for (k, v) in set {
-            out.extend_from_slice(b"  ");
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b": ");
-            push_quoted(&mut out, v.expose());
-            out.push(b'\n');
-        }
-    }
+/// Between the header document and the values document.
+const SEPARATOR: &str = "\n---\n";
+
+/// The plaintext, in one zeroizing buffer: the header as a YAML document,
+/// `---`, then the new values as a document exactly like a secrets file's
+/// plaintext (so values are read by the same zeroizing parser,
+/// [`yaml::parse_secrets`], and never pass through serde).
+fn emit(header: &Header, set: &Secrets) -> Zeroizing<Vec<u8>> {
+    let head = serde_yaml::to_string(header).expect("a proposal header serializes");
+    let values = yaml::emit_secrets(set);
+    let mut out = Zeroizing::new(Vec::with_capacity(head.len() + values.len() + 8));
+    out.extend_from_slice(head.trim_end_matches('\n').as_bytes());
+    out.extend_from_slice(SEPARATOR.as_bytes());
+    out.extend_from_slice(values.as_bytes());
     out
 }
 
-/// `v` as a YAML double-quoted scalar, escaping every character YAML
-/// parsers refuse raw (C0 and C1 controls, DEL, the byte-order mark and
-/// the two non-characters), so any value round-trips exactly.
-fn push_quoted(out: &mut Vec<u8>, v: &str) {
-    use std::io::Write as _;
-    out.push(b'"');
-    for c in v.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
-}
-
-fn parse(plaintext: &[u8]) -> Result<Body, String> {
+/// Parses a proposal plaintext: the header strictly (ADR 0006 rules, no
+/// unknown fields), the values as a secrets document.
+fn parse(plaintext: &[u8]) -> Result<(Header, Secrets), String> {
     let text = std::str::from_utf8(plaintext).map_err(|_| "not UTF-8".to_string())?;
-    let body: Body = yaml::from_untrusted(text).map_err(|e| e.to_string())?;
-    if body.format != FORMAT {
+    let (head, values) = text
+        .split_once(SEPARATOR)
+        .ok_or_else(|| "no `---` line between the header and the values".to_string())?;
+    let header: Header = yaml::from_untrusted(head).map_err(|e| e.to_string())?;
+    let set = yaml::parse_secrets(values).map_err(|e| e.to_string())?;
+    if header.format != FORMAT {
         return Err(format!(
             "format {} is not {FORMAT}",
-            names::quoted(&body.format)
+            names::quoted(&header.format)
         ));
     }
-    for k in body
-        .set
-        .keys()
-        .chain(body.unset.iter())
-        .chain(body.was.keys())
-    {
+    for k in header.unset.iter().chain(header.was.keys()) {
         names::check(Kind::SecretKey, k).map_err(|e| e.to_string())?;
     }
-    if body.set.keys().any(|k| body.unset.contains(k)) {
+    if set.keys().any(|k| header.unset.contains(k)) {
         return Err("a name is both set and removed".into());
     }
-    if body.was.values().any(|w| !is_was(w)) {
+    if header.was.values().any(|w| !is_was(w)) {
         return Err("a `was` entry is neither sha256:HEX nor absent".into());
     }
-    Ok(body)
+    Ok((header, set))
 }
 
 fn is_was(w: &str) -> bool {
@@ -264,22 +226,24 @@ fn admin_readers(state: &State, env: &str) -> Vec<(String, AgeRecipient)> {
         .collect()
 }
 
-/// What `set`/`unset`/`edit` by a member who is not an admin did.
+/// What `set`/`unset`/`edit`/`import` by a member who is not an admin
+/// did.
 pub struct Drafted {
     pub branch: String,
-    pub env: String,
-    pub encrypted_to: Vec<String>,
+    /// Per environment changed: the admins its file is encrypted to.
+    pub envs: Vec<(String, Vec<String>)>,
     /// Changes in the draft now.
     pub changes: usize,
 }
 
-/// Adds `change` to the actor's draft. `state` must be freshly verified
-/// after fetching the registry (the caller's job), so a removed admin is
-/// never a recipient.
+/// Adds `changes` (one file per environment) to the actor's draft in one
+/// commit, or nothing when any of them is refused. `state` must be freshly
+/// verified after fetching the registry (the caller's job), so a removed
+/// admin is never a recipient.
 pub fn add_to_draft(
     state: &State,
     actor: &Actor,
-    change: DraftChange,
+    changes: Vec<DraftChange>,
 ) -> Result<Drafted, StoreError> {
     let Some(author) = member_name(state, actor) else {
         return refuse(format!(
@@ -288,41 +252,10 @@ pub fn add_to_draft(
             state.manifest.project
         ));
     };
-    let env = &change.env;
-    if !state.manifest.environments.contains_key(env) {
-        return refuse(format!(
-            "no environment {env} in project {}; only an admin creates environments (nothing was changed)",
-            state.manifest.project
-        ));
-    }
-    if change.is_empty() {
+    let changes: Vec<DraftChange> = changes.into_iter().filter(|c| !c.is_empty()).collect();
+    if changes.is_empty() {
         return refuse("nothing to change");
     }
-    let to = admin_readers(state, env);
-    if to.is_empty() {
-        return refuse(format!(
-            "no admin reads {env}, so no admin could check or approve a change to it; ask an admin (nothing was changed)"
-        ));
-    }
-    let body = Body {
-        format: FORMAT.into(),
-        project: state.manifest.project.clone(),
-        author: author.clone(),
-        environment: env.clone(),
-        base_counter: state.manifest.counter,
-        roster_version: state.roster.latest().version,
-        encrypted_to: to.iter().map(|(n, _)| n.clone()).collect(),
-        created: store::now(),
-        unset: change.unset,
-        was: change.was,
-        set: change.set,
-    };
-    let plaintext = SecretBytes::new(emit(&body));
-    let encrypted_to = body.encrypted_to;
-    let recipients: Vec<AgeRecipient> = to.iter().map(|(_, r)| r.clone()).collect();
-    let file = agefile::encrypt_plaintext(&plaintext, &recipients)?;
-    drop(plaintext);
-
     let repo = &state.project.repo;
     let branch = format!("{DRAFT_PREFIX}{author}");
     let old_tip = repo.local_branch(&branch)?;
@@ -332,23 +265,57 @@ pub fn add_to_draft(
     };
     let dir = format!("{DIR}/{author}");
     let existing = repo.list_dir(&parent.to_string(), &dir)?.len();
-    if existing >= MAX_CHANGES {
+    if existing + changes.len() > MAX_CHANGES {
         return refuse(format!(
             "your draft holds {existing} changes; submit it (`byreis submit`) before making more"
         ));
     }
-    let path = format!("{dir}/{:03}-{env}.age", existing + 1);
+    // Every change is checked and encrypted before anything is written.
+    let mut files = Vec::with_capacity(changes.len());
+    let mut envs = Vec::with_capacity(changes.len());
+    for (i, change) in changes.into_iter().enumerate() {
+        let env = change.env.clone();
+        if !state.manifest.environments.contains_key(&env) {
+            return refuse(format!(
+                "no environment {env} in project {}; only an admin creates environments (nothing was changed)",
+                state.manifest.project
+            ));
+        }
+        let to = admin_readers(state, &env);
+        if to.is_empty() {
+            return refuse(format!(
+                "no admin reads {env}, so no admin could check or approve a change to it; ask an admin (nothing was changed)"
+            ));
+        }
+        let header = Header {
+            format: FORMAT.into(),
+            project: state.manifest.project.clone(),
+            author: author.clone(),
+            environment: env.clone(),
+            base_counter: state.manifest.counter,
+            roster_version: state.roster.latest().version,
+            encrypted_to: to.iter().map(|(n, _)| n.clone()).collect(),
+            created: store::now(),
+            unset: change.unset,
+            was: change.was,
+        };
+        let plaintext = SecretBytes::new(emit(&header, &change.set));
+        let recipients: Vec<AgeRecipient> = to.iter().map(|(_, r)| r.clone()).collect();
+        let file = agefile::encrypt_plaintext(&plaintext, &recipients)?;
+        files.push(Change {
+            path: format!("{dir}/{:03}-{env}.age", existing + i + 1),
+            content: Some(file.into()),
+        });
+        envs.push((env, header.encrypted_to));
+    }
     let email = actor.email();
     let message = format!(
-        "byreis: proposed change to {env} by {author} (draft)\n\nEncrypted to the admins who read {env}: {}.",
-        encrypted_to.join(", ")
+        "byreis: proposed change to {} by {author} (draft)\n\nEach file is encrypted to the admins who read its environment.",
+        envs.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>().join(", ")
     );
     let commit = repo.create_signed_commit(
         Some(parent),
-        &[Change {
-            path,
-            content: Some(file.into()),
-        }],
+        &files,
         &message,
         &actor.signer,
         (&author, &email),
@@ -359,9 +326,8 @@ pub fn add_to_draft(
     }
     Ok(Drafted {
         branch,
-        env: env.clone(),
-        encrypted_to,
-        changes: existing + 1,
+        changes: existing + files.len(),
+        envs,
     })
 }
 
@@ -388,10 +354,17 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
     if repo.local_branch(&branch)? != Some(tip) {
         repo.create_branch(&branch, tip)?;
     }
+    // The draft is done once its branch has its final name: later changes
+    // start a new draft, whatever happens to the push.
+    repo.delete_branch(&draft)?;
     let mut pushed = false;
     if repo.has_origin() {
         if let Some(dir) = repo.workdir() {
-            crate::remote::push_ref(dir, &format!("refs/heads/{branch}"))?;
+            crate::remote::push_ref(dir, &format!("refs/heads/{branch}")).map_err(|e| {
+                StoreError::Refused(format!(
+                    "your submission is branch {branch} in this clone, but pushing it failed: {e}. Push it with `git push origin {branch}` (your draft is closed; new changes start a new one)"
+                ))
+            })?;
             pushed = true;
         }
     }
@@ -412,7 +385,6 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
             )
         })
         .flatten();
-    repo.delete_branch(&draft)?;
     Ok(Submitted {
         branch,
         changes,
@@ -464,6 +436,9 @@ pub struct Review {
     /// audit log says it was (an approval killed before it removed the
     /// branch leaves it).
     pub applied_at: Option<u64>,
+    /// SHA-256 of each proposal file, recorded in the audit entry so the
+    /// same file is never applied twice.
+    file_hashes: Vec<String>,
     /// The new secrets per environment, ready to encrypt.
     new: Vec<(String, Secrets)>,
     tip: Oid,
@@ -480,6 +455,18 @@ impl Review {
     pub fn is_noop(&self) -> bool {
         self.applied_at.is_some() || self.new.is_empty()
     }
+}
+
+/// The counter of the audit entry that applied a proposal file with
+/// SHA-256 `hash` (the signed audit log lists every applied file).
+fn file_applied_at(state: &State, hash: &str) -> Option<u64> {
+    state.audit.iter().rev().find_map(|v| {
+        (v.entry.action == "approve-submission"
+            && v.entry.details.value()["submission_files"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|h| h.as_str() == Some(hash))))
+        .then_some(v.entry.counter_to)
+    })
 }
 
 /// The counter of the audit entry that applied submission commit `tip`.
@@ -533,6 +520,15 @@ pub fn review(
         return refuse(format!("no submission branch {name}{fetch_note}"));
     };
     let bad = |m: String| StoreError::Refused(format!("submission {name}: {m}; refused"));
+    // The author must be a member now; what they may read comes from the
+    // manifest, never from the proposal.
+    let Some(author_key) = state.recipients.get(&author).cloned() else {
+        return Err(bad(format!(
+            "{} is not a member of project {}",
+            names::quoted(&author),
+            state.manifest.project
+        )));
+    };
     let tip_s = tip.to_string();
     if let Some(counter) = applied_at(state, &tip_s) {
         return Ok(Review {
@@ -543,6 +539,7 @@ pub fn review(
             envs: Vec::new(),
             blind: Vec::new(),
             applied_at: Some(counter),
+            file_hashes: Vec::new(),
             new: Vec::new(),
             tip,
         });
@@ -589,6 +586,7 @@ pub fn review(
     let mut blind = BTreeSet::new();
     let mut current: BTreeMap<String, Secrets> = BTreeMap::new();
     let mut proposed: BTreeMap<String, Secrets> = BTreeMap::new();
+    let mut file_hashes = Vec::with_capacity(files.len());
     for (i, (file, kind)) in files.iter().enumerate() {
         let shown = names::escape(file);
         let env = file
@@ -617,9 +615,16 @@ pub fn review(
                 "{shown} does not decrypt with your identity ({e}); proposals are encrypted to the admins who read the environment"
             ))
         })?;
-        let body = parse(&plaintext).map_err(|e| bad(format!("{shown}: {e}")))?;
+        let (h, set) = parse(&plaintext).map_err(|e| bad(format!("{shown}: {e}")))?;
         drop(plaintext);
-        let h = &body;
+        // The same file applied before, under any branch name: a replay.
+        let file_hash = sha256_hex(&bytes);
+        if let Some(c) = file_applied_at(state, &file_hash) {
+            return Err(bad(format!(
+                "{shown} was already applied at counter {c} (a replay of an earlier submission)"
+            )));
+        }
+        file_hashes.push(file_hash);
         if h.project != state.manifest.project || h.author != author || h.environment != env {
             return Err(bad(format!(
                 "{shown} is for project {}, author {}, environment {}: not this project, its branch's author and its file name",
@@ -670,6 +675,17 @@ pub fn review(
             current.insert(env.clone(), cur);
         }
         let cur = &current[&env];
+        // A member who does not read the environment (by the manifest)
+        // can only add or replace values there, blind.
+        let author_reads = state.readers(&env).contains(&author_key);
+        if !author_reads && (!h.unset.is_empty() || !h.was.is_empty()) {
+            return Err(bad(format!(
+                "{author} does not read {env}, so can only set values there, not remove or claim to have seen any"
+            )));
+        }
+        if !author_reads {
+            blind.insert(env.clone());
+        }
         for (k, w) in &h.was {
             if fingerprint(cur.get(k)) != *w {
                 return Err(bad(format!(
@@ -678,19 +694,11 @@ pub fn review(
                 )));
             }
         }
-        if body
-            .set
-            .keys()
-            .chain(h.unset.iter())
-            .any(|k| !h.was.contains_key(k))
-        {
-            blind.insert(env.clone());
-        }
         let next = proposed.get_mut(&env).expect("inserted above");
-        for k in &body.unset {
+        for k in &h.unset {
             next.remove(k);
         }
-        next.extend(body.set);
+        next.extend(set);
     }
     let mut envs = Vec::new();
     let mut new = Vec::new();
@@ -716,6 +724,7 @@ pub fn review(
         envs,
         blind: blind.into_iter().collect(),
         applied_at: None,
+        file_hashes,
         new,
         tip,
     })
@@ -744,6 +753,7 @@ pub fn approve(
     let extra = serde_json::json!({
         "submission": review.branch,
         "submission_commit": review.tip.to_string(),
+        "submission_files": review.file_hashes,
         "submitted_by": review.author,
     });
     let landed = store::commit_changes_with(
@@ -786,7 +796,7 @@ mod tests {
             ("A", "1"),
             (
                 "B",
-                "two\nlines \"quoted\" \u{7f}\u{85}\u{feff}\u{0}\\ é 😀",
+                "two\nlines \"quoted\" \u{7f}\u{85}\u{feff}\u{0}\\ é 😀\n---\n",
             ),
             ("D", "&x *y !tag"),
         ]);
@@ -795,7 +805,7 @@ mod tests {
         assert_eq!(c.unset.iter().collect::<Vec<_>>(), ["C"]);
         assert_eq!(c.was["D"], ABSENT);
         assert!(is_was(&c.was["B"]));
-        let mut body = Body {
+        let header = Header {
             format: FORMAT.into(),
             project: "demo".into(),
             author: "bob".into(),
@@ -806,29 +816,33 @@ mod tests {
             created: "2026-11-23T00:00:00Z".into(),
             unset: c.unset.clone(),
             was: c.was.clone(),
-            set: c.set.clone(),
         };
-        let parsed = parse(&emit(&body)).expect("parses");
-        assert!(parsed.set == c.set);
-        assert_eq!(parsed.unset, c.unset);
-        assert_eq!(parsed.was, c.was);
-        body.set = Secrets::new();
-        let empty = emit(&body);
-        assert!(parse(&empty).expect("parses").set.is_empty());
+        let (h, set) = parse(&emit(&header, &c.set)).expect("parses");
+        assert!(set == c.set);
+        assert_eq!(h.unset, c.unset);
+        assert_eq!(h.was, c.was);
+        let (_, set) = parse(&emit(&header, &Secrets::new())).expect("parses");
+        assert!(set.is_empty());
     }
 
     #[test]
     fn malformed_plaintexts_are_refused() {
-        let ok = "format: byreis-submission/1\nproject: demo\nauthor: bob\nenvironment: prod\nbase-counter: 1\nroster-version: 1\nencrypted-to:\n- alice\ncreated: x\n";
-        assert!(parse(format!("{ok}set:\n  A: \"1\"\n").as_bytes()).is_ok());
+        let ok = "format: byreis-submission/1\nproject: demo\nauthor: bob\nenvironment: prod\nbase-counter: 1\nroster-version: 1\nencrypted-to:\n- alice\ncreated: x";
+        assert!(parse(format!("{ok}\n---\nA: \"1\"\n").as_bytes()).is_ok());
         for bad in [
-            format!("{ok}set:\n  a-b: \"1\"\n"),
-            format!("{ok}set:\n  A: \"1\"\n  A: \"2\"\n"),
-            format!("{ok}set:\n  A: \"1\"\nunset:\n- A\n"),
-            format!("{ok}was:\n  A: md5:00\n"),
-            format!("{ok}extra: 1\n"),
-            ok.replace("byreis-submission/1", "byreis-submission/2"),
-            format!("{ok}set: &x\n  A: \"1\"\n"),
+            format!("{ok}\nA: \"1\"\n"),
+            format!("{ok}\n---\na-b: \"1\"\n"),
+            format!("{ok}\n---\nA: \"1\"\nA: \"2\"\n"),
+            format!("{ok}\nunset:\n- A\n---\nA: \"1\"\n"),
+            format!("{ok}\nwas:\n  A: md5:00\n---\n{{}}\n"),
+            format!("{ok}\nextra: 1\n---\n{{}}\n"),
+            format!("{ok}\nset:\n  A: x\n---\n{{}}\n"),
+            format!(
+                "{}\n---\n{{}}\n",
+                ok.replace("byreis-submission/1", "byreis-submission/2")
+            ),
+            format!("{ok}\n---\nA: &x \"1\"\nB: *x\n"),
+            format!("{ok}\n---\nA: \"1\"\n---\nB: \"2\"\n"),
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -71,9 +71,9 @@ fn plaintext(author: &str, env: &str, counter: u64, to: &[&str], set: &[(&str, &
     for t in to {
         s.push_str(&format!("- {t}\n"));
     }
-    s.push_str("created: 2026-11-23T00:00:00Z\nset:\n");
+    s.push_str("created: 2026-11-23T00:00:00Z\n---\n");
     for (k, v) in set {
-        s.push_str(&format!("  {k}: \"{v}\"\n"));
+        s.push_str(&format!("{k}: \"{v}\"\n"));
     }
     s
 }
@@ -301,6 +301,26 @@ fn a_member_who_cannot_read_an_environment_may_only_add_to_it() {
         "bob still cannot read prod",
     );
     assert_no_leak(&o, &["blind-3e1"], "bob get prod");
+
+    // A hand-made file in which bob, who does not read prod, removes a
+    // value: whether he reads prod comes from the manifest, not his file.
+    let head = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    let text = plaintext("bob", "prod", w.manifest_counter(), &["alice"], &[])
+        .replace("---\n", "unset:\n- API\n---\n{}\n");
+    let file = w.age_encrypt(&text, &[&w.alice.recipient]);
+    forge_branch(
+        &w,
+        "byreis/submit/bob-00006666",
+        &head,
+        &[(".byreis/proposals/bob/001-prod.age", &file)],
+    );
+    assert_refused_unchanged(
+        &w,
+        "byreis/submit/bob-00006666",
+        "bob does not read prod, so can only set values there",
+        "a blind removal",
+    );
+    w.assert_get("prod", "API", PROD_API);
 }
 
 #[test]
@@ -436,14 +456,45 @@ fn forged_and_overreaching_submissions_are_refused() {
         "flagged",
     );
 
+    // An author who is not a member (anyone who can push a branch can
+    // name one).
+    let text = plaintext("zed", "prod", counter, &["alice"], &[("DB", "x")]);
+    let file = w.age_encrypt(&text, &[&w.alice.recipient]);
+    forge_branch(
+        &w,
+        "byreis/submit/zed-00004444",
+        &head,
+        &[(".byreis/proposals/zed/001-prod.age", &file)],
+    );
+    assert_refused_unchanged(
+        &w,
+        "byreis/submit/zed-00004444",
+        "\"zed\" is not a member",
+        "non-member",
+    );
+
     // Not a submission branch name at all.
     let o = approve(&w, "byreis/submit/../../main");
     assert_failed(&o, "bad branch name");
     assert_stderr_contains(&o, "is not a submission branch", "bad name");
 
     // After all that, the honest one still applies.
+    let applied = w.git_blob(&real, path);
     assert_ok(&approve(&w, &real), "the real submission");
     w.assert_get("prod", "DB", "honest-1");
+
+    // Its file again, under another branch name, after the value moved
+    // on: a replay, refused (the signed audit entry lists applied files).
+    w.set("prod", "DB", "newer-by-alice");
+    let head = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    forge_branch(&w, "byreis/submit/bob-00005555", &head, &[(path, &applied)]);
+    assert_refused_unchanged(
+        &w,
+        "byreis/submit/bob-00005555",
+        "was already applied at counter",
+        "a replayed submission file",
+    );
+    w.assert_get("prod", "DB", "newer-by-alice");
 }
 
 #[test]

@@ -136,23 +136,21 @@ fn propose(
     make: impl FnOnce(&State) -> Result<Vec<DraftChange>, CliError>,
 ) -> CliResult {
     let changes = make(&state)?;
-    let mut last = None;
-    for change in changes.into_iter().filter(|c| !c.is_empty()) {
-        let d = submission::add_to_draft(&state, actor, change)?;
+    if changes.iter().all(DraftChange::is_empty) {
+        eprintln!("byreis: nothing to propose");
+        return Ok(());
+    }
+    let d = submission::add_to_draft(&state, actor, changes)?;
+    for (env, to) in &d.envs {
         eprintln!(
-            "byreis: you are not an admin, so this is a proposal: a change to {} was added to your draft, encrypted only to the admins who read it ({})",
-            d.env,
-            d.encrypted_to.join(", ")
+            "byreis: you are not an admin, so this is a proposal: a change to {env} was added to your draft, encrypted only to the admins who read it ({})",
+            to.join(", ")
         );
-        last = Some(d);
     }
-    match last {
-        Some(d) => eprintln!(
-            "byreis: your draft ({}) holds {} change(s); nothing else changed, and `get` still serves the signed values. Send it with `byreis submit`",
-            d.branch, d.changes
-        ),
-        None => eprintln!("byreis: nothing to propose"),
-    }
+    eprintln!(
+        "byreis: your draft ({}) holds {} change(s); nothing else changed, and `get` still serves the signed values. Send it with `byreis submit`",
+        d.branch, d.changes
+    );
     Ok(())
 }
 
