@@ -223,6 +223,17 @@ fn field<'a>(v: &'a Value, route: &str, path: &'static str) -> Result<&'a str, G
         .ok_or_else(|| GitHubError::Shape(route.to_string(), path))
 }
 
+/// Why a request pull request could not be read: the API failed, or
+/// what it holds is not a request (only the latter may be closed as
+/// malformed).
+#[derive(Debug, thiserror::Error)]
+pub enum PullReadError {
+    #[error("{0}")]
+    Api(#[from] GitHubError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// What `request-access` did on GitHub.
 pub struct Opened {
     pub number: u64,
@@ -312,19 +323,19 @@ pub struct RequestPull {
 
 /// Reads pull request `number` of `registry`: it must be open and change
 /// exactly one file, added; returns that file's bytes at the head commit.
-pub fn read_request(c: &Client, registry: &RepoId, number: u64) -> Result<RequestPull, String> {
+pub fn read_request(
+    c: &Client,
+    registry: &RepoId,
+    number: u64,
+) -> Result<RequestPull, PullReadError> {
     use base64::Engine as _;
     let route = format!("/repos/{registry}/pulls/{number}");
-    let pr = c.get(&route).map_err(|e| e.to_string())?;
+    let pr = c.get(&route)?;
     let open = pr.get("state").and_then(Value::as_str) == Some("open");
-    let head_sha = field(&pr, &route, "head.sha")
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let head_repo = field(&pr, &route, "head.repo.full_name")
-        .map_err(|e| e.to_string())?
-        .to_string();
+    let head_sha = field(&pr, &route, "head.sha")?.to_string();
+    let head_repo = field(&pr, &route, "head.repo.full_name")?.to_string();
     let files_route = format!("/repos/{registry}/pulls/{number}/files");
-    let files = c.get(&files_route).map_err(|e| e.to_string())?;
+    let files = c.get(&files_route)?;
     let files = files.as_array().cloned().unwrap_or_default();
     let names: Vec<String> = files
         .iter()
@@ -336,10 +347,10 @@ pub fn read_request(c: &Client, registry: &RepoId, number: u64) -> Result<Reques
         })
         .collect();
     if files.len() != 1 || files[0].get("status").and_then(Value::as_str) != Some("added") {
-        return Err(format!(
+        return Err(PullReadError::Invalid(format!(
             "pull request #{number} must add exactly one request file; it changes: {}",
             names.join(", ")
-        ));
+        )));
     }
     let path = files[0]
         .get("filename")
@@ -347,15 +358,18 @@ pub fn read_request(c: &Client, registry: &RepoId, number: u64) -> Result<Reques
         .unwrap_or_default()
         .to_string();
     let content_route = format!("/repos/{head_repo}/contents/{path}?ref={head_sha}");
-    let content = c.get(&content_route).map_err(|e| e.to_string())?;
-    let b64: String = field(&content, &content_route, "content")
-        .map_err(|e| e.to_string())?
+    let content = c.get(&content_route)?;
+    let b64: String = field(&content, &content_route, "content")?
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|e| format!("pull request #{number}: content is not base64 ({e})"))?;
+        .map_err(|e| {
+            PullReadError::Invalid(format!(
+                "pull request #{number}: content is not base64 ({e})"
+            ))
+        })?;
     Ok(RequestPull {
         number,
         open,

@@ -273,8 +273,8 @@ pub fn load(
         let number = n.map_err(StoreError::Refused)?;
         let client =
             crate::github::Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
-        let pr =
-            crate::github::read_request(&client, &repo, number).map_err(StoreError::Refused)?;
+        let pr = crate::github::read_request(&client, &repo, number)
+            .map_err(|e| StoreError::Refused(e.to_string()))?;
         if !pr.open {
             return refuse(format!(
                 "pull request #{number} is closed: withdrawn by its author, or already handled (state: withdrawn)"

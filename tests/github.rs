@@ -637,3 +637,58 @@ fn an_absorbed_pull_request_is_closed_when_its_approval_lands() {
         assert!(c.contains("absorbed at counter"), "{c}");
     });
 }
+
+/// `request reject N` of a pull request that is not a valid request (here,
+/// it changes a second file): there is no request to decide, so byreis
+/// closes it with a comment saying why and records nothing in the
+/// registry. When the API fails instead, nothing is closed.
+#[test]
+fn a_malformed_pull_request_is_rejected_by_closing_it() {
+    let gh = setup();
+    request_access(&gh);
+    gh.fake.with(|s| {
+        s.commit(
+            "dave/registry",
+            "byreis/request/dave",
+            &[("allowed_signers", b"dave ssh-ed25519 AAAA\n")],
+        );
+    });
+    let bare = gh.w.root.join("reg.git");
+    let reg_head = gh.w.git_ok(&bare, &["rev-parse", "HEAD"]);
+    // The API refuses while the pull request is read (each fault answers
+    // once: the read and the re-read): not closed.
+    gh.fake.with(|s| {
+        for _ in 0..2 {
+            s.faults.push(Fault {
+                matching: "/pulls/1/files".into(),
+                status: 403,
+                message: "Resource not accessible by integration".into(),
+                rate_limited: false,
+            });
+        }
+    });
+    let o = gh.alice(&["request", "reject", "1"]);
+    assert_failed(&o, "reject while the API fails");
+    gh.fake
+        .with(|s| assert_eq!(s.pulls[&1].state, "open", "not closed on an API error"));
+
+    let o = gh.alice(&["request", "reject", "1", "--reason", "send one file"]);
+    assert_ok(&o, "reject a malformed pull request");
+    assert_stderr_contains(&o, "is not a valid request", "says why");
+    gh.fake.with(|s| {
+        assert_eq!(s.pulls[&1].state, "closed");
+        let (n, c) = s.comments.last().expect("a comment");
+        assert_eq!(*n, 1);
+        assert!(
+            c.contains("not a valid access request")
+                && c.contains("must add exactly one request file")
+                && c.contains("send one file"),
+            "{c}"
+        );
+    });
+    assert_eq!(
+        gh.w.git_ok(&bare, &["rev-parse", "HEAD"]),
+        reg_head,
+        "nothing recorded in the registry"
+    );
+}

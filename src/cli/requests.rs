@@ -298,7 +298,10 @@ pub fn reject(ctx: &Context, reference: &str, reason: Option<String>) -> CliResu
     let state = verify::load(ctx)?;
     let actor = Actor::load(&ctx.home)?;
     let admin = crate::store::check_writable(&state, &actor)?.clone();
-    let (loaded, d, st) = load_with_state(&state, reference)?;
+    let (loaded, d, st) = match load_with_state(&state, reference) {
+        Ok(x) => x,
+        Err(e) => return reject_malformed_pull(&state, &admin.name, reference, reason, e),
+    };
     request::require_requested(st, d.as_ref(), "reject it")?;
     decide(
         ctx, &state, &actor, &admin, &loaded, "rejected", None, reason,
@@ -306,6 +309,60 @@ pub fn reject(ctx: &Context, reference: &str, reason: Option<String>) -> CliResu
     eprintln!(
         "byreis: rejected the request of {} (recorded, signed, in the registry); nobody was given access",
         names::escape(&loaded.doc.name)
+    );
+    Ok(())
+}
+
+/// `request reject N` of an open pull request of the GitHub registry that
+/// is not a valid request (malformed file, more files, another project…):
+/// there is no request to record a decision for, so byreis closes the pull
+/// request with a comment saying why, and records nothing. Any other
+/// failure (`err`, the API failing, a closed pull request) stands.
+fn reject_malformed_pull(
+    state: &verify::State,
+    admin: &str,
+    reference: &str,
+    reason: Option<String>,
+    err: CliError,
+) -> CliResult {
+    let Some(repo) = crate::github::registry_repo(&state.pin.registry) else {
+        return Err(err);
+    };
+    let Some(Ok(number)) = crate::github::pull_number(reference, &repo) else {
+        return Err(err);
+    };
+    let Ok(client) = crate::github::Client::from_env() else {
+        return Err(err);
+    };
+    let why = match crate::github::read_request(&client, &repo, number) {
+        Err(crate::github::PullReadError::Invalid(m)) => m,
+        Err(crate::github::PullReadError::Api(_)) => return Err(err),
+        Ok(pr) if !pr.open => return Err(err),
+        // Read, but refused when checked: that refusal says why.
+        Ok(_) => match request::load(
+            &state.registry,
+            &state.manifest.project,
+            reference,
+            Some(&repo),
+        ) {
+            Err(e) => e.to_string(),
+            // It loads: the failure was elsewhere (the decision record).
+            Ok(_) => return Err(err),
+        },
+    };
+    let comment = format!(
+        "Rejected by {} with byreis: this pull request is not a valid access request ({}).{} Nothing was recorded in the registry.",
+        names::escape(admin),
+        names::escape(&why),
+        reason
+            .map(|r| format!(" {}", names::escape(&r)))
+            .unwrap_or_default()
+    );
+    crate::github::close_with_comment(&client, &repo, number, &comment)
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    eprintln!(
+        "byreis: pull request #{number} of {repo} is not a valid request ({}); closed it with a comment. Nothing was recorded in the registry",
+        names::escape(&why)
     );
     Ok(())
 }
