@@ -475,7 +475,17 @@ pub fn open_request_pulls(
     c: &Client,
     registry: &RepoId,
 ) -> Result<Vec<(u64, String)>, GitHubError> {
-    let route = format!("/repos/{registry}/pulls?state=open&per_page=100");
+    open_pulls(c, registry, crate::request::BRANCH_PREFIX)
+}
+
+/// Open pull requests of `repo` whose head branch starts with `prefix`:
+/// numbers and head branches.
+pub fn open_pulls(
+    c: &Client,
+    repo: &RepoId,
+    prefix: &str,
+) -> Result<Vec<(u64, String)>, GitHubError> {
+    let route = format!("/repos/{repo}/pulls?state=open&per_page=100");
     let list = c.get(&route)?;
     Ok(list
         .as_array()
@@ -484,8 +494,7 @@ pub fn open_request_pulls(
                 .filter_map(|p| {
                     let n = p.get("number")?.as_u64()?;
                     let r = p.get("head")?.get("ref")?.as_str()?;
-                    r.starts_with(crate::request::BRANCH_PREFIX)
-                        .then(|| (n, r.to_string()))
+                    r.starts_with(prefix).then(|| (n, r.to_string()))
                 })
                 .collect()
         })

@@ -18,6 +18,9 @@ pub struct Pull {
     pub branch: String,
     /// Its head commit when it was looked up.
     pub sha: String,
+    /// Named by number or URL (its head is then what must be reviewed),
+    /// rather than found by its branch.
+    by_number: bool,
     client: Client,
 }
 
@@ -65,15 +68,17 @@ pub fn resolve(
         number,
         branch,
         sha: head.sha,
+        by_number: true,
         client,
     }))
 }
 
 impl Pull {
-    /// Refuses when `tip`, the commit byreis reviewed, is not the pull
-    /// request's head (it moved after byreis fetched it: stale).
+    /// Refuses when `tip`, the commit byreis reviewed, is not the head of
+    /// a pull request the approver named (it moved after byreis fetched
+    /// it: stale). One found by its branch only gets told the outcome.
     pub fn check_head(&self, tip: &str) -> Result<(), StoreError> {
-        if tip == self.sha {
+        if tip == self.sha || !self.by_number {
             return Ok(());
         }
         refuse(format!(
@@ -105,6 +110,29 @@ impl Pull {
             ),
         }
     }
+}
+
+/// The open pull request of `repo`'s GitHub `origin` whose head is
+/// `branch` (of the repository itself), to close once a change approved
+/// by branch name landed. `None` when the project is not on GitHub, there
+/// is no token, the API fails, or there is none: approvals by name never
+/// depend on the API.
+pub fn find_for_branch(repo: &Repo, branch: &str) -> Option<Pull> {
+    let gh = github::origin_repo(repo)?;
+    let client = Client::from_env().ok()?;
+    let (number, _) = github::open_pulls(&client, &gh, branch)
+        .ok()?
+        .into_iter()
+        .find(|(_, b)| b == branch)?;
+    let head = github::pull_branch(&client, &gh, number).ok()?;
+    Some(Pull {
+        repo: gh,
+        number,
+        branch: head.branch?,
+        sha: head.sha,
+        by_number: false,
+        client,
+    })
 }
 
 /// After `branch` was pushed to a GitHub `origin`: opens its pull request

@@ -1204,15 +1204,26 @@ pub fn change_roster(
             author,
             &summary,
         )?;
+        let mut pull_request = None;
         if state.registry.repo.has_origin() {
             crate::remote::push_ref(&state.registry.dir, &format!("refs/heads/{branch}"))
                 .map_err(|e| StoreError::Refused(e.to_string()))?;
+            pull_request = crate::pulls::open_for(
+                &state.registry.repo,
+                &branch,
+                &format!("byreis: roster version {} ({summary})", new.version),
+                &format!(
+                    "Roster version {} proposed by {} with byreis: {summary}. It lands when {} admin(s) of version {} and {} of version {} have signed it: each runs `byreis approve {branch}`, which checks it and adds a signature. Do not merge this pull request; byreis closes it once the version has landed.",
+                    new.version, admin.name, old.thresholds.roster, old.version, new.thresholds.roster, new.version
+                ),
+            );
         }
         return Ok(RosterChange::Proposed {
             version: new.version,
             branch,
             need_old: old.thresholds.roster,
             need_new: new.thresholds.roster,
+            pull_request,
         });
     }
     state
@@ -1235,6 +1246,9 @@ pub enum RosterChange {
         branch: String,
         need_old: usize,
         need_new: usize,
+        /// On a registry hosted on GitHub: the pull request opened, or why
+        /// not.
+        pull_request: Option<String>,
     },
 }
 
@@ -1248,11 +1262,15 @@ impl RosterChange {
                 branch,
                 need_old,
                 need_new,
+                pull_request,
             } => {
                 eprintln!(
                     "byreis: roster version {version} proposed, not landed: it needs the signatures of {need_old} admin(s) of version {} and {need_new} of version {version} (yours counts for each); other admins run `byreis approve {branch}`",
                     version - 1
                 );
+                if let Some(line) = pull_request {
+                    eprintln!("byreis: {line}");
+                }
                 None
             }
         }

@@ -43,6 +43,28 @@ impl Gh {
     fn absorb(&self, reference: &str, fp: &str) -> std::process::Output {
         self.alice(&absorb_args(reference, fp))
     }
+    /// byreis as `who` in the project, with the world's environment.
+    fn run_as(&self, who: &Person, args: &[&str]) -> std::process::Output {
+        run_env(&who.home, &self.app, args, None, &self.env())
+    }
+    /// `who` pins the anchor (cloning the registry).
+    fn trust(&self, who: &Person) {
+        let o = self.run_as(who, &["trust", "--anchor", &self.w.anchor]);
+        assert_ok(&o, &format!("{} trust", who.name));
+    }
+    /// alice makes `p` an admin.
+    fn add_admin(&self, p: &Person) {
+        let o = self.alice(&[
+            "admin",
+            "add",
+            &p.name,
+            "--signing-key",
+            &p.signing_key,
+            "--age",
+            &p.recipient,
+        ]);
+        assert_ok(&o, &format!("admin add {}", p.name));
+    }
     fn with_env(
         &self,
         extra: &[(&str, &str)],
@@ -371,16 +393,7 @@ fn a_k_of_n_proposal_is_a_pull_request_on_a_github_project() {
     let gh = setup();
     let (bare, _) = with_github_origin(&gh);
     let carol = keygen(&gh.w.root, "carol");
-    let o = gh.alice(&[
-        "admin",
-        "add",
-        "carol",
-        "--signing-key",
-        &carol.signing_key,
-        "--age",
-        &carol.recipient,
-    ]);
-    assert_ok(&o, "admin add carol");
+    gh.add_admin(&carol);
     let o = gh.alice(&[
         "rotate",
         "--add",
@@ -401,19 +414,9 @@ fn a_k_of_n_proposal_is_a_pull_request_on_a_github_project() {
     assert_stderr_contains(&o, "opened pull request #1 of acme/app", "a pull request");
     let branch = gh.fake.with(|s| s.pulls[&1].head_ref.clone());
     assert!(branch.starts_with("byreis/proposal/"), "{branch}");
-    let mut env = gh.env();
-    env.retain(|(k, _)| *k != "GITHUB_TOKEN");
-    env.push(("GITHUB_TOKEN", "alice-token"));
-    let anchor = gh.w.anchor.clone();
-    let o = run_env(
-        &carol.home,
-        &gh.app,
-        &["trust", "--anchor", &anchor],
-        None,
-        &env,
-    );
-    assert_ok(&o, "carol trust");
-    let o = run_env(&carol.home, &gh.app, &["approve", "1", "--yes"], None, &env);
+    // carol uses the token in the environment (alice's; a fake detail).
+    gh.trust(&carol);
+    let o = gh.run_as(&carol, &["approve", "1", "--yes"]);
     assert_ok(&o, "carol approves #1");
     assert_stderr_contains(
         &o,
@@ -430,6 +433,26 @@ fn a_k_of_n_proposal_is_a_pull_request_on_a_github_project() {
         gh.w.git_ok(&gh.app, &["rev-parse", "HEAD"]),
         "the landed change was pushed"
     );
+
+    // Approved by its branch name instead: its pull request is found and
+    // closed all the same.
+    let o = run_env(
+        &gh.w.alice.home,
+        &gh.app,
+        &["set", "prod", "DB"],
+        Some("by-branch-name\n"),
+        &gh.env(),
+    );
+    assert_ok(&o, "alice set: a second proposal");
+    let branch = gh.fake.with(|s| s.pulls[&2].head_ref.clone());
+    let o = gh.run_as(&carol, &["approve", &branch, "--yes"]);
+    assert_ok(&o, "carol approves by branch name");
+    assert_stderr_contains(
+        &o,
+        "pull request #2 commented and closed (not merged)",
+        "closed",
+    );
+    gh.fake.with(|s| assert_eq!(s.pulls[&2].state, "closed"));
 }
 
 #[test]
@@ -568,16 +591,7 @@ fn a_submission_is_a_pull_request_on_a_github_project() {
 fn an_absorbed_pull_request_is_closed_when_its_approval_lands() {
     let gh = setup();
     let carol = keygen(&gh.w.root, "carol");
-    let o = gh.alice(&[
-        "admin",
-        "add",
-        "carol",
-        "--signing-key",
-        &carol.signing_key,
-        "--age",
-        &carol.recipient,
-    ]);
-    assert_ok(&o, "admin add carol");
+    gh.add_admin(&carol);
     let o = gh.alice(&[
         "rotate",
         "--add",
@@ -608,22 +622,8 @@ fn an_absorbed_pull_request_is_closed_when_its_approval_lands() {
         "request show names the waiting proposal\n{}",
         dump(&o)
     );
-    let env = gh.env();
-    let o = run_env(
-        &carol.home,
-        &gh.app,
-        &["trust", "--anchor", &gh.w.anchor],
-        None,
-        &env,
-    );
-    assert_ok(&o, "carol trust");
-    let o = run_env(
-        &carol.home,
-        &gh.app,
-        &["approve", &branch, "--yes"],
-        None,
-        &env,
-    );
+    gh.trust(&carol);
+    let o = gh.run_as(&carol, &["approve", &branch, "--yes"]);
     assert_ok(&o, "carol approves: it lands");
     assert_stderr_contains(
         &o,
@@ -691,4 +691,50 @@ fn a_malformed_pull_request_is_rejected_by_closing_it() {
         reg_head,
         "nothing recorded in the registry"
     );
+}
+
+/// A roster proposal on a registry hosted on GitHub also opens a pull
+/// request on the registry; the approval that lands it (by branch name)
+/// comments on it and closes it, never merging it (ADR 0012).
+#[test]
+fn a_roster_proposal_is_a_pull_request_on_a_github_registry() {
+    let gh = setup();
+    let bare = gh.w.root.join("reg.git");
+    gh.fake.with(|s| {
+        s.git_backed.insert("acme/registry".into(), bare.clone());
+    });
+    let bob = keygen(&gh.w.root, "bob");
+    gh.add_admin(&bob);
+    let o = gh.alice(&["admin", "thresholds", "--roster", "2"]);
+    assert_ok(&o, "propose --roster 2");
+    assert_stderr_contains(
+        &o,
+        "opened pull request #1 of acme/registry",
+        "a pull request",
+    );
+    let branch = gh.fake.with(|s| {
+        let p = &s.pulls[&1];
+        assert_eq!(
+            (p.repo.as_str(), p.head_repo.as_str()),
+            ("acme/registry", "acme/registry")
+        );
+        assert!(p.body.contains("Do not merge"), "{}", p.body);
+        p.head_ref.clone()
+    });
+    assert!(branch.starts_with("byreis/roster/"), "{branch}");
+    gh.trust(&bob);
+    let o = gh.run_as(&bob, &["approve", &branch, "--yes"]);
+    assert_ok(&o, "bob approves the roster version");
+    assert_stderr_contains(&o, "roster version 3 landed", "it lands");
+    assert_stderr_contains(
+        &o,
+        "pull request #1 commented and closed (not merged)",
+        "closed",
+    );
+    gh.fake.with(|s| {
+        assert_eq!(s.pulls[&1].state, "closed");
+        let (n, c) = s.comments.last().expect("a comment");
+        assert_eq!(*n, 1);
+        assert!(c.contains("roster version 3 landed"), "{c}");
+    });
 }

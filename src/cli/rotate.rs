@@ -467,7 +467,17 @@ pub fn approve(
             crate::proposal::BRANCH_PREFIX,
         ],
     )?;
-    let reference = pull.as_ref().map_or(reference, |p| p.branch.as_str());
+    // Approved by branch name on a GitHub project: its pull request, if
+    // any, is told the outcome too.
+    let pull = match pull {
+        Some(p) => Some(p),
+        None => crate::pulls::find_for_branch(
+            &state.project.repo,
+            crate::remote::short_branch(reference),
+        ),
+    };
+    let branch_of_pull = pull.as_ref().map(|p| p.branch.clone());
+    let reference = branch_of_pull.as_deref().unwrap_or(reference);
     if crate::remote::short_branch(reference).starts_with(crate::submission::BRANCH_PREFIX) {
         return approve_submission(
             ctx,
