@@ -52,6 +52,22 @@ impl Gh {
         let o = self.run_as(who, &["trust", "--anchor", &self.w.anchor]);
         assert_ok(&o, &format!("{} trust", who.name));
     }
+    /// A second admin `name`, reader of every environment, and thresholds
+    /// of 2 for values and recipients.
+    fn second_admin_reader_k2(&self, name: &str) -> Person {
+        let p = keygen(&self.w.root, name);
+        self.add_admin(&p);
+        let o = self.alice(&[
+            "rotate",
+            "--add",
+            &format!("{name}={}", p.recipient),
+            "--yes",
+        ]);
+        assert_ok(&o, &format!("rotate --add {name}"));
+        let o = self.alice(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+        assert_ok(&o, "thresholds 2");
+        p
+    }
     /// alice makes `p` an admin.
     fn add_admin(&self, p: &Person) {
         let o = self.alice(&[
@@ -392,17 +408,7 @@ fn gh_git(gh: &Gh, args: &[&str]) -> String {
 fn a_k_of_n_proposal_is_a_pull_request_on_a_github_project() {
     let gh = setup();
     let (bare, _) = with_github_origin(&gh);
-    let carol = keygen(&gh.w.root, "carol");
-    gh.add_admin(&carol);
-    let o = gh.alice(&[
-        "rotate",
-        "--add",
-        &format!("carol={}", carol.recipient),
-        "--yes",
-    ]);
-    assert_ok(&o, "rotate --add carol");
-    let o = gh.alice(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
-    assert_ok(&o, "thresholds 2");
+    let carol = gh.second_admin_reader_k2("carol");
     let o = run_env(
         &gh.w.alice.home,
         &gh.app,
@@ -590,17 +596,7 @@ fn a_submission_is_a_pull_request_on_a_github_project() {
 #[test]
 fn an_absorbed_pull_request_is_closed_when_its_approval_lands() {
     let gh = setup();
-    let carol = keygen(&gh.w.root, "carol");
-    gh.add_admin(&carol);
-    let o = gh.alice(&[
-        "rotate",
-        "--add",
-        &format!("carol={}", carol.recipient),
-        "--yes",
-    ]);
-    assert_ok(&o, "rotate --add carol");
-    let o = gh.alice(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
-    assert_ok(&o, "thresholds 2");
+    let carol = gh.second_admin_reader_k2("carol");
     let fp = request_access(&gh);
     let o = gh.absorb("1", &fp);
     assert_ok(&o, "absorb: a proposal");
