@@ -20,7 +20,7 @@ pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
-    #[error("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token that can fork the registry and open pull requests")]
+    #[error("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN) to a token that can open pull requests (and, for request-access, fork the registry)")]
     NoToken,
     #[error(
         "GitHub refused the token (401 on {0}): check GITHUB_TOKEN / GH_TOKEN; it may have expired"
