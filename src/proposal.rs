@@ -133,8 +133,6 @@ pub use crate::diff::EnvDiff;
 /// shown before they sign.
 pub struct Review {
     pub branch: String,
-    /// The commit reviewed (the branch's tip).
-    pub tip_commit: String,
     pub counter: u64,
     pub proposer: String,
     /// Names of the admins who signed or approved it so far.
@@ -155,6 +153,13 @@ pub struct Review {
     message: String,
     /// Paths the proposal changes relative to the pinned commit.
     paths: Vec<String>,
+}
+
+impl Review {
+    /// The commit reviewed (the branch's tip).
+    pub fn tip(&self) -> String {
+        self.tip.to_string()
+    }
 }
 
 /// Fetches (when the project has an `origin`) and checks proposal `reference`
@@ -407,7 +412,6 @@ pub fn review(
     let message = repo.commit_message(chain.last().expect("the proposal commit"))?;
     Ok(Review {
         branch: name.to_string(),
-        tip_commit: tip.to_string(),
         counter: m.counter,
         proposer: m.signer.clone(),
         approved_by,

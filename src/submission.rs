@@ -184,19 +184,20 @@ pub fn member_name(state: &State, actor: &Actor) -> Option<String> {
         .map(|(n, _)| n.clone())
 }
 
-/// Whether `actor` is not an admin in the newest roster of this machine's
-/// registry copy (its chain verified from the pinned anchor, but possibly
-/// behind). Decides only whether a write fetches the registry before it
-/// verifies everything; `false` when the copy cannot be read.
-pub fn member_by_local_copy(ctx: &Context, actor: &Actor) -> bool {
-    let member = || -> Option<bool> {
-        let project = crate::verify::Project::open(&ctx.dir).ok()?;
-        let pin = crate::verify::pin_for(ctx, &project).ok()?;
-        let reg = crate::verify::open_registry(&ctx.home, &pin.registry).ok()?;
-        let chain = reg.roster_chain(&pin.anchor).ok()?;
-        Some(actor.admin_in(chain.latest()).is_none())
-    };
-    member().unwrap_or(false)
+/// The pinned registry location, when `actor` is not an admin in the
+/// newest roster of this machine's copy of it (its chain verified from the
+/// pinned anchor, but possibly behind): a write by such a member fetches
+/// the registry before it verifies everything. `None` for an admin, or
+/// when the copy cannot be read (verification then says why).
+pub fn registry_to_refresh(ctx: &Context, actor: &Actor) -> Option<String> {
+    let project = crate::verify::Project::open(&ctx.dir).ok()?;
+    let pin = crate::verify::pin_for(ctx, &project).ok()?;
+    let reg = crate::verify::open_registry(&ctx.home, &pin.registry).ok()?;
+    let chain = reg.roster_chain(&pin.anchor).ok()?;
+    actor
+        .admin_in(chain.latest())
+        .is_none()
+        .then_some(pin.registry)
 }
 
 /// Whether this actor must propose rather than sign: not an admin of the
@@ -345,11 +346,13 @@ pub struct Submitted {
 /// Turns the actor's draft into `byreis/submit/NAME-HASH` (pushed when the
 /// project has an `origin`) and removes the draft.
 pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
-    let (author, draft, tip) = draft_of(state, actor)?;
+    let Draft {
+        author,
+        branch: draft,
+        tip,
+        changes,
+    } = draft_of(state, actor)?;
     let repo = &state.project.repo;
-    let changes = repo
-        .list_dir(&tip.to_string(), &format!("{DIR}/{author}"))?
-        .len();
     let branch = format!("{BRANCH_PREFIX}{author}-{}", &tip.to_string()[..8]);
     if repo.local_branch(&branch)? != Some(tip) {
         repo.create_branch(&branch, tip)?;
@@ -395,16 +398,20 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
 
 /// Drops the actor's draft; returns how many changes it held.
 pub fn discard(state: &State, actor: &Actor) -> Result<usize, StoreError> {
-    let (author, draft, tip) = draft_of(state, actor)?;
-    let repo = &state.project.repo;
-    let n = repo
-        .list_dir(&tip.to_string(), &format!("{DIR}/{author}"))?
-        .len();
-    repo.delete_branch(&draft)?;
-    Ok(n)
+    let draft = draft_of(state, actor)?;
+    state.project.repo.delete_branch(&draft.branch)?;
+    Ok(draft.changes)
 }
 
-fn draft_of(state: &State, actor: &Actor) -> Result<(String, String, Oid), StoreError> {
+/// A member's draft: its author, branch, tip and number of changes.
+struct Draft {
+    author: String,
+    branch: String,
+    tip: Oid,
+    changes: usize,
+}
+
+fn draft_of(state: &State, actor: &Actor) -> Result<Draft, StoreError> {
     let Some(author) = member_name(state, actor) else {
         return refuse(format!(
             "your key is not a member of project {}; there is nothing of yours to submit",
@@ -412,12 +419,21 @@ fn draft_of(state: &State, actor: &Actor) -> Result<(String, String, Oid), Store
         ));
     };
     let draft = format!("{DRAFT_PREFIX}{author}");
-    let Some(tip) = state.project.repo.local_branch(&draft)? else {
+    let repo = &state.project.repo;
+    let Some(tip) = repo.local_branch(&draft)? else {
         return refuse(format!(
             "you have no draft ({draft} does not exist); `byreis set`, `unset` or `edit` as a member who is not an admin makes one"
         ));
     };
-    Ok((author, draft, tip))
+    let changes = repo
+        .list_dir(&tip.to_string(), &format!("{DIR}/{author}"))?
+        .len();
+    Ok(Draft {
+        author,
+        branch: draft,
+        tip,
+        changes,
+    })
 }
 
 /// A submission checked by an approving admin.

@@ -1542,15 +1542,7 @@ fn roster_proposals_travel_through_a_url_registry() {
     );
     assert_ok(&alice(&["set", "prod", "DB", "v1"]), "set");
     let bob = keygen(&w.root, "bob");
-    let o = alice(&[
-        "admin",
-        "add",
-        "bob",
-        "--signing-key",
-        &bob.signing_key,
-        "--age",
-        &bob.recipient,
-    ]);
+    let o = alice(&admin_add_args(&bob));
     assert_ok(&o, "admin add bob");
     let bob_clone = clone_and_trust(&w, &proj, &bob);
     let bob_run = |args: &[&str]| run(&bob.home, &bob_clone, args, None);
@@ -1583,15 +1575,7 @@ fn roster_proposals_travel_through_a_url_registry() {
     // The next roster change needs both again.
     assert_ok(&alice(&["registry", "pull"]), "alice pulls the registry");
     let carol = keygen(&w.root, "carol");
-    let o = alice(&[
-        "admin",
-        "add",
-        "carol",
-        "--signing-key",
-        &carol.signing_key,
-        "--age",
-        &carol.recipient,
-    ]);
+    let o = alice(&admin_add_args(&carol));
     assert_ok(&o, "propose admin add carol");
     assert_stderr_contains(&o, "proposed, not landed", "a proposal");
     let branches = shared_branches();

@@ -231,15 +231,7 @@ fn stale_and_overreaching_proposals_are_refused() {
 #[test]
 fn kill_at_every_step_of_an_approval_then_recover() {
     let (w, bob, _carol) = three_admins_k2();
-    let steps = [
-        "prepared",
-        "commit-object",
-        "begun",
-        "branch",
-        "project-pushed",
-        "recorded",
-    ];
-    for (i, step) in steps.iter().enumerate() {
+    for (i, step) in byreis::failpoint::STEPS.iter().enumerate() {
         let what = format!("approval killed at {step}");
         let old = format!("value-before-{i}");
         // Land `old` first (a proposal approved by bob), then propose `new`.
@@ -381,18 +373,11 @@ fn approval_killed_at_seeded_random_moments() {
             delay,
         );
         let what = format!("approval killed after {delay:?} (run {n})");
-        // A kill while git2 moved or deleted a branch can leave its lock:
-        // doctor names it; removing it as told recovers.
-        let locks = clear_named_locks(&w);
-        if !locks.is_empty() {
-            *outcomes.entry("a lock left, named by doctor").or_insert(0) += 1;
-        }
-        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
-        let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
-            w.assert_get("prod", "DB", &current);
-            assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
-            "pending, resumed"
-        } else {
+        // A kill while git2 moved or deleted a branch can leave its lock.
+        let after = recover_after_kill(&w, &what, &mut outcomes, || {
+            w.assert_get("prod", "DB", &current)
+        });
+        let outcome = if let AfterKill::Settled(o, v) = after {
             assert_doctor_ok(&o, &v, &what);
             if proposal_branches(&w).contains(&branch) {
                 // Landed but killed before its branch was removed, or not
@@ -415,6 +400,8 @@ fn approval_killed_at_seeded_random_moments() {
             } else {
                 "landed before the kill"
             }
+        } else {
+            "pending, resumed"
         };
         *outcomes.entry(outcome).or_insert(0) += 1;
         w.assert_get("prod", "DB", &new);

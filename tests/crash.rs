@@ -263,19 +263,7 @@ fn kill_at_every_step_then_resume_or_abort() {
         ),
         ("recorded", "bob", Expect::New, None),
     ];
-    // Every step the code defines is covered.
-    let covered: Vec<&str> = plan.iter().map(|p| p.0).collect();
-    assert_eq!(
-        covered,
-        [
-            "prepared",
-            "commit-object",
-            "begun",
-            "branch",
-            "project-pushed",
-            "recorded"
-        ]
-    );
+    assert_covers_every_step(&plan.iter().map(|p| p.0).collect::<Vec<_>>());
 
     for (step, who, expect, recover) in plan {
         let what = format!("kill at {step} (removing {who})");
@@ -1122,19 +1110,7 @@ fn set_killed_at_every_step_then_resume_or_abort() {
         ),
         ("recorded", Expect::New, None),
     ];
-    let covered: Vec<&str> = plan.iter().map(|p| p.0).collect();
-    assert_eq!(
-        covered,
-        [
-            "prepared",
-            "commit-object",
-            "begun",
-            "branch",
-            "project-pushed",
-            "recorded"
-        ],
-        "every step the code defines is covered"
-    );
+    assert_covers_every_step(&plan.iter().map(|p| p.0).collect::<Vec<_>>());
     let mut current = PROD_DB.to_string();
     for (step, expect, recover) in plan {
         let what = format!("set killed at {step}");
@@ -1242,24 +1218,19 @@ fn set_killed_at_seeded_random_moments() {
             delay,
         );
         let what = format!("set killed after {delay:?} (run {n})");
-        // A kill can leave a git lock; doctor names it, and removing it as
-        // told recovers.
-        if !clear_named_locks(&w).is_empty() {
-            *outcomes.entry("a lock left, named by doctor").or_insert(0) += 1;
-        }
-        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
-        let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
-            // Reads serve the last complete state while it is pending.
-            w.assert_get("prod", "DB", &current);
-            assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
-            "pending, resumed"
-        } else {
+        // Reads serve the last complete state while a change is pending.
+        let after = recover_after_kill(&w, &what, &mut outcomes, || {
+            w.assert_get("prod", "DB", &current)
+        });
+        let outcome = if let AfterKill::Settled(o, v) = after {
             assert_doctor_ok(&o, &v, &what);
             if status.success() {
                 "finished before the kill"
             } else {
                 "killed, clean"
             }
+        } else {
+            "pending, resumed"
         };
         *outcomes.entry(outcome).or_insert(0) += 1;
         // Never lost: the old value or the new one, whole.

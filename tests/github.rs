@@ -70,15 +70,7 @@ impl Gh {
     }
     /// alice makes `p` an admin.
     fn add_admin(&self, p: &Person) {
-        let o = self.alice(&[
-            "admin",
-            "add",
-            &p.name,
-            "--signing-key",
-            &p.signing_key,
-            "--age",
-            &p.recipient,
-        ]);
+        let o = self.alice(&admin_add_args(p));
         assert_ok(&o, &format!("admin add {}", p.name));
     }
     fn with_env(

@@ -322,6 +322,7 @@ fn absorb_killed_at_every_step_then_resume_or_abort() {
         ("project-pushed", Some("resume")),
         ("recorded", None),
     ];
+    assert_covers_every_step(&plan.iter().map(|p| p.0).collect::<Vec<_>>());
     for (i, (step, recover)) in plan.into_iter().enumerate() {
         let what = format!("absorb killed at {step}");
         let name = format!("member{i}");
@@ -507,18 +508,10 @@ fn absorb_killed_at_seeded_random_moments() {
             delay,
         );
         let what = format!("absorb killed after {delay:?} (run {n})");
-        // A kill can leave a git lock; doctor names it, and removing it as
-        // told recovers.
-        if !clear_named_locks(&w).is_empty() {
-            *outcomes.entry("a lock left, named by doctor").or_insert(0) += 1;
-        }
         w.assert_get("prod", "DB", PROD_DB);
         let show = |w: &World| stdout(&w.alice_run(&["request", "show", &branch]));
-        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
-        let outcome = if doctor_fail_codes(&v) == ["change-pending"] {
-            assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
-            "pending, resumed"
-        } else {
+        let after = recover_after_kill(&w, &what, &mut outcomes, || {});
+        let outcome = if let AfterKill::Settled(o, v) = after {
             assert_doctor_ok(&o, &v, &what);
             if show(&w).contains("run `byreis rotate --resume`") {
                 assert_ok(&w.rotate(&["--resume"]), &format!("{what}: record"));
@@ -529,6 +522,8 @@ fn absorb_killed_at_seeded_random_moments() {
             } else {
                 "finished before the kill"
             }
+        } else {
+            "pending, resumed"
         };
         *outcomes.entry(outcome).or_insert(0) += 1;
         assert!(show(&w).contains("state: absorbed"), "{what}: {}", show(&w));

@@ -552,18 +552,7 @@ fn a_stale_registry_copy_does_not_leak_to_a_removed_admin() {
     assert_ok(&alice(&["set", "prod", "DB", "v1"], None), "set");
     let dave = keygen(&w.root, "dave");
     let bob = keygen(&w.root, "bob");
-    let o = alice(
-        &[
-            "admin",
-            "add",
-            "dave",
-            "--signing-key",
-            &dave.signing_key,
-            "--age",
-            &dave.recipient,
-        ],
-        None,
-    );
+    let o = alice(&admin_add_args(&dave), None);
     assert_ok(&o, "admin add dave");
     let o = alice(
         &[

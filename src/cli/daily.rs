@@ -104,10 +104,7 @@ fn readable(state: &State, env: &str, actor: &Actor) -> Result<Option<Secrets>, 
 /// be current (ADR 0014).
 fn for_write(ctx: &Context) -> Result<(State, Actor), CliError> {
     let actor = Actor::load(&ctx.home)?;
-    if submission::member_by_local_copy(ctx, &actor) {
-        let project = crate::verify::Project::open(&ctx.dir)?;
-        let location = verify::pinned_location(ctx, &project)?;
-        drop(project);
+    if let Some(location) = submission::registry_to_refresh(ctx, &actor) {
         crate::remote::refresh_registry(&ctx.home, &location).map_err(|e| {
             CliError::Other(format!(
                 "{e}; a proposal is encrypted to the registry's current admins, so it needs a current copy (nothing was changed)"

@@ -506,7 +506,7 @@ pub fn approve(
     }
     let review = crate::proposal::review(&state, &actor, reference, show_values)?;
     if let Some(p) = &pull {
-        p.check_head(&review.tip_commit)?;
+        p.check_head(&review.tip())?;
     }
     eprintln!(
         "byreis: proposal {} by {}: counter {} -> {}",

@@ -1029,3 +1029,59 @@ pub fn clone_and_trust(w: &World, from: &Path, p: &Person) -> PathBuf {
     assert_ok(&o, &format!("{} trust", p.name));
     clone
 }
+
+/// What doctor showed after a kill at a random moment, once recovered as
+/// far as byreis's own advice goes.
+pub enum AfterKill {
+    /// A change was pending; `rotate --resume` finished it.
+    Resumed,
+    /// Nothing pending: doctor's output, for the caller to judge.
+    Settled(Output, serde_json::Value),
+}
+
+/// After a kill at a random moment: removes the git locks doctor names,
+/// as its fix says (counted in `outcomes`), then finishes a pending change
+/// with `rotate --resume`, calling `while_pending` first (reads must still
+/// serve the last complete state).
+pub fn recover_after_kill(
+    w: &World,
+    what: &str,
+    outcomes: &mut std::collections::BTreeMap<&'static str, u32>,
+    while_pending: impl FnOnce(),
+) -> AfterKill {
+    if !clear_named_locks(w).is_empty() {
+        *outcomes.entry("a lock left, named by doctor").or_insert(0) += 1;
+    }
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    if doctor_fail_codes(&v) == ["change-pending"] {
+        while_pending();
+        assert_ok(&w.rotate(&["--resume"]), &format!("{what}: resume"));
+        AfterKill::Resumed
+    } else {
+        AfterKill::Settled(o, v)
+    }
+}
+
+/// `admin add NAME --signing-key KEY --age RECIPIENT` for `p`.
+pub fn admin_add_args(p: &Person) -> [&str; 7] {
+    [
+        "admin",
+        "add",
+        &p.name,
+        "--signing-key",
+        &p.signing_key,
+        "--age",
+        &p.recipient,
+    ]
+}
+
+/// Asserts that a kill plan names every step boundary the code defines
+/// (`byreis::failpoint::STEPS`), in order: a new step cannot go untested.
+#[track_caller]
+pub fn assert_covers_every_step(plan: &[&str]) {
+    assert_eq!(
+        plan,
+        byreis::failpoint::STEPS,
+        "every step the code defines is covered"
+    );
+}
