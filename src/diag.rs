@@ -46,6 +46,18 @@ codes! {
     AnchorMismatch => "anchor-mismatch",
         "the registry or anchor named by byreis.yaml differs from the one this machine trusts",
         "someone who can write the project repo may be redirecting you to another registry; ask an admin over another channel, then `byreis trust` again only if they confirm the change";
+    RegistryMismatch => "registry-mismatch",
+        "byreis.yaml's registry hint disagrees with the registry this machine uses (BYREIS_REGISTRY, `trust --registry`, or the pinned location) and with the location the signed roster states",
+        "whoever can write the project repo can edit byreis.yaml: confirm the registry's location with an admin over another channel; if it really moved, the admin records it (`byreis admin location LOC`) and you run `byreis trust --registry LOC`";
+    RegistryUnconfirmed => "registry-unconfirmed",
+        "the registry was found only through byreis.yaml, and its signed roster does not state that it lives there",
+        "set BYREIS_REGISTRY beside BYREIS_ANCHOR (CI), or run `byreis trust --registry LOCATION --anchor FP` with the location an admin gave you";
+    RegistryInsideProject => "registry-inside-project",
+        "the registry location is inside the project's work tree or git directory (or contains the project)",
+        "a registry copy inside the project is attacker input: use the registry's real location, outside the project";
+    WrongBranch => "wrong-branch",
+        "a signed write was started from a branch other than the one the signed manifest names",
+        "check out the project's branch (`git switch main`, then `git pull`) and run the write again";
     RegistryUnavailable => "registry-unavailable",
         "the registry copy cannot be opened",
         "check the registry location in byreis.yaml and that the clone exists (`git clone` it, or fetch it)";

@@ -32,7 +32,11 @@ const STAGES: &[(&str, &[Code])] = &[
     ("anchor", &[Code::AnchorNotTrusted, Code::AnchorMismatch]),
     (
         "registry",
-        &[Code::RegistryUnavailable, Code::RegistryInvalid],
+        &[
+            Code::RegistryInsideProject,
+            Code::RegistryUnavailable,
+            Code::RegistryInvalid,
+        ],
     ),
     (
         "roster",
@@ -40,6 +44,8 @@ const STAGES: &[(&str, &[Code])] = &[
             Code::RosterAnchorMismatch,
             Code::RosterInvalid,
             Code::RosterRollback,
+            Code::RegistryUnconfirmed,
+            Code::RegistryMismatch,
         ],
     ),
     (
@@ -99,7 +105,12 @@ fn check(name: &str, status: Status, code: Option<Code>, detail: impl Into<Strin
 pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Check> {
     let mut out = Vec::new();
     let state = match verify::load(ctx) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            if let Err(e) = s.remember(&ctx.home) {
+                eprintln!("byreis: warning: this machine could not record what it has verified ({e}); it cannot refuse a later rollback to an older state");
+            }
+            s
+        }
         Err(e) => {
             let failed = stage_of(e.code);
             for (i, (name, _)) in STAGES.iter().enumerate() {

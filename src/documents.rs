@@ -63,6 +63,13 @@ pub struct Roster {
     /// audit log is detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<String>,
+    /// The registry's canonical location (a git URL, or an absolute path),
+    /// stated by its admins (ADR 0015): a machine that found the registry
+    /// through a project's `byreis.yaml` accepts it only when this says
+    /// that is where the registry lives. Absent in registries made before
+    /// it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// `projects/NAME/record.yaml` in the registry: what is current.
@@ -236,6 +243,11 @@ pub struct Manifest {
     /// Secret names that `exec` would otherwise refuse (LD_PRELOAD, PATH…).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec_allow: Vec<String>,
+    /// The project branch signed writes land on (ADR 0015); a write from
+    /// any other branch is refused before anything is signed. Absent in
+    /// manifests made before it existed (the first write records it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
 }
 
 impl Manifest {
@@ -254,7 +266,8 @@ pub struct Config {
     /// A path (relative to the project root, or absolute) to a registry
     /// clone, or a git URL (https://, ssh://, git@host:path, file://).
     pub registry: String,
-    /// Fingerprint of roster version 1.
+    /// Fingerprint of a roster version (version 1 when the project was
+    /// made). A hint: what counts is the anchor this machine pinned.
     pub anchor: String,
 }
 

@@ -688,6 +688,14 @@ impl Repo {
             .and_then(|b| b.strip_prefix("refs/heads/").map(str::to_string))
     }
 
+    /// The short name of origin's default branch (`refs/remotes/origin/HEAD`
+    /// → `origin/main` gives `main`), if recorded.
+    pub fn origin_default_branch(&self) -> Option<String> {
+        let r = self.repo.find_reference("refs/remotes/origin/HEAD").ok()?;
+        let t = r.symbolic_target().ok()??;
+        t.strip_prefix("refs/remotes/origin/").map(str::to_string)
+    }
+
     /// Does the repository have a remote named `origin`?
     pub fn has_origin(&self) -> bool {
         self.repo.find_remote("origin").is_ok()

@@ -63,7 +63,7 @@ pub enum RegistryError {
         #[source]
         source: SignedError,
     },
-    #[error("roster/1.yaml hashes to anchor {found}, not the trusted anchor {expected}")]
+    #[error("no roster version hashes to the trusted anchor {expected} (roster/1.yaml hashes to anchor {found})")]
     Anchor { found: String, expected: String },
     #[error("roster version {0}: {1}")]
     Roster(u64, String),
@@ -76,9 +76,28 @@ pub enum RegistryError {
 pub struct RosterChain {
     pub versions: Vec<Verified<Roster>>,
     pub anchor: String,
+    /// The version whose fingerprint is the anchor.
+    pub anchor_version: u64,
 }
 
 impl RosterChain {
+    /// The version of this chain whose fingerprint is `fp`, if any.
+    pub fn version_of_fingerprint(&self, fp: &str) -> Option<u64> {
+        let want = keys::normalise_fingerprint(fp);
+        self.versions
+            .iter()
+            .find(|r| keys::normalise_fingerprint(&keys::grouped_fingerprint(r.bytes())) == want)
+            .map(|r| r.value().version)
+    }
+    /// Fingerprint of version 1: the chain's identity, whichever version
+    /// the anchor names.
+    pub fn identity(&self) -> String {
+        keys::grouped_fingerprint(self.versions[0].bytes())
+    }
+    /// Fingerprint of the newest version (the anchor to give fresh machines).
+    pub fn latest_fingerprint(&self) -> String {
+        keys::grouped_fingerprint(self.versions.last().expect("a chain has version 1").bytes())
+    }
     pub fn latest(&self) -> &Roster {
         self.versions.last().expect("a chain has version 1").value()
     }
@@ -136,6 +155,24 @@ pub fn check_roster(r: &Roster, version: u64) -> Result<(), String> {
         }
         seen_keys.push(k);
         AgeRecipient::parse(&a.age_recipient).map_err(|e| e.to_string())?;
+    }
+    if let Some(loc) = &r.location {
+        check_location(loc)?;
+    }
+    Ok(())
+}
+
+/// A registry location as a roster may state it: a git URL with a known
+/// scheme, or an absolute path, with no control characters.
+pub fn check_location(loc: &str) -> Result<(), String> {
+    if loc.len() > 1024
+        || loc.chars().any(char::is_control)
+        || !(crate::verify::is_url(loc) || loc.starts_with('/'))
+    {
+        return Err(format!(
+            "location {} is neither a git URL (https://, ssh://, file://, user@host:path) nor an absolute path",
+            crate::names::quoted(loc)
+        ));
     }
     Ok(())
 }
@@ -212,9 +249,46 @@ impl Registry {
         self.read_required(&roster_path(1))
     }
 
-    /// Walks roster versions 1, 2, … from the anchor, verifying each.
+    /// The exact bytes of roster version `v`, if present.
+    pub fn roster_bytes(&self, v: u64) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.read(&roster_path(v))
+    }
+
+    /// Walks roster versions 1, 2, … verifying each, and requires the
+    /// anchor to be the fingerprint of one of them. An anchor names version
+    /// 1 or a later one (ADR 0015): version K's bytes name K-1's hash, so
+    /// they pin every version up to K, and each later version is signed by
+    /// a threshold of the one before. A chain without that exact version K
+    /// (a copy frozen earlier, or a fork a removed admin made from an
+    /// older version) is refused.
     pub fn roster_chain(&self, anchor: &str) -> Result<RosterChain, RegistryError> {
         let mut versions: Vec<Verified<Roster>> = Vec::new();
+        // Which version the anchor names, before anything is parsed: a
+        // registry with no such version is not the one the user trusted.
+        let want = keys::normalise_fingerprint(anchor);
+        if self.read(&roster_path(1))?.is_none() {
+            return Err(RegistryError::Missing {
+                path: roster_path(1),
+            });
+        }
+        let mut anchor_version = None;
+        let mut v = 1u64;
+        while let Some(bytes) = self.read(&roster_path(v))? {
+            if keys::normalise_fingerprint(&keys::grouped_fingerprint(&bytes)) == want {
+                anchor_version = Some(v);
+                break;
+            }
+            v += 1;
+        }
+        if anchor_version.is_none() {
+            return Err(RegistryError::Anchor {
+                found: self
+                    .read(&roster_path(1))?
+                    .map(|b| keys::grouped_fingerprint(&b))
+                    .unwrap_or_default(),
+                expected: anchor.to_string(),
+            });
+        }
         let mut v = 1u64;
         loop {
             let path = roster_path(v);
@@ -222,15 +296,6 @@ impl Registry {
                 break;
             };
             let sig = String::from_utf8_lossy(&self.read_required(&sig_path(&path))?).into_owned();
-            if v == 1 {
-                let found = keys::grouped_fingerprint(&bytes);
-                if keys::normalise_fingerprint(&found) != keys::normalise_fingerprint(anchor) {
-                    return Err(RegistryError::Anchor {
-                        found,
-                        expected: anchor.to_string(),
-                    });
-                }
-            }
             // Parse first (bytes are pinned by the anchor or by the
             // previous version's signers below), to learn the new admins.
             let text = std::str::from_utf8(&bytes)
@@ -283,9 +348,16 @@ impl Registry {
                 path: roster_path(1),
             });
         }
+        let Some(anchor_version) = anchor_version else {
+            return Err(RegistryError::Anchor {
+                found: keys::grouped_fingerprint(versions[0].bytes()),
+                expected: anchor.to_string(),
+            });
+        };
         Ok(RosterChain {
             versions,
             anchor: anchor.to_string(),
+            anchor_version,
         })
     }
 
@@ -504,7 +576,12 @@ pub fn render_allowed_signers(roster: &Roster) -> String {
 
 /// Creates a new registry at `dir` with `admin` as its only admin.
 /// Returns the anchor fingerprint.
-pub fn init(dir: &Path, admin: Admin, signer: &Signer) -> Result<String, RegistryError> {
+pub fn init(
+    dir: &Path,
+    admin: Admin,
+    signer: &Signer,
+    location: String,
+) -> Result<String, RegistryError> {
     let roster = Roster {
         format: ROSTER_FORMAT.into(),
         version: 1,
@@ -513,6 +590,7 @@ pub fn init(dir: &Path, admin: Admin, signer: &Signer) -> Result<String, Registr
         record_expiry_days: 90,
         admins: vec![admin.clone()],
         audit_head: None,
+        location: Some(location),
     };
     check_roster(&roster, 1).map_err(|e| RegistryError::Roster(1, e))?;
     let bytes = documents::to_yaml(&roster);

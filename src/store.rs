@@ -94,7 +94,11 @@ fn expiry(days: u32) -> String {
 }
 
 /// Creates a registry at `dir`; returns its anchor fingerprint.
-pub fn registry_init(home: &Home, dir: &Path) -> Result<String, StoreError> {
+pub fn registry_init(
+    home: &Home,
+    dir: &Path,
+    location: Option<&str>,
+) -> Result<String, StoreError> {
     if dir.exists()
         && dir
             .read_dir()
@@ -113,9 +117,21 @@ pub fn registry_init(home: &Home, dir: &Path) -> Result<String, StoreError> {
         signing_key: actor.signer.public.to_openssh(),
         age_recipient: actor.identity.recipient().as_str().to_string(),
     };
+    if let Some(loc) = location {
+        registry::check_location(loc).map_err(StoreError::Refused)?;
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Refused(format!("{}: {e}", dir.display())))?;
-    Ok(registry::init(dir, admin, &actor.signer)?)
+    // Without --location the registry lives where it was made.
+    let location = match location {
+        Some(l) => l.to_string(),
+        None => dir
+            .canonicalize()
+            .map_err(|e| StoreError::Refused(format!("{}: {e}", dir.display())))?
+            .display()
+            .to_string(),
+    };
+    Ok(registry::init(dir, admin, &actor.signer, location)?)
 }
 
 /// A change to one environment's secrets.
@@ -155,8 +171,51 @@ pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, 
     Ok(admin)
 }
 
+/// The branch signed writes land on: the one the verified manifest names;
+/// for a manifest made before branches were recorded, origin's default
+/// branch, else `main` or `master` where one exists, else the current one
+/// (and the first write records it).
+pub fn write_branch(state: &State) -> String {
+    if let Some(b) = &state.manifest.branch {
+        return b.clone();
+    }
+    let repo = &state.project.repo;
+    if let Some(b) = repo.origin_default_branch() {
+        return b;
+    }
+    for b in ["main", "master"] {
+        if repo.local_branch(b).ok().flatten().is_some() {
+            return b.to_string();
+        }
+    }
+    repo.current_branch().unwrap_or_else(|| "main".into())
+}
+
+/// Refuses a write from any branch but the one writes land on, before
+/// anything is signed (a state pinned on a feature branch strands everyone
+/// once that branch is gone).
+fn check_branch(state: &State) -> Result<(), StoreError> {
+    let want = write_branch(state);
+    let have = state.project.repo.current_branch();
+    if have.as_deref() != Some(want.as_str()) {
+        return Err(VerifyError {
+            code: Code::WrongBranch,
+            detail: format!(
+                "signed writes land on the project's branch {want} (named in the signed manifest), but {}; run `git switch {want}` (and `git pull`), then try again (nothing was changed)",
+                match have {
+                    Some(b) => format!("you are on {}", names::escape(&b)),
+                    None => "HEAD is detached".to_string(),
+                }
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// [`check_writable`] without the work-tree status.
 fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
+    check_branch(state)?;
     let latest = state.roster.latest();
     let Some(admin) = actor.admin_in(latest) else {
         return Err(StoreError::Refused(format!(
@@ -339,6 +398,9 @@ pub(crate) fn next_manifest(
     manifest.signer_key = actor.signer.public.fingerprint();
     manifest.time = entry.time;
     manifest.audit_head = audit::line_hash(&line);
+    if manifest.branch.is_none() {
+        manifest.branch = Some(write_branch(state));
+    }
     Ok((
         manifest,
         Change {
@@ -885,6 +947,7 @@ pub fn init_project(
         let rel = relative_to(&abs, &root.canonicalize().unwrap_or(root.clone()));
         (rel, abs.display().to_string())
     };
+    verify::check_registry_outside(&repo, &location)?;
     if verify::is_url(&location) && !verify::registry_dir(&ctx.home, &location).exists() {
         crate::remote::clone(&ctx.home, &location)?;
     }
@@ -946,6 +1009,11 @@ pub fn init_project(
         default_readers: vec![admin.name.clone()],
         environments: BTreeMap::new(),
         exec_allow: Vec::new(),
+        branch: Some(repo.current_branch().ok_or_else(|| {
+            StoreError::Refused(
+                "the project has no current branch (a detached HEAD?); check out the branch byreis writes should land on (usually main) and run init again".into(),
+            )
+        })?),
     };
     let _ = &root;
     let config = Config {
@@ -1048,6 +1116,8 @@ pub enum AdminChange {
     Remove(String),
     /// New approval thresholds (each between 1 and the number of admins).
     Thresholds(documents::Thresholds),
+    /// The registry's canonical location (ADR 0015).
+    Location(String),
 }
 
 /// Makes roster version N+1 from N with `change`, signed by `actor` (an
@@ -1131,8 +1201,22 @@ pub fn change_roster(
                 ),
             )
         }
+        AdminChange::Location(loc) => {
+            registry::check_location(loc).map_err(StoreError::Refused)?;
+            if old.location.as_deref() == Some(loc.as_str()) {
+                return Err(StoreError::Refused(format!(
+                    "the roster already states location {} (nothing was changed)",
+                    names::quoted(loc)
+                )));
+            }
+            new.location = Some(loc.clone());
+            ("location", loc.clone())
+        }
     };
-    if !matches!(change, AdminChange::Thresholds(_)) {
+    if !matches!(
+        change,
+        AdminChange::Thresholds(_) | AdminChange::Location(_)
+    ) {
         for t in [
             &mut new.thresholds.roster,
             &mut new.thresholds.recipients,

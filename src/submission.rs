@@ -191,7 +191,7 @@ pub fn member_name(state: &State, actor: &Actor) -> Option<String> {
 /// when the copy cannot be read (verification then says why).
 pub fn registry_to_refresh(ctx: &Context, actor: &Actor) -> Option<String> {
     let project = crate::verify::Project::open(&ctx.dir).ok()?;
-    let pin = crate::verify::pin_for(ctx, &project).ok()?;
+    let pin = crate::verify::pin_for(ctx, &project).ok()?.pin;
     let reg = crate::verify::open_registry(&ctx.home, &pin.registry).ok()?;
     let chain = reg.roster_chain(&pin.anchor).ok()?;
     actor

@@ -325,27 +325,100 @@ pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyErro
 /// The registry location this run trusts for `project` (checked against
 /// the config exactly as every read does).
 pub fn pinned_location(ctx: &Context, project: &Project) -> Result<String, VerifyError> {
-    pin_for(ctx, project).map(|pin| pin.registry)
+    pin_for(ctx, project).map(|pin| pin.pin.registry)
 }
 
-/// The pin this run trusts for `project` (checked against the config
-/// exactly as every read does).
-pub fn pin_for(ctx: &Context, project: &Project) -> Result<Pin, VerifyError> {
-    effective_pin(ctx, project).map(|(pin, _)| pin)
+/// The pin this run trusts for `project`.
+pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> {
+    effective_pin(ctx, project)
 }
 
-/// Which pin applies to this run: the stored one, or BYREIS_ANCHOR.
-fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), VerifyError> {
-    let location = project.registry_location()?;
+/// The registry location from `BYREIS_REGISTRY`, resolved (paths relative
+/// to the directory byreis runs in), if set.
+pub fn env_registry(ctx: &Context) -> Result<Option<String>, VerifyError> {
+    match std::env::var("BYREIS_REGISTRY") {
+        Ok(s) if !s.is_empty() => {
+            resolve_location(&ctx.dir, &s)
+                .map(Some)
+                .map_err(|e| VerifyError {
+                    code: e.code,
+                    detail: format!("BYREIS_REGISTRY: {}", e.detail),
+                })
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Are two registry locations the same? URLs compare as strings; paths
+/// after resolving links.
+pub fn same_location(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    if is_url(a) || is_url(b) {
+        return false;
+    }
+    match (Path::new(a).canonicalize(), Path::new(b).canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Refuses a registry location inside the project's work tree or git
+/// directory, or one that contains the project: anything inside the project
+/// is attacker input (ADR 0015).
+pub fn check_registry_outside(repo: &Repo, location: &str) -> Result<(), VerifyError> {
+    let path = match location.strip_prefix("file://") {
+        Some(p) => PathBuf::from(p),
+        None if is_url(location) => return Ok(()),
+        None => PathBuf::from(location),
+    };
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let reg = canon(&path);
+    let mut inside = vec![canon(&repo.common_dir())];
+    if let Some(w) = repo.workdir() {
+        inside.push(canon(w));
+    }
+    for p in &inside {
+        if reg.starts_with(p) || p.starts_with(&reg) {
+            return fail(
+                Code::RegistryInsideProject,
+                format!(
+                    "registry location {} is inside the project ({}) or contains it; whatever is in the project repository is attacker input, so a registry copy there proves nothing. Use the registry's real location",
+                    names::quoted(location),
+                    p.display()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The pin a run uses and where its registry location came from.
+#[derive(Debug, Clone)]
+pub struct RunPin {
+    pub pin: Pin,
+    /// Stored on this machine (false: from BYREIS_ANCHOR).
+    pub stored: bool,
+    /// The location came from the user (BYREIS_REGISTRY, `trust
+    /// --registry`, `init --registry`, a stored pin). When false it came
+    /// only from byreis.yaml and counts only if the signed roster states it.
+    pub location_from_user: bool,
+}
+
+/// Which pin applies to this run: the stored one, or BYREIS_ANCHOR (with
+/// BYREIS_REGISTRY or, failing that, byreis.yaml's hint, which the roster
+/// must confirm).
+fn effective_pin(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> {
     let env_anchor = std::env::var("BYREIS_ANCHOR")
         .ok()
         .filter(|s| !s.is_empty());
+    let env_location = env_registry(ctx)?;
     let stored = trust::load(&ctx.home, &project.repo.common_dir()).map_err(|e| VerifyError {
         code: Code::AnchorNotTrusted,
         detail: e.to_string(),
     })?;
-    let config_anchor = keys::normalise_fingerprint(&project.config.anchor);
-    let (pin, stored_flag) = match stored {
+    let run = match stored {
         Some(pin) => {
             if let Some(a) = &env_anchor {
                 if keys::normalise_fingerprint(a) != keys::normalise_fingerprint(&pin.anchor) {
@@ -359,26 +432,49 @@ fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), Verify
                     );
                 }
             }
-            (pin, true)
+            if let Some(l) = &env_location {
+                if !same_location(l, &pin.registry) {
+                    return fail(
+                        Code::RegistryMismatch,
+                        format!(
+                            "BYREIS_REGISTRY {} differs from the registry this machine pinned ({}); run `byreis trust --registry LOCATION` to change it",
+                            names::quoted(l),
+                            names::quoted(&pin.registry)
+                        ),
+                    );
+                }
+            }
+            RunPin {
+                pin,
+                stored: true,
+                location_from_user: true,
+            }
         }
         None => match env_anchor {
-            Some(a) => (
-                Pin {
-                    repository: trust::repository_key(&project.repo.common_dir()),
-                    registry: location.clone(),
-                    anchor: a,
-                    roster_version_seen: 0,
-                    counter_seen: 0,
-                    record_revision_seen: 0,
-                    trusted_at: String::new(),
-                },
-                false,
-            ),
+            Some(a) => {
+                let (location, from_user) = match env_location {
+                    Some(l) => (l, true),
+                    None => (project.registry_location()?, false),
+                };
+                RunPin {
+                    pin: Pin {
+                        repository: trust::repository_key(&project.repo.common_dir()),
+                        registry: location,
+                        anchor: a,
+                        roster_version_seen: 0,
+                        counter_seen: 0,
+                        record_revision_seen: 0,
+                        trusted_at: String::new(),
+                    },
+                    stored: false,
+                    location_from_user: from_user,
+                }
+            }
             None => {
                 let how = if ctx.interactive {
                     "run `byreis trust` and type the anchor fingerprint an admin gave you over another channel"
                 } else {
-                    "this run is non-interactive (no TTY, or CI is set): set BYREIS_ANCHOR to the anchor fingerprint an admin gave you, or run `byreis trust --anchor FP` first"
+                    "this run is non-interactive (no TTY, or CI is set): set BYREIS_ANCHOR (and BYREIS_REGISTRY) to what an admin gave you, or run `byreis trust --registry LOCATION --anchor FP` first"
                 };
                 return fail(
                     Code::AnchorNotTrusted,
@@ -390,34 +486,83 @@ fn effective_pin(ctx: &Context, project: &Project) -> Result<(Pin, bool), Verify
             }
         },
     };
-    let who = if stored_flag {
+    check_registry_outside(&project.repo, &run.pin.registry)?;
+    Ok(run)
+}
+
+/// Checks, once the roster chain has verified, what only the roster can
+/// confirm: the config's registry hint and anchor agree with what this run
+/// trusts, and a location found only through the hint is the one the roster
+/// states.
+fn check_against_roster(
+    project: &Project,
+    run: &RunPin,
+    roster: &RosterChain,
+) -> Result<(), VerifyError> {
+    let pin = &run.pin;
+    let stated = roster.latest().location.as_deref();
+    let who = if run.stored {
         "this machine trusts"
+    } else if run.location_from_user {
+        "BYREIS_REGISTRY names"
     } else {
-        "BYREIS_ANCHOR pins"
+        "byreis.yaml names"
     };
-    if pin.registry != location {
+    if !run.location_from_user {
+        match stated {
+            Some(l) if same_location(l, &pin.registry) => {}
+            _ => {
+                return fail(
+                    Code::RegistryUnconfirmed,
+                    format!(
+                        "the registry {} was found only through {CONFIG_PATH}, which anyone who can push to the project can edit, and its signed roster {}. Set BYREIS_REGISTRY to the registry location an admin gave you (beside BYREIS_ANCHOR), or run `byreis trust --registry LOCATION --anchor FP`",
+                        names::quoted(&pin.registry),
+                        match stated {
+                            Some(l) => format!("states that it lives at {}", names::quoted(l)),
+                            None => "does not state where it lives".to_string(),
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    let hint = &project.config.registry;
+    let resolved = resolve_location(&project.root, hint).ok();
+    let agrees = resolved
+        .as_deref()
+        .is_some_and(|r| same_location(r, &pin.registry))
+        || stated.is_some_and(|l| {
+            same_location(l, hint) || resolved.as_deref().is_some_and(|r| same_location(l, r))
+        });
+    if !agrees {
         return fail(
-            Code::AnchorMismatch,
+            Code::RegistryMismatch,
             format!(
-                "{CONFIG_PATH} now names registry {} but {} {}. Whoever can write the project repo can edit {CONFIG_PATH}; a changed registry could hand you values no admin signed. Confirm the move with an admin over another channel, then run `byreis trust` again.",
-                names::quoted(&location),
-                who,
-                names::quoted(&pin.registry)
+                "{CONFIG_PATH} names registry {} but {who} {}{}. Whoever can write the project repo can edit {CONFIG_PATH}; a changed registry could hand you values no admin signed. Confirm the location with an admin over another channel; if it really moved, the admin records it with `byreis admin location LOC` and you run `byreis trust --registry LOC`",
+                names::quoted(hint),
+                names::quoted(&pin.registry),
+                match stated {
+                    Some(l) => format!(" and the signed roster states {}", names::quoted(l)),
+                    None => String::new(),
+                }
             ),
         );
     }
-    if config_anchor != keys::normalise_fingerprint(&pin.anchor) {
+    if roster
+        .version_of_fingerprint(&project.config.anchor)
+        .is_none()
+    {
         return fail(
             Code::AnchorMismatch,
             format!(
-                "{CONFIG_PATH} names anchor {} but {} {}. Confirm with an admin over another channel before running `byreis trust` again.",
+                "{CONFIG_PATH} names anchor {}, which is no version of the registry's roster ({} pins {}). Confirm with an admin over another channel before running `byreis trust` again.",
                 names::quoted(&project.config.anchor),
-                who,
+                if run.stored { "this machine" } else { "BYREIS_ANCHOR" },
                 pin.anchor
             ),
         );
     }
-    Ok((pin, stored_flag))
+    Ok(())
 }
 
 /// Whose signatures count on a signed document.
@@ -651,31 +796,32 @@ pub fn load(ctx: &Context) -> Result<State, VerifyError> {
 /// refresh` does, to renew it; the expiry is then a note).
 pub fn load_opts(ctx: &Context, allow_expired: bool) -> Result<State, VerifyError> {
     let project = Project::open(&ctx.dir)?;
-    let (pin, pin_stored) = effective_pin(ctx, &project)?;
-    let registry = open_registry(&ctx.home, &pin.registry)?;
-    load_inner(project, registry, pin, pin_stored, allow_expired)
+    let run = effective_pin(ctx, &project)?;
+    let registry = open_registry(&ctx.home, &run.pin.registry)?;
+    load_inner(&ctx.home, project, registry, run, allow_expired)
 }
 
 /// Steps 2-5 with the registry already chosen (used by `trust`).
 pub fn load_with(
+    home: &Home,
     project: Project,
     registry: Registry,
-    pin: Pin,
-    pin_stored: bool,
+    run: RunPin,
 ) -> Result<State, VerifyError> {
-    load_inner(project, registry, pin, pin_stored, false)
+    check_registry_outside(&project.repo, &run.pin.registry)?;
+    load_inner(home, project, registry, run, false)
 }
 
 fn load_inner(
+    home: &Home,
     project: Project,
     registry: Registry,
-    pin: Pin,
-    pin_stored: bool,
+    run: RunPin,
     allow_expired: bool,
 ) -> Result<State, VerifyError> {
     let mut notes = Vec::new();
     // 2. Roster chain from the anchor.
-    let roster = registry.roster_chain(&pin.anchor).map_err(|e| {
+    let roster = registry.roster_chain(&run.pin.anchor).map_err(|e| {
         let code = match e {
             registry::RegistryError::Anchor { .. } => Code::RosterAnchorMismatch,
             registry::RegistryError::Git(_) | registry::RegistryError::Empty(_) => {
@@ -689,6 +835,27 @@ fn load_inner(
             detail: format!("registry {}: {e}", registry.dir.display()),
         }
     })?;
+    check_against_roster(&project, &run, &roster)?;
+    let RunPin {
+        pin,
+        stored: pin_stored,
+        ..
+    } = run;
+    // What this machine has seen of this project, however it was pinned.
+    let seen =
+        trust::load_seen(home, &roster.identity(), &project.config.project).map_err(|e| {
+            VerifyError {
+                code: Code::AnchorNotTrusted,
+                detail: e.to_string(),
+            }
+        })?;
+    let mut pin = pin;
+    pin.roster_version_seen = pin
+        .roster_version_seen
+        .max(seen.roster_version)
+        .max(roster.anchor_version);
+    pin.counter_seen = pin.counter_seen.max(seen.counter);
+    pin.record_revision_seen = pin.record_revision_seen.max(seen.record_revision);
     let latest_version = roster.latest().version;
     if latest_version < pin.roster_version_seen {
         return fail(
@@ -916,7 +1083,7 @@ fn load_inner(
         if !project.repo.has_commit(&record.project_commit) {
             return fail(
                 Code::PinnedCommitMissing,
-                format!("the registry pins project commit {} (counter {}), which this clone does not have; run `git fetch` in {}", record.project_commit, record.counter, root.display()),
+                format!("the registry pins project commit {} (counter {}), which this clone does not have; fetch it: `git -C {} fetch origin` (then `git pull` on the project's main branch). If no remote has it, the commit was lost (for example a deleted branch): an admin restores it, or re-pins a state they check", record.project_commit, record.counter, root.display()),
             );
         }
         let read = |p: &str| {
@@ -1260,21 +1427,34 @@ impl State {
         })
     }
 
-    /// Remembers the highest roster version and counter seen (best effort
-    /// for pins that are stored; a run pinned by BYREIS_ANCHOR stores nothing).
+    /// Remembers the highest roster version, record revision and counter
+    /// seen: in this machine's marks for the project (every mode,
+    /// BYREIS_ANCHOR included) and in the stored pin, if there is one.
     pub fn remember(&mut self, home: &Home) -> Result<(), keys::KeyError> {
-        if !self.pin_stored {
-            return Ok(());
-        }
         let rv = self
             .roster
             .latest()
             .version
             .max(self.pin.roster_version_seen);
         let c = self.record.counter.max(self.pin.counter_seen);
-        if rv != self.pin.roster_version_seen || c != self.pin.counter_seen {
-            self.pin.roster_version_seen = rv;
-            self.pin.counter_seen = c;
+        let rr = self.record.revision.max(self.pin.record_revision_seen);
+        trust::save_seen(
+            home,
+            &self.roster.identity(),
+            &self.manifest.project,
+            &trust::Seen {
+                roster_version: rv,
+                record_revision: rr,
+                counter: c,
+            },
+        )?;
+        let changed = rv != self.pin.roster_version_seen
+            || c != self.pin.counter_seen
+            || rr != self.pin.record_revision_seen;
+        self.pin.roster_version_seen = rv;
+        self.pin.counter_seen = c;
+        self.pin.record_revision_seen = rr;
+        if self.pin_stored && changed {
             trust::save(home, &self.project.repo.common_dir(), &self.pin)?;
         }
         Ok(())

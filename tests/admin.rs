@@ -1540,6 +1540,9 @@ fn roster_proposals_travel_through_a_url_registry() {
         &alice(&["init", "--project", "urlproj", "--registry", &url]),
         "init on a URL registry",
     );
+    // The registry now lives at the URL: the roster says so, so a teammate's
+    // `trust` accepts the location byreis.yaml names (ADR 0015).
+    assert_ok(&alice(&["admin", "location", &url]), "admin location URL");
     assert_ok(&alice(&["set", "prod", "DB", "v1"]), "set");
     let bob = keygen(&w.root, "bob");
     let o = alice(&admin_add_args(&bob));
@@ -1562,11 +1565,11 @@ fn roster_proposals_travel_through_a_url_registry() {
         1,
         "the proposal reached the shared registry"
     );
-    assert!(!shared_roster(3));
+    assert!(!shared_roster(4));
     let o = bob_run(&["approve", &branches[0], "--yes"]);
     assert_ok(&o, "bob approves from his machine (fetches the branch)");
-    assert_stderr_contains(&o, "roster version 3 landed", "it lands");
-    assert!(shared_roster(3), "version 3 pushed to the shared registry");
+    assert_stderr_contains(&o, "roster version 4 landed", "it lands");
+    assert!(shared_roster(4), "version 4 pushed to the shared registry");
     assert!(
         shared_branches().is_empty(),
         "the landed branch removed there"
@@ -1582,8 +1585,8 @@ fn roster_proposals_travel_through_a_url_registry() {
     assert_eq!(branches.len(), 1);
     let o = bob_run(&["approve", &branches[0], "--yes"]);
     assert_ok(&o, "bob approves the second change");
-    assert_stderr_contains(&o, "roster version 4 landed", "it lands");
-    assert!(shared_roster(4));
+    assert_stderr_contains(&o, "roster version 5 landed", "it lands");
+    assert!(shared_roster(5));
 
     // A third machine verifies the new roster from the shared registry.
     let carol_clone = clone_and_trust(&w, &proj, &carol);

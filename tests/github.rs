@@ -109,9 +109,18 @@ fn setup() -> Gh {
             "GIT_CONFIG_GLOBAL".to_string(),
             gitcfg.display().to_string(),
         ),
+        // byreis's own git reads no global config; this is the one file a
+        // user may give it (ADR 0015): here, the fake's git redirects.
+        (
+            "BYREIS_GIT_CONFIG".to_string(),
+            gitcfg.display().to_string(),
+        ),
         ("BYREIS_GITHUB_API_URL".to_string(), fake.api_url()),
         ("GITHUB_TOKEN".to_string(), "alice-token".to_string()),
         ("BYREIS_ANCHOR".to_string(), w.anchor.clone()),
+        // The registry's location, as an admin gives it to the team (its
+        // roster states the path it was made at; ADR 0015).
+        ("BYREIS_REGISTRY".to_string(), reg_url.clone()),
     ];
     let app = w.root.join("gh-app");
     fs::create_dir(&app).unwrap();

@@ -102,7 +102,12 @@ fn concurrent_rotations_exactly_one_lands() {
         ],
     );
     assert_ok(
-        &run(&bob.home, &b_dir, &["trust", "--anchor", &w.anchor], None),
+        &run(
+            &bob.home,
+            &b_dir,
+            &["trust", "--registry", &url, "--anchor", &w.anchor],
+            None,
+        ),
         "bob trust",
     );
     assert_ok(

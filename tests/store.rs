@@ -223,7 +223,12 @@ fn reads_serve_the_pinned_state_from_an_older_checkout() {
     // Writing from an old checkout is refused and changes nothing.
     let before = w.heads();
     let o = w.alice_run_stdin(&["set", "prod", "DB"], "from-old-checkout\n");
-    assert_refused(&o, &["checkout-not-current"], "set from an older checkout");
+    // (A detached old checkout is not on the write branch either.)
+    assert_refused(
+        &o,
+        &["checkout-not-current", "wrong-branch"],
+        "set from an older checkout",
+    );
     assert_eq!(w.heads(), before);
     // doctor warns, does not fail.
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);

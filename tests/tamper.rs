@@ -544,10 +544,10 @@ fn config_pointed_at_another_registry_is_refused() {
     assert!(original.contains("registry: ../reg\n"), "{original}");
     replace_in_file(&config, "registry: ../reg\n", "registry: ../reg2\n");
     replace_in_file(&config, &w.anchor, &anchor2);
-    w.assert_reads_refused(&["anchor-mismatch"], ALL, "config names another registry");
+    w.assert_reads_refused(&["registry-mismatch"], ALL, "config names another registry");
     assert_writes_refused(&w);
     commit_all(&w, &w.proj, "move registry");
-    w.assert_reads_refused(&["anchor-mismatch"], ALL, "committed config move");
+    w.assert_reads_refused(&["registry-mismatch"], ALL, "committed config move");
 
     // Only the registry moved, anchor unchanged.
     fs::write(
@@ -556,7 +556,7 @@ fn config_pointed_at_another_registry_is_refused() {
     )
     .unwrap();
     w.assert_reads_refused(
-        &["anchor-mismatch"],
+        &["registry-mismatch"],
         ALL,
         "config names another registry path",
     );
@@ -577,10 +577,12 @@ fn config_pointed_at_another_registry_is_refused() {
             clone.to_str().unwrap(),
         ],
     );
+    // (The hint leads to mallory's registry, whose roster has no version
+    // with the anchor CI was given.)
     assert_reads_refused_in(
         &w.alice.home,
         &clone,
-        &["anchor-mismatch"],
+        &["roster-anchor-mismatch"],
         ALL,
         "CI clone with a moved registry",
         &[("BYREIS_ANCHOR", w.anchor.as_str())],

@@ -91,9 +91,10 @@ fn second_person_needs_the_anchor_before_anything_is_read() {
     // A wrong BYREIS_ANCHOR is refused.
     let wrong = wrong_anchor(&w.anchor);
     let o = bob_run(&["get", "prod", "DB"], &[("BYREIS_ANCHOR", wrong.as_str())]);
+    // (No roster version has that fingerprint.)
     assert_refused(
         &o,
-        &["anchor-mismatch"],
+        &["roster-anchor-mismatch"],
         "bob get with a wrong BYREIS_ANCHOR",
     );
     assert_no_leak(&o, &[PROD_DB], "bob get with a wrong BYREIS_ANCHOR");
@@ -259,6 +260,10 @@ fn url_world() -> (World, String) {
         None,
     );
     assert_ok(&o, "init with a file:// registry");
+    // The registry now lives at the URL: the admin records it in the signed
+    // roster, so teammates' `trust` accepts byreis.yaml's hint (ADR 0015).
+    let o = run(&w.alice.home, &proj, &["admin", "location", &url], None);
+    assert_ok(&o, "admin location URL");
     let o = run(&w.alice.home, &proj, &["set", "prod", "DB", "url-v1"], None);
     assert_ok(&o, "set on a URL registry");
     (w, url)

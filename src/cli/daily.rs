@@ -19,10 +19,16 @@ use crate::yaml::{self, Secrets};
 fn verified(ctx: &Context) -> Result<State, CliError> {
     let mut state = verify::load(ctx)?;
     print_notes(&state.notes);
-    if let Err(e) = state.remember(&ctx.home) {
-        eprintln!("byreis: warning: could not record the counter seen: {e}");
-    }
+    remember(ctx, &mut state);
     Ok(state)
+}
+
+/// Records what this run verified (high-water marks under $BYREIS_HOME, in
+/// every mode); says once when it cannot.
+pub(super) fn remember(ctx: &Context, state: &mut State) {
+    if let Err(e) = state.remember(&ctx.home) {
+        eprintln!("byreis: warning: this machine could not record what it has verified ({e}); it cannot refuse a later rollback to an older state. Give byreis a writable BYREIS_HOME");
+    }
 }
 
 fn check_env(env: &str) -> CliResult {
@@ -714,7 +720,8 @@ pub fn rotation_history(ctx: &Context, since: Option<&str>, format: Format) -> C
 }
 
 pub fn deploy_verify(ctx: &Context, format: Format) -> CliResult {
-    let state = verify::load(ctx)?;
+    let mut state = verify::load(ctx)?;
+    remember(ctx, &mut state);
     if state.source != verify::Source::Worktree {
         return Err(verify::VerifyError {
             code: crate::diag::Code::CheckoutNotCurrent,

@@ -81,11 +81,17 @@ pub enum Command {
         #[arg(long, value_name = "LOCATION")]
         registry: String,
     },
-    /// Pin the registry's trust anchor for this repository on this machine.
+    /// Pin the registry's location and trust anchor for this repository on
+    /// this machine.
     Trust {
         /// The anchor fingerprint an admin gave you over another channel.
         #[arg(long, value_name = "FP")]
         anchor: Option<String>,
+        /// Where the registry is (a git URL or a path), as an admin told you.
+        /// Without it, byreis.yaml's `registry:` is used only if the signed
+        /// roster states that same location (or BYREIS_REGISTRY is set).
+        #[arg(long, value_name = "LOCATION")]
+        registry: Option<String>,
         /// Print the pinned anchor and exit.
         #[arg(long)]
         show: bool,
@@ -243,7 +249,15 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Create a new admin registry repository at PATH, with you as first admin.
-    Init { path: PathBuf },
+    Init {
+        path: PathBuf,
+        /// Where the registry will live for everyone (a git URL, or an
+        /// absolute path), recorded in the signed roster; machines that find
+        /// the registry through a project's byreis.yaml accept it only
+        /// there. Default: PATH itself.
+        #[arg(long, value_name = "LOCATION")]
+        location: Option<String>,
+    },
     /// Update this project's local copy of the registry from its remote
     /// (fast-forward only), then verify.
     Pull,
@@ -340,6 +354,13 @@ pub enum AdminCommand {
         /// Value changes (set, edit, unset, import, exposure ack).
         #[arg(long, value_name = "K")]
         values: Option<usize>,
+    },
+    /// Record where the registry lives (a git URL, or an absolute path) in a
+    /// new signed roster version. Machines that find the registry only
+    /// through a project's byreis.yaml accept it only at this location.
+    Location {
+        /// e.g. https://github.com/acme/registry.git
+        location: String,
     },
 }
 
@@ -448,8 +469,8 @@ pub fn main() -> i32 {
         } => setup::keygen(&ctx, &name, email, signing_key),
         Command::Whoami { format } => setup::whoami(&ctx, format),
         Command::Registry {
-            command: RegistryCommand::Init { path },
-        } => setup::registry_init(&ctx, &path),
+            command: RegistryCommand::Init { path, location },
+        } => setup::registry_init(&ctx, &path, location.as_deref()),
         Command::Registry {
             command: RegistryCommand::Pull,
         } => setup::registry_pull(&ctx),
@@ -487,6 +508,9 @@ pub fn main() -> i32 {
                     values,
                 },
         } => setup::admin_thresholds(&ctx, roster, recipients, values),
+        Command::Admin {
+            command: AdminCommand::Location { location },
+        } => setup::admin_location(&ctx, &location),
         Command::Submit { discard, format } => daily::submit(&ctx, discard, format),
         Command::Approve {
             reference,
@@ -495,7 +519,11 @@ pub fn main() -> i32 {
             format,
         } => rotate::approve(&ctx, &reference, yes, show_values, format),
         Command::Init { project, registry } => setup::init(&ctx, &project, &registry),
-        Command::Trust { anchor, show } => setup::trust(&ctx, anchor, show),
+        Command::Trust {
+            anchor,
+            registry,
+            show,
+        } => setup::trust(&ctx, anchor, registry, show),
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
         Command::Get { env, key, format } => daily::get(&ctx, &env, &key, format),
         Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),

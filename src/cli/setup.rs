@@ -8,7 +8,6 @@ use super::{CliError, CliResult, Format};
 use crate::diag::Code;
 use crate::keys::{self, AgeIdentity, Profile, Signer};
 use crate::names::{self, Kind};
-use crate::secret::ct_eq;
 use crate::store;
 use crate::trust::{self, Pin};
 use crate::verify::{self, Context, Project, VerifyError};
@@ -121,13 +120,13 @@ pub fn whoami(ctx: &Context, format: Format) -> CliResult {
     Ok(())
 }
 
-pub fn registry_init(ctx: &Context, path: &Path) -> CliResult {
+pub fn registry_init(ctx: &Context, path: &Path, location: Option<&str>) -> CliResult {
     let path = if path.is_absolute() {
         path.to_path_buf()
     } else {
         ctx.dir.join(path)
     };
-    let anchor = store::registry_init(&ctx.home, &path)?;
+    let anchor = store::registry_init(&ctx.home, &path, location)?;
     eprintln!("byreis: created the admin registry at {}", path.display());
     eprintln!("byreis: give this anchor fingerprint to your team over a channel other than git (in person, a call, a signed chat); they will type it into `byreis trust`:");
     println!("{anchor}");
@@ -141,7 +140,12 @@ pub fn init(ctx: &Context, project: &str, registry: &str) -> CliResult {
     Ok(())
 }
 
-pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
+pub fn trust(
+    ctx: &Context,
+    anchor: Option<String>,
+    registry_arg: Option<String>,
+    show: bool,
+) -> CliResult {
     let project = Project::open(&ctx.dir)?;
     let existing = trust::load(&ctx.home, &project.repo.common_dir())?;
     if show {
@@ -164,7 +168,16 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
         }
         return Ok(());
     }
-    let location = project.registry_location()?;
+    // The location: --registry, else BYREIS_REGISTRY (both the user's), else
+    // byreis.yaml's hint, which counts only if the signed roster states it.
+    let (location, from_user) = match registry_arg {
+        Some(l) => (verify::resolve_location(&ctx.dir, &l)?, true),
+        None => match verify::env_registry(ctx)? {
+            Some(l) => (l, true),
+            None => (project.registry_location()?, false),
+        },
+    };
+    verify::check_registry_outside(&project.repo, &location)?;
     if verify::is_url(&location) {
         let dir = verify::registry_dir(&ctx.home, &location);
         if dir.exists() {
@@ -174,7 +187,6 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
         }
     }
     let registry = verify::open_registry(&ctx.home, &location)?;
-    let computed = keys::grouped_fingerprint(&registry.roster_v1_bytes()?);
     eprintln!("byreis: registry {}", names::escape(&location));
     let typed = match anchor {
         Some(a) => a,
@@ -188,26 +200,22 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
             ))
         }
     };
-    let (t, c) = (
-        keys::normalise_fingerprint(&typed),
-        keys::normalise_fingerprint(&computed),
-    );
-    if !ct_eq(t.as_bytes(), c.as_bytes()) {
-        return Err(VerifyError {
+    // The typed anchor must be the fingerprint of one version of a chain
+    // that verifies (version 1, or a later one an admin gave out).
+    let chain = registry.roster_chain(&typed).map_err(|e| match e {
+        crate::registry::RegistryError::Anchor { .. } => CliError::from(VerifyError {
             code: Code::RosterAnchorMismatch,
-            detail: "the fingerprint you typed does not match this registry's roster; nothing was trusted. Check you were given the right fingerprint and that byreis.yaml names the right registry".into(),
-        }
-        .into());
-    }
-    if keys::normalise_fingerprint(&project.config.anchor) != c {
-        return Err(VerifyError {
-            code: Code::AnchorMismatch,
-            detail: "byreis.yaml names a different anchor than this registry's; someone edited the config or the registry. Nothing was trusted".into(),
-        }
-        .into());
-    }
+            detail: "the fingerprint you typed is not that of any roster version of this registry; nothing was trusted. Check you were given the right fingerprint and the right registry location".into(),
+        }),
+        other => CliError::from(other),
+    })?;
+    let computed =
+        keys::grouped_fingerprint(chain.versions[(chain.anchor_version - 1) as usize].bytes());
+    let c = keys::normalise_fingerprint(&computed);
     if let Some(old) = &existing {
-        if old.registry != location || keys::normalise_fingerprint(&old.anchor) != c {
+        if !verify::same_location(&old.registry, &location)
+            || keys::normalise_fingerprint(&old.anchor) != c
+        {
             eprintln!(
                 "byreis: warning: replacing the anchor this machine trusted ({} at {}) because you confirmed the new one",
                 old.anchor,
@@ -215,9 +223,9 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
             );
         }
     }
-    let same = existing
-        .as_ref()
-        .filter(|o| o.registry == location && keys::normalise_fingerprint(&o.anchor) == c);
+    let same = existing.as_ref().filter(|o| {
+        verify::same_location(&o.registry, &location) && keys::normalise_fingerprint(&o.anchor) == c
+    });
     let pin = Pin {
         repository: trust::repository_key(&project.repo.common_dir()),
         registry: location,
@@ -227,14 +235,26 @@ pub fn trust(ctx: &Context, anchor: Option<String>, show: bool) -> CliResult {
         record_revision_seen: same.map_or(0, |o| o.record_revision_seen),
         trusted_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     };
-    trust::save(&ctx.home, &project.repo.common_dir(), &pin)?;
-    eprintln!(
-        "byreis: this machine now trusts anchor {computed} for {}",
-        project.root.display()
-    );
-    // Verify the whole state now, so problems show at once.
-    let mut state = verify::load_with(project, registry, pin, true)?;
+    // Verify the whole state first (the location and the config's hint
+    // against the roster included), so nothing is pinned that does not
+    // verify.
+    let root = project.root.clone();
+    let common = project.repo.common_dir();
+    let run = verify::RunPin {
+        pin: pin.clone(),
+        stored: true,
+        location_from_user: from_user,
+    };
+    let mut state = verify::load_with(&ctx.home, project, registry, run)?;
+    trust::save(&ctx.home, &common, &pin)?;
+    state.pin_stored = true;
     state.remember(&ctx.home)?;
+    eprintln!(
+        "byreis: this machine now trusts anchor {computed} (roster version {}) at {} for {}",
+        chain.anchor_version,
+        names::escape(&pin.registry),
+        root.display()
+    );
     eprintln!(
         "byreis: verified: project {} at counter {}",
         state.manifest.project, state.manifest.counter
@@ -397,6 +417,41 @@ pub fn admin_thresholds(
     Ok(())
 }
 
+pub fn admin_location(ctx: &Context, location: &str) -> CliResult {
+    let state = verify::load(ctx)?;
+    let actor = crate::store::Actor::load(&ctx.home)?;
+    let version = crate::store::change_roster(
+        ctx,
+        &state,
+        &actor,
+        crate::store::AdminChange::Location(location.to_string()),
+    )?;
+    let Some(version) = version.report() else {
+        return Ok(());
+    };
+    eprintln!(
+        "byreis: roster version {version} states the registry lives at {}; teammates and CI use `byreis trust --registry LOCATION` or BYREIS_REGISTRY with it",
+        names::escape(location)
+    );
+    print_new_anchor(ctx, version);
+    Ok(())
+}
+
+/// Prints the fingerprint of roster version `version` (just landed) as the
+/// anchor to give fresh machines: pinned to it, they never accept a roster
+/// from before it.
+fn print_new_anchor(ctx: &Context, version: u64) {
+    let Ok(state) = verify::load_opts(ctx, true) else {
+        return;
+    };
+    if state.roster.latest().version == version {
+        println!("{}", state.roster.latest_fingerprint());
+        eprintln!(
+            "byreis: anchor of roster version {version} (printed above): give it to CI as BYREIS_ANCHOR (and to new teammates for `byreis trust --anchor`); a fresh machine pinned to it never accepts a roster from before this version"
+        );
+    }
+}
+
 pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
     let state = verify::load(ctx)?;
     let actor = crate::store::Actor::load(&ctx.home)?;
@@ -424,6 +479,7 @@ pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
         return Ok(());
     };
     eprintln!("byreis: {name} is no longer an admin from roster version {version}: their signatures no longer count, including on anything they sign later with an old date");
+    print_new_anchor(ctx, version);
     if let Some(m) = member {
         let envs: Vec<&String> = state
             .manifest

@@ -1025,7 +1025,19 @@ pub fn clone_and_trust(w: &World, from: &Path, p: &Person) -> PathBuf {
             clone.to_str().unwrap(),
         ],
     );
-    let o = run(&p.home, &clone, &["trust", "--anchor", &w.anchor], None);
+    // A registry reached by URL was made at a path (the roster states that
+    // path), so a teammate is given its URL by the admin (ADR 0015).
+    let config = fs::read_to_string(clone.join("byreis.yaml")).unwrap();
+    let location = config
+        .lines()
+        .find_map(|l| l.strip_prefix("registry: "))
+        .filter(|l| l.contains("://"))
+        .map(str::to_string);
+    let mut args = vec!["trust", "--anchor", &w.anchor];
+    if let Some(l) = &location {
+        args.extend(["--registry", l.as_str()]);
+    }
+    let o = run(&p.home, &clone, &args, None);
     assert_ok(&o, &format!("{} trust", p.name));
     clone
 }

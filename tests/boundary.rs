@@ -1,0 +1,426 @@
+//! The trust boundary (issue 13): someone who can push to the project
+//! repository but holds no key gains nothing. Each test is one attack that
+//! worked before ADR 0015, run with real git repositories and the real
+//! binary.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+fn commit_all(w: &World, dir: &Path, msg: &str) -> String {
+    w.git_ok(dir, &["add", "-A"]);
+    w.git_ok(dir, &["commit", "-q", "--no-verify", "-m", msg]);
+    w.git_ok(dir, &["rev-parse", "HEAD"])
+}
+
+/// A fresh CI machine: an empty BYREIS_HOME with only alice's age identity
+/// given by file, and a fresh clone of the project.
+fn fresh_ci(w: &World, name: &str) -> (PathBuf, PathBuf) {
+    let home = w.root.join(format!("{name}-home"));
+    fs::create_dir(&home).unwrap();
+    let clone = w.root.join(format!("{name}-clone"));
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            w.proj.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    (home, clone)
+}
+
+/// The attacker's set-up of attack 1: a bare copy of the registry frozen
+/// before alice changes `prod DB`, committed into the project at `.ci/reg.git`
+/// with the project's byreis files of that time and `registry: .ci/reg.git`.
+/// Returns the old value and the new one.
+fn plant_frozen_registry(w: &World) -> (&'static str, &'static str) {
+    let frozen = w.proj.join(".ci").join("reg.git");
+    fs::create_dir_all(frozen.parent().unwrap()).unwrap();
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            w.reg.to_str().unwrap(),
+            frozen.to_str().unwrap(),
+        ],
+    );
+    let old_commit = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    w.set("prod", "DB", "rotated-after-the-leak");
+    // The attacker (no key): old byreis files back, registry hint moved.
+    w.git_ok(
+        &w.proj,
+        &["checkout", &old_commit, "--", ".byreis", "secrets"],
+    );
+    let config = w.proj.join("byreis.yaml");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains("registry: ../reg\n"), "{text}");
+    fs::write(
+        &config,
+        text.replace("registry: ../reg\n", "registry: .ci/reg.git\n"),
+    )
+    .unwrap();
+    commit_all(w, &w.proj, "ci: vendored registry");
+    (PROD_DB, "rotated-after-the-leak")
+}
+
+#[test]
+fn a_registry_copy_inside_the_project_is_refused_on_a_fresh_ci_machine() {
+    let w = World::with_secrets();
+    let (old, new) = plant_frozen_registry(&w);
+    let (home, clone) = fresh_ci(&w, "ci");
+    let identity = identity_file(&w.alice);
+    let id = identity.to_str().unwrap();
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_IDENTITY_FILE", id),
+        ("CI", "true"),
+    ];
+    assert_reads_refused_in(
+        &home,
+        &clone,
+        &["registry-inside-project"],
+        &[old, new],
+        "frozen copy in the project, BYREIS_ANCHOR only",
+        &env,
+    );
+    let o = run_env(&home, &clone, &["verify"], None, &env);
+    assert_refused(&o, &["registry-inside-project"], "verify");
+
+    // With the registry's location given by the user, the hint disagrees.
+    let reg = w.reg.to_str().unwrap();
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", reg),
+        ("BYREIS_IDENTITY_FILE", id),
+        ("CI", "true"),
+    ];
+    assert_reads_refused_in(
+        &home,
+        &clone,
+        &["registry-mismatch"],
+        &[old, new],
+        "frozen copy in the project, BYREIS_REGISTRY set",
+        &env,
+    );
+
+    // `trust` refuses to pin it, and runs no git in it.
+    let o = run_env(
+        &home,
+        &clone,
+        &["trust", "--anchor", &w.anchor],
+        None,
+        &[("BYREIS_IDENTITY_FILE", id)],
+    );
+    assert_refused(&o, &["registry-inside-project"], "trust --anchor");
+}
+
+#[test]
+fn a_frozen_copy_outside_the_project_found_through_the_hint_is_unconfirmed() {
+    // The same copy hosted elsewhere (as an attacker's URL would be): the
+    // signed roster says where the registry lives, and it is not there.
+    let w = World::with_secrets();
+    let frozen = w.root.join("elsewhere.git");
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            w.reg.to_str().unwrap(),
+            frozen.to_str().unwrap(),
+        ],
+    );
+    let old_commit = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    w.set("prod", "DB", "rotated-after-the-leak");
+    w.git_ok(
+        &w.proj,
+        &["checkout", &old_commit, "--", ".byreis", "secrets"],
+    );
+    replace_in_file(
+        &w.proj.join("byreis.yaml"),
+        "registry: ../reg\n",
+        "registry: ../elsewhere.git\n",
+    );
+    commit_all(&w, &w.proj, "registry moved (not really)");
+    let (home, clone) = fresh_ci(&w, "ci");
+    let identity = identity_file(&w.alice);
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_IDENTITY_FILE", identity.to_str().unwrap()),
+        ("CI", "true"),
+    ];
+    assert_reads_refused_in(
+        &home,
+        &clone,
+        &["registry-unconfirmed"],
+        &[PROD_DB, "rotated-after-the-leak"],
+        "frozen copy outside the project",
+        &env,
+    );
+}
+
+#[test]
+fn the_hint_is_accepted_where_the_roster_states_the_registry_lives() {
+    // The honest case: BYREIS_ANCHOR alone, byreis.yaml's hint resolving to
+    // the location `registry init` recorded in the signed roster.
+    let w = World::with_secrets();
+    let (home, clone) = fresh_ci(&w, "ci");
+    let identity = identity_file(&w.alice);
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_IDENTITY_FILE", identity.to_str().unwrap()),
+        ("CI", "true"),
+    ];
+    let o = run_env(&home, &clone, &["get", "prod", "DB"], None, &env);
+    assert_ok(&o, "get with the roster-confirmed hint");
+    assert_eq!(stdout(&o).trim_end(), PROD_DB);
+    // And `trust --registry` pins a location the user gives.
+    let o = run_env(
+        &home,
+        &clone,
+        &[
+            "trust",
+            "--registry",
+            w.reg.to_str().unwrap(),
+            "--anchor",
+            &w.anchor,
+        ],
+        None,
+        &[("BYREIS_IDENTITY_FILE", identity.to_str().unwrap())],
+    );
+    assert_ok(&o, "trust --registry --anchor");
+    let o = run_env(
+        &home,
+        &clone,
+        &["get", "prod", "DB"],
+        None,
+        &[("BYREIS_IDENTITY_FILE", identity.to_str().unwrap())],
+    );
+    assert_ok(&o, "get after trust --registry");
+}
+
+/// Plants git configuration that runs a program (writing `marker`) in the
+/// repository at `dir`, for every way git could be told to.
+fn plant_git_config(w: &World, dir: &Path, marker: &Path) {
+    let script = w.root.join("planted.sh");
+    write_script(
+        &script,
+        &format!(
+            "#!/bin/sh\necho \"$0 $*\" >> '{}'\nexec \"$@\"\n",
+            marker.display()
+        ),
+    );
+    let hooks = w.root.join("planted-hooks");
+    fs::create_dir_all(&hooks).unwrap();
+    for hook in [
+        "post-merge",
+        "pre-push",
+        "reference-transaction",
+        "post-checkout",
+    ] {
+        write_script(
+            &hooks.join(hook),
+            &format!("#!/bin/sh\necho hook-{hook} >> '{}'\n", marker.display()),
+        );
+    }
+    let s = script.display().to_string();
+    for (k, v) in [
+        ("core.fsmonitor", s.clone()),
+        ("core.hooksPath", hooks.display().to_string()),
+        ("core.sshCommand", format!("{s} ssh")),
+        ("remote.origin.uploadpack", format!("{s} git-upload-pack")),
+        ("remote.origin.receivepack", format!("{s} git-receive-pack")),
+        ("credential.helper", format!("!{s} true")),
+        ("core.askPass", s.clone()),
+    ] {
+        w.git_ok(dir, &["config", k, &v]);
+    }
+}
+
+#[test]
+fn planted_git_config_in_a_registry_copy_runs_nothing() {
+    let w = World::with_secrets();
+    // The registry copy gets an origin (as a team's shared registry).
+    let url = w.bare_registry_url();
+    w.git_ok(&w.reg, &["remote", "add", "origin", &url]);
+    w.git_ok(&w.reg, &["fetch", "-q", "origin"]);
+    w.git_ok(&w.reg, &["branch", "-q", "--set-upstream-to=origin/main"]);
+    let marker = w.root.join("planted-ran");
+    plant_git_config(&w, &w.reg, &marker);
+
+    let o = w.alice_run(&["registry", "pull"]);
+    assert_ok(&o, "registry pull");
+    w.set("prod", "DB", "after-the-plant");
+    assert!(
+        !marker.exists(),
+        "git ran planted configuration: {}",
+        fs::read_to_string(&marker).unwrap_or_default()
+    );
+    // The write reached the shared registry (the push ran, plainly).
+    let shared = w.git_ok(&w.root.join("reg.git"), &["rev-parse", "main"]);
+    assert_eq!(shared, w.git_ok(&w.reg, &["rev-parse", "HEAD"]));
+}
+
+#[test]
+fn tokens_and_byreis_variables_never_reach_git() {
+    // A `git` first on PATH that records its environment, then runs the real one.
+    let w = World::with_secrets();
+    let url = w.bare_registry_url();
+    w.git_ok(&w.reg, &["remote", "add", "origin", &url]);
+    w.git_ok(&w.reg, &["fetch", "-q", "origin"]);
+    w.git_ok(&w.reg, &["branch", "-q", "--set-upstream-to=origin/main"]);
+    let real =
+        String::from_utf8(tool("sh", &w.root, &w.root, &["-c", "command -v git"], None).stdout)
+            .unwrap();
+    let bin = w.root.join("spy-bin");
+    fs::create_dir(&bin).unwrap();
+    let log = w.root.join("git-env.log");
+    write_script(
+        &bin.join("git"),
+        &format!(
+            "#!/bin/sh\nenv >> '{}'\necho --- >> '{}'\nexec {} \"$@\"\n",
+            log.display(),
+            log.display(),
+            real.trim()
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let o = w.alice_run_env(
+        &["registry", "pull"],
+        &[
+            ("PATH", path.as_str()),
+            ("GITHUB_TOKEN", "ghp_token_value_1"),
+            ("GH_TOKEN", "gh_token_value_2"),
+            ("BYREIS_TEST_SECRET", "byreis_value_3"),
+            ("GIT_DIR", "/nonexistent"),
+        ],
+    );
+    assert_ok(&o, "registry pull with tokens in the environment");
+    let seen = fs::read_to_string(&log).expect("the spy git ran");
+    for leaked in [
+        "ghp_token_value_1",
+        "gh_token_value_2",
+        "byreis_value_3",
+        "GIT_DIR=/nonexistent",
+    ] {
+        assert!(
+            !seen.contains(leaked),
+            "git's environment had {leaked}:\n{seen}"
+        );
+    }
+    assert!(seen.contains("GIT_CONFIG_NOSYSTEM=1"), "{seen}");
+    assert!(seen.contains("GIT_CONFIG_GLOBAL=/dev/null"), "{seen}");
+}
+
+#[test]
+fn a_host_pinned_by_env_remembers_and_refuses_a_rollback() {
+    let w = World::with_secrets();
+    let reg_before = w.git_ok(&w.reg, &["rev-parse", "HEAD"]);
+    let proj_before = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    w.set("prod", "DB", "newer-value");
+    let home = w.root.join("ci-home");
+    fs::create_dir(&home).unwrap();
+    let identity = identity_file(&w.alice);
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_IDENTITY_FILE", identity.to_str().unwrap()),
+        ("CI", "true"),
+    ];
+    let o = run_env(&home, &w.proj, &["get", "prod", "DB"], None, &env);
+    assert_ok(&o, "get at counter 5");
+    assert_eq!(stdout(&o).trim_end(), "newer-value");
+    // Registry and project rolled back together.
+    w.git_ok(&w.reg, &["reset", "-q", "--hard", &reg_before]);
+    w.git_ok(&w.proj, &["reset", "-q", "--hard", &proj_before]);
+    assert_reads_refused_in(
+        &home,
+        &w.proj,
+        &["record-rollback"],
+        &[PROD_DB],
+        "rolled back after an env-pinned read",
+        &env,
+    );
+    // A fresh machine cannot know; that limit is stated in SECURITY.md.
+    let fresh = w.root.join("fresh-home");
+    fs::create_dir(&fresh).unwrap();
+    let o = run_env(&fresh, &w.proj, &["get", "prod", "DB"], None, &env);
+    assert_ok(&o, "a fresh machine has no memory");
+}
+
+#[test]
+fn a_later_anchor_refuses_a_registry_frozen_before_it() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    assert_ok(&w.alice_run(&admin_add_args(&bob)), "admin add bob");
+    let with_bob = w.git_ok(&w.reg, &["rev-parse", "HEAD"]);
+    let o = w.alice_run(&["admin", "remove", "bob"]);
+    assert_ok(&o, "admin remove bob");
+    let new_anchor = stdout(&o).trim().to_string();
+    assert!(is_anchor_fingerprint(&new_anchor), "{}", dump(&o));
+    assert_ne!(new_anchor, w.anchor);
+    assert_stderr_contains(&o, "BYREIS_ANCHOR", "the new anchor is offered for CI");
+
+    let identity = identity_file(&w.alice);
+    let id = identity.to_str().unwrap();
+    let (home, clone) = fresh_ci(&w, "ci");
+    let env = [
+        ("BYREIS_ANCHOR", new_anchor.as_str()),
+        ("BYREIS_IDENTITY_FILE", id),
+        ("CI", "true"),
+    ];
+    let o = run_env(&home, &clone, &["get", "prod", "DB"], None, &env);
+    assert_ok(&o, "get pinned to the later anchor");
+
+    // A copy of the registry from when bob was still an admin.
+    let old = w.root.join("reg-with-bob");
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            w.reg.to_str().unwrap(),
+            old.to_str().unwrap(),
+        ],
+    );
+    w.git_ok(&old, &["reset", "-q", "--hard", &with_bob]);
+    let home2 = w.root.join("ci2-home");
+    fs::create_dir(&home2).unwrap();
+    let old_s = old.to_str().unwrap();
+    let env = [
+        ("BYREIS_ANCHOR", new_anchor.as_str()),
+        ("BYREIS_REGISTRY", old_s),
+        ("BYREIS_IDENTITY_FILE", id),
+        ("CI", "true"),
+    ];
+    let o = run_env(&home2, &clone, &["get", "prod", "DB"], None, &env);
+    assert_refused(
+        &o,
+        &["roster-anchor-mismatch"],
+        "registry frozen before the anchor",
+    );
+}
+
+#[test]
+fn a_write_from_another_branch_is_refused_before_anything_is_signed() {
+    let w = World::with_secrets();
+    let (before_proj, before_reg) = w.heads();
+    w.git_ok(&w.proj, &["switch", "-q", "-c", "feature"]);
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "on-a-feature-branch\n");
+    assert_refused(&o, &["wrong-branch"], "set on a feature branch");
+    assert_stderr_contains(&o, "git switch main", "the fix is named");
+    assert_eq!(w.heads(), (before_proj, before_reg), "nothing moved");
+    let o = w.alice_run(&["unset", "prod", "API"]);
+    assert_refused(&o, &["wrong-branch"], "unset on a feature branch");
+    // Back on main, writes work and the manifest names the branch.
+    w.git_ok(&w.proj, &["switch", "-q", "main"]);
+    w.set("prod", "DB", "on-main");
+    let m = fs::read_to_string(w.manifest()).unwrap();
+    assert!(m.contains("branch: main\n"), "{m}");
+}
