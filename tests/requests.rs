@@ -598,6 +598,26 @@ fn a_request_under_a_members_name_with_another_key_is_flagged() {
         Vec::<String>::new(),
         "a normal request: {row}"
     );
+    // dave asking again with his own key adds nobody.
+    let again = w.root.join("dave-again.yaml");
+    let o = w.run_as(
+        &dave,
+        &[
+            "request-access",
+            "--name",
+            "dave",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "dave asks again");
+    let o = w.alice_run(&["request", "show", again.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("warning: dave is already a member with this same key"),
+        "{}",
+        dump(&o)
+    );
+    assert!(!stdout(&o).contains(&dave_fp), "{}", dump(&o));
 
     let o = w.alice_run(&["request", "list"]);
     assert_ok(&o, "request list");
@@ -729,6 +749,28 @@ fn a_request_under_an_admins_name_is_flagged() {
         dump(&o)
     );
     assert!(!stdout(&o).contains(&bob_fp), "{}", dump(&o));
+
+    // bob's key under another name.
+    let file2 = w.root.join("bob-2.yaml");
+    let o = w.run_as(
+        &bob,
+        &[
+            "request-access",
+            "--name",
+            "bob-2",
+            "--out",
+            file2.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "bob's key as bob-2");
+    let o = w.alice_run(&["request", "show", file2.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains(
+            "warning: this request under the name bob-2 carries the age key of admin bob"
+        ),
+        "{}",
+        dump(&o)
+    );
 
     // alice is an admin and a member: both.
     let o = w.run_as(&mallory, &["request-access", "--name", "alice"]);
