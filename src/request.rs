@@ -612,3 +612,116 @@ pub fn put_on_branch(
     }
     Ok(false)
 }
+
+/// Something about a request an admin must know before being asked
+/// anything: its name or key collides with who already has access.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// `member-key-differs`, `member-same-key`, `key-of-member`,
+    /// `admin-name` or `key-of-admin`.
+    pub flag: &'static str,
+    /// One sentence for the admin, names escaped.
+    pub message: String,
+    /// The member or admin it collides with.
+    pub with: String,
+    /// That member's or admin's age recipient and its fingerprint, from
+    /// the verified manifest or roster, when the request's key differs
+    /// from it (the request's own key and fingerprint are never given
+    /// here: the admin must get the fingerprint from the requester).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub their_recipient: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub their_fingerprint: Option<String>,
+}
+
+/// How request `loaded` collides with `members` (name → recipient, from
+/// the verified manifest) and the admins of the newest verified roster
+/// (`roster_version`). Keys are compared as parsed bytes
+/// ([`AgeRecipient`] equality), never as strings.
+pub fn conflicts(
+    loaded: &Loaded,
+    members: &std::collections::BTreeMap<String, AgeRecipient>,
+    admins: &[crate::documents::Admin],
+    roster_version: u64,
+) -> Vec<Conflict> {
+    let name = &loaded.doc.name;
+    let shown = names::escape(name);
+    let key = &loaded.key;
+    let mut out = Vec::new();
+    match members.get(name) {
+        Some(theirs) if theirs != key => out.push(Conflict {
+            flag: "member-key-differs",
+            message: format!(
+                "{shown} is already a member with key {} (fingerprint {}); this request carries a DIFFERENT key: absorbing it would be a key replacement, not a new member (byreis refuses it unless {shown} is removed first). Ask {shown} over another channel whether they changed keys; anyone can make a request under any name",
+                theirs.as_str(),
+                theirs.fingerprint()
+            ),
+            with: name.clone(),
+            their_recipient: Some(theirs.as_str().to_string()),
+            their_fingerprint: Some(theirs.fingerprint()),
+        }),
+        Some(_) => out.push(Conflict {
+            flag: "member-same-key",
+            message: format!(
+                "{shown} is already a member with this same key: absorbing it gives no new member access"
+            ),
+            with: name.clone(),
+            their_recipient: None,
+            their_fingerprint: None,
+        }),
+        None => {}
+    }
+    for (other, theirs) in members {
+        if other != name && theirs == key {
+            out.push(Conflict {
+                flag: "key-of-member",
+                message: format!(
+                    "this request under the name {shown} carries the key of member {}: it is not a new person's key (byreis refuses to give one key two names)",
+                    names::escape(other)
+                ),
+                with: other.clone(),
+                their_recipient: None,
+                their_fingerprint: None,
+            });
+        }
+    }
+    for admin in admins {
+        let theirs = AgeRecipient::parse(&admin.age_recipient).ok();
+        let same_key = theirs.as_ref() == Some(key);
+        if admin.name == *name {
+            let about_key = match &theirs {
+                Some(_) if same_key => " and carries that admin's own age key".to_string(),
+                Some(t) => format!(
+                    "; that admin's age key is {} (fingerprint {}) and this request carries a DIFFERENT key",
+                    t.as_str(),
+                    t.fingerprint()
+                ),
+                None => String::new(),
+            };
+            out.push(Conflict {
+                flag: "admin-name",
+                message: format!(
+                    "{shown} is the name of an admin in roster version {roster_version}{about_key}. Admins do not need to ask for access: ask {shown} over another channel whether they made this request"
+                ),
+                with: admin.name.clone(),
+                their_recipient: theirs
+                    .as_ref()
+                    .filter(|_| !same_key)
+                    .map(|t| t.as_str().to_string()),
+                their_fingerprint: theirs.as_ref().filter(|_| !same_key).map(|t| t.fingerprint()),
+            });
+        } else if same_key {
+            out.push(Conflict {
+                flag: "key-of-admin",
+                message: format!(
+                    "this request under the name {shown} carries the age key of admin {} (roster version {roster_version}): it is not a new person's key",
+                    names::escape(&admin.name)
+                ),
+                with: admin.name.clone(),
+                their_recipient: None,
+                their_fingerprint: None,
+            });
+        }
+    }
+    out
+}

@@ -73,6 +73,12 @@ fn open_edit(w: &World, runtime: &Path) -> OpenEdit {
 
 /// Like [`open_edit`], with `EDITOR` set to `prefix` then the script.
 fn open_edit_with(w: &World, runtime: &Path, prefix: &str) -> OpenEdit {
+    open_edit_in(w, runtime, prefix, false)
+}
+
+/// Like [`open_edit_with`]; with `own_group`, byreis leads a process group
+/// of its own (as a shell's foreground job does), which its editor shares.
+fn open_edit_in(w: &World, runtime: &Path, prefix: &str, own_group: bool) -> OpenEdit {
     let ready = w.root.join("editor-ready");
     let _ = fs::remove_file(&ready);
     let editor = w.root.join("waiting-editor.sh");
@@ -90,6 +96,9 @@ fn open_edit_with(w: &World, runtime: &Path, prefix: &str) -> OpenEdit {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if own_group {
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    }
     let mut byreis = c.spawn().expect("start byreis edit");
     let start = Instant::now();
     let editor_pid = loop {
@@ -247,6 +256,24 @@ fn sigusr1_ends_an_editor_behind_a_shell() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!exists(editor), "byreis left the wrapped editor running");
+}
+
+/// Ctrl-C at a terminal: SIGINT to the whole foreground group, so the
+/// editor gets it too and exits; byreis names it and cleans up. (This
+/// passed before the signal rework too; it guards the new wait.)
+#[test]
+fn ctrl_c_to_the_process_group_ends_the_edit() {
+    let w = World::with_secrets();
+    let runtime = runtime_dir(&w);
+    let before = w.heads();
+    let e = open_edit_in(&w, &runtime, "", true);
+    let group = pid(e.byreis.id());
+    rustix::process::kill_process_group(group, Signal::INT).unwrap();
+    let o = finish(e, "SIGINT to the group");
+    assert_exit(&o, 1, "SIGINT to the group");
+    assert_stderr_contains(&o, "interrupted by SIGINT", "SIGINT to the group");
+    assert_eq!(edit_dirs(&runtime), Vec::<String>::new());
+    assert_eq!(w.heads(), before);
 }
 
 /// SIGKILL cannot be caught: the directory stays, and the next byreis run,

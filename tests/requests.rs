@@ -533,3 +533,252 @@ fn absorb_killed_at_seeded_random_moments() {
     }
     eprintln!("absorb random kills: {outcomes:?}");
 }
+
+/// The row of `request list --format json` for `reference`.
+fn list_row(w: &World, reference: &str) -> serde_json::Value {
+    let o = w.alice_run(&["request", "list", "--format", "json"]);
+    assert_ok(&o, "request list --format json");
+    json(&o)["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .find(|r| r["ref"] == reference)
+        .unwrap_or_else(|| panic!("no row for {reference}\n{}", dump(&o)))
+        .clone()
+}
+
+/// The flag names of a list row.
+fn flag_names(row: &serde_json::Value) -> Vec<String> {
+    row["flags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no flags array in {row}"))
+        .iter()
+        .map(|f| f["flag"].as_str().expect("flag").to_string())
+        .collect()
+}
+
+/// A request under a member's name with another key is flagged in list
+/// (text and JSON), show and the absorb, before the fingerprint prompt,
+/// with the member's key from the manifest, never the request's; a request
+/// carrying a member's key under another name too; a normal request is not.
+#[test]
+fn a_request_under_a_members_name_with_another_key_is_flagged() {
+    let w = World::with_secrets();
+    let dave = keygen(&w.root, "dave");
+    let add = format!("dave={}", dave.recipient);
+    assert_ok(&w.rotate(&["--add", &add]), "add dave");
+    let dave_fp = request_access_fp_of(&dave);
+
+    let mallory = keygen(&w.root, "mallory");
+    let o = w.run_as(&mallory, &["request-access", "--name", "dave"]);
+    assert_ok(&o, "mallory asks as dave");
+    let mallory_fp = stdout(&o).trim().to_string();
+    let o = w.run_as(&dave, &["request-access", "--name", "dave-laptop"]);
+    assert_ok(&o, "dave's key under another name");
+    let erin = keygen(&w.root, "erin");
+    request_access(&w, &erin, &[]);
+
+    let row = list_row(&w, "byreis/request/dave");
+    assert_eq!(flag_names(&row), ["member-key-differs"], "{row}");
+    let flag = &row["flags"][0];
+    assert_eq!(flag["with"], "dave", "{row}");
+    assert_eq!(flag["their_fingerprint"], dave_fp.as_str(), "{row}");
+    assert_eq!(flag["their_recipient"], dave.recipient.as_str(), "{row}");
+    assert!(
+        flag["message"].as_str().unwrap().contains("DIFFERENT key"),
+        "{row}"
+    );
+    assert_eq!(row["state"], "requested", "existing keys kept: {row}");
+    let row = list_row(&w, "byreis/request/dave-laptop");
+    assert_eq!(flag_names(&row), ["key-of-member"], "{row}");
+    assert_eq!(row["flags"][0]["with"], "dave", "{row}");
+    let row = list_row(&w, "byreis/request/erin");
+    assert_eq!(
+        flag_names(&row),
+        Vec::<String>::new(),
+        "a normal request: {row}"
+    );
+    // dave asking again with his own key adds nobody.
+    let again = w.root.join("dave-again.yaml");
+    let o = w.run_as(
+        &dave,
+        &[
+            "request-access",
+            "--name",
+            "dave",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "dave asks again");
+    let o = w.alice_run(&["request", "show", again.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("warning: dave is already a member with this same key"),
+        "{}",
+        dump(&o)
+    );
+    assert!(!stdout(&o).contains(&dave_fp), "{}", dump(&o));
+
+    let o = w.alice_run(&["request", "list"]);
+    assert_ok(&o, "request list");
+    let out = stdout(&o);
+    let line = |r: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{r}\t")))
+            .unwrap_or_else(|| panic!("no line for {r}\n{}", dump(&o)))
+            .to_string()
+    };
+    assert!(
+        line("byreis/request/dave").ends_with("\tmember-key-differs"),
+        "{}",
+        dump(&o)
+    );
+    assert!(line("byreis/request/erin").ends_with("\t-"), "{}", dump(&o));
+    assert_stderr_contains(
+        &o,
+        &format!(
+            "warning: byreis/request/dave: dave is already a member with key {} (fingerprint {dave_fp}); this request carries a DIFFERENT key",
+            dave.recipient
+        ),
+        "list warns",
+    );
+    assert!(!stderr(&o).contains("request/erin:"), "{}", dump(&o));
+
+    let o = w.alice_run(&["request", "show", "byreis/request/dave"]);
+    assert_ok(&o, "request show");
+    assert!(
+        stdout(&o).contains("warning: dave is already a member with key")
+            && stdout(&o).contains("a key replacement, not a new member"),
+        "{}",
+        dump(&o)
+    );
+    let o2 = w.alice_run(&["request", "show", "byreis/request/erin"]);
+    assert_ok(&o2, "request show erin");
+    assert!(!stdout(&o2).contains("warning"), "{}", dump(&o2));
+    for o in [&o, &o2] {
+        let all = format!("{}{}", stdout(o), stderr(o));
+        assert!(
+            !all.contains(&mallory_fp),
+            "request fingerprint shown:\n{all}"
+        );
+        assert!(
+            !all.contains(&mallory.recipient),
+            "request key shown:\n{all}"
+        );
+    }
+
+    // The absorb warns before the fingerprint is checked; absorb
+    // semantics are unchanged (an existing member's key is not replaced).
+    let heads = w.heads();
+    let o = w.alice_run(&absorb_args("byreis/request/dave", &mallory_fp));
+    assert_failed(&o, "absorb over an existing member");
+    let err = stderr(&o);
+    let warned = err
+        .find("warning: dave is already a member")
+        .unwrap_or_else(|| panic!("absorb did not warn\n{}", dump(&o)));
+    let confirmed = err.find("fingerprint confirmed").expect("confirmed");
+    assert!(
+        warned < confirmed,
+        "the warning came after the fingerprint\n{err}"
+    );
+    assert_stderr_contains(&o, "already exists with another key", "refused as before");
+    assert_eq!(w.heads(), heads, "nothing changed");
+}
+
+/// A request under an admin's name (newest verified roster) is flagged,
+/// with the admin's age key when the request's differs.
+#[test]
+fn a_request_under_an_admins_name_is_flagged() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    add_admin(&w, &bob);
+    let bob_fp = request_access_fp_of(&bob);
+    let mallory = keygen(&w.root, "mallory");
+    let o = w.run_as(&mallory, &["request-access", "--name", "bob"]);
+    assert_ok(&o, "mallory asks as bob");
+    let mallory_fp = stdout(&o).trim().to_string();
+
+    let row = list_row(&w, "byreis/request/bob");
+    assert!(
+        flag_names(&row).contains(&"admin-name".to_string()),
+        "{row}"
+    );
+    let flag = row["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"] == "admin-name")
+        .unwrap();
+    assert_eq!(flag["with"], "bob", "{row}");
+    assert_eq!(flag["their_fingerprint"], bob_fp.as_str(), "{row}");
+    let o = w.alice_run(&["request", "show", "byreis/request/bob"]);
+    assert_ok(&o, "show");
+    assert!(
+        stdout(&o).contains("warning: bob is the name of an admin in roster version 2")
+            && stdout(&o).contains("DIFFERENT key"),
+        "{}",
+        dump(&o)
+    );
+    assert!(!stdout(&o).contains(&mallory_fp), "{}", dump(&o));
+    let o = w.alice_run(&["request", "list"]);
+    assert_stderr_contains(
+        &o,
+        "warning: byreis/request/bob: bob is the name of an admin",
+        "list",
+    );
+
+    // bob's own key under his name: flagged, without a key shown.
+    let file = w.root.join("bob.yaml");
+    let o = w.run_as(
+        &bob,
+        &[
+            "request-access",
+            "--name",
+            "bob",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "bob asks");
+    let o = w.alice_run(&["request", "show", file.to_str().unwrap()]);
+    assert_ok(&o, "show bob's file");
+    assert!(
+        stdout(&o).contains("warning: bob is the name of an admin")
+            && stdout(&o).contains("carries that admin's own age key"),
+        "{}",
+        dump(&o)
+    );
+    assert!(!stdout(&o).contains(&bob_fp), "{}", dump(&o));
+
+    // bob's key under another name.
+    let file2 = w.root.join("bob-2.yaml");
+    let o = w.run_as(
+        &bob,
+        &[
+            "request-access",
+            "--name",
+            "bob-2",
+            "--out",
+            file2.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&o, "bob's key as bob-2");
+    let o = w.alice_run(&["request", "show", file2.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains(
+            "warning: this request under the name bob-2 carries the age key of admin bob"
+        ),
+        "{}",
+        dump(&o)
+    );
+
+    // alice is an admin and a member: both.
+    let o = w.run_as(&mallory, &["request-access", "--name", "alice"]);
+    assert_ok(&o, "mallory asks as alice");
+    let row = list_row(&w, "byreis/request/alice");
+    assert_eq!(
+        flag_names(&row),
+        ["member-key-differs", "admin-name"],
+        "{row}"
+    );
+}

@@ -166,6 +166,18 @@ fn load_with_state(
     Ok((loaded, d, st))
 }
 
+/// How a request still waiting for a decision collides with who already
+/// has access: a member's name (with another key or the same one), a
+/// member's key under another name, an admin's name or age key (newest
+/// verified roster). Shown before an admin is asked anything.
+fn conflicts(state: &verify::State, loaded: &Loaded, st: State) -> Vec<request::Conflict> {
+    if st != State::Requested {
+        return Vec::new();
+    }
+    let roster = state.roster.latest();
+    request::conflicts(loaded, &state.recipients, &roster.admins, roster.version)
+}
+
 /// Whether the newest audit entry is a rotation that absorbed the request
 /// whose file hashes to `sha256`.
 fn absorbed_by_last_rotation(state: &verify::State, sha256: &str) -> bool {
@@ -218,6 +230,7 @@ pub fn list(ctx: &Context, format: Format) -> CliResult {
                 "email": l.doc.email,
                 "time": l.doc.time,
                 "state": st,
+                "flags": conflicts(&state, &l, st),
             })),
             Err(e) => rows.push(json!({"ref": branch, "state": "invalid", "error": match e {
                 CliError::Verify(v) => v.detail,
@@ -233,13 +246,28 @@ pub fn list(ctx: &Context, format: Format) -> CliResult {
                 eprintln!("byreis: no request branches in the registry (file requests are absorbed with `rotate --from-request FILE`)");
             }
             for r in &rows {
+                let flags: Vec<&serde_json::Value> =
+                    r["flags"].as_array().into_iter().flatten().collect();
+                let names_of: Vec<&str> = flags.iter().filter_map(|f| f["flag"].as_str()).collect();
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     r["ref"].as_str().unwrap_or_default(),
                     names::escape(r["name"].as_str().unwrap_or("-")),
                     r["state"].as_str().unwrap_or_default(),
                     names::escape(r["time"].as_str().unwrap_or("-")),
+                    if names_of.is_empty() {
+                        "-".to_string()
+                    } else {
+                        names_of.join(",")
+                    },
                 );
+                for f in flags {
+                    eprintln!(
+                        "byreis: warning: {}: {}",
+                        names::escape(r["ref"].as_str().unwrap_or_default()),
+                        f["message"].as_str().unwrap_or_default()
+                    );
+                }
             }
         }
     }
@@ -251,6 +279,9 @@ pub fn show(ctx: &Context, reference: &str) -> CliResult {
     let (loaded, d, st) = load_with_state(&state, reference)?;
     for line in describe(&loaded, st) {
         println!("{line}");
+    }
+    for c in conflicts(&state, &loaded, st) {
+        println!("warning: {}", c.message);
     }
     let decided = d
         .as_ref()
@@ -382,6 +413,11 @@ pub fn confirm_request(
     request::refuse_quoted_fingerprint(&loaded)?;
     for line in describe(&loaded, st) {
         eprintln!("byreis: {line}");
+    }
+    // Before the fingerprint prompt: a request under a member's or an
+    // admin's name is not a new member, whatever fingerprint is typed.
+    for c in conflicts(state, &loaded, st) {
+        eprintln!("byreis: warning: {}", c.message);
     }
     let typed = match typed {
         Some(t) => t,
