@@ -494,6 +494,7 @@ pub fn execute(
                 Environment {
                     readers,
                     sha256: e.sha256.clone(),
+                    exec_allow: e.exec_allow.clone(),
                 },
             );
         }
@@ -520,6 +521,7 @@ pub fn execute(
                 Environment {
                     readers: readers.remove(env).expect("planned for every environment"),
                     sha256: sha256_hex(file),
+                    exec_allow: state.manifest.environments[env].exec_allow.clone(),
                 },
             );
             changes.push(Change {

@@ -264,11 +264,17 @@ pub fn commit_changes_with(
     let mut file_changes = Vec::with_capacity(jobs.len() + 1);
     for ((change, _, readers), file) in jobs.into_iter().zip(files) {
         let file = file?;
+        let exec_allow = manifest
+            .environments
+            .get(&change.env)
+            .map(|e| e.exec_allow.clone())
+            .unwrap_or_default();
         manifest.environments.insert(
             change.env.clone(),
             Environment {
                 readers,
                 sha256: sha256_hex(&file),
+                exec_allow,
             },
         );
         file_changes.push(Change {

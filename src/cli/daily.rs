@@ -487,8 +487,9 @@ pub fn exec(
     let secrets = state.secrets(env, &identity)?;
     let (child_env, replaced) = crate::exec::child_env(
         std::env::vars_os(),
+        env,
         &secrets,
-        &state.manifest.exec_allow,
+        &state.manifest.exec_allow_for(env),
         overrides,
         override_all,
     )?;
