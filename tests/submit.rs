@@ -452,9 +452,11 @@ fn forged_and_overreaching_submissions_are_refused() {
     assert_failed(&o, "non-interactive approve without --yes");
     assert_stderr_contains(
         &o,
-        "WARNING: exec refuses these names (they load code): LD_PRELOAD",
+        "prod: FLAGGED LD_PRELOAD: exec refuses it (family LD_*: ",
         "flagged",
     );
+    // bob reads prod: the name is not flagged as a blind addition.
+    assert!(!stderr(&o).contains("who cannot read"), "{}", dump(&o));
 
     // An author who is not a member (anyone who can push a branch can
     // name one).

@@ -305,12 +305,8 @@ pub fn diff(ctx: &Context, rev: Option<&str>, format: Format) -> CliResult {
         if e.added.is_empty() && e.changed.is_empty() && e.removed.is_empty() {
             println!("  {}: re-encrypted, no value changed", e.env);
         }
-        if !e.loads_code.is_empty() {
-            println!(
-                "  {}: WARNING: exec refuses these names (they load code): {}",
-                e.env,
-                e.loads_code.join(", ")
-            );
+        for f in &e.flags {
+            println!("  {}: FLAGGED {}: {}", e.env, f.name, f.reason);
         }
     }
     if d.readers.is_empty() && d.envs.is_empty() {
