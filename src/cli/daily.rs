@@ -505,6 +505,29 @@ pub fn exec(
     )))
 }
 
+/// `byreis exec-allow ENV NAME [--remove]` (admin).
+pub fn exec_allow(ctx: &Context, env: &str, name: &str, remove: bool) -> CliResult {
+    check_env(env)?;
+    names::check(Kind::SecretKey, name)?;
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    match store::exec_allow(ctx, state, &actor, env, name, remove)? {
+        store::ExecAllowed::Unchanged(why) => eprintln!("byreis: {why}"),
+        store::ExecAllowed::Changed(landed) => super::report(landed, |counter| {
+            if remove {
+                format!(
+                    "byreis: exec no longer passes {name} in {env}: `byreis exec {env}` refuses it again (counter {counter}, signed and audited)"
+                )
+            } else {
+                format!(
+                    "byreis: exec now passes {name} in {env} (counter {counter}, signed and audited as exec-allow); undo with `byreis exec-allow {env} {name} --remove`"
+                )
+            }
+        }),
+    }
+    Ok(())
+}
+
 pub fn doctor(ctx: &Context, decrypt: bool, format: Format) -> CliResult {
     let identity = if decrypt {
         Some(AgeIdentity::load(&ctx.home)?)
