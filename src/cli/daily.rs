@@ -30,6 +30,20 @@ fn check_env(env: &str) -> CliResult {
     Ok(())
 }
 
+/// Warns, at once, about each of `names` that `exec` will refuse in `env`
+/// (a family refuses it and the signed state does not allow it there).
+/// The value is still stored: this is a warning, not a refusal.
+fn warn_exec_refuses<'a>(state: &State, env: &str, names: impl IntoIterator<Item = &'a String>) {
+    let allowed = state.manifest.exec_allow_for(env);
+    for name in names {
+        if let Some(why) = crate::exec::refusal(name, &allowed) {
+            eprintln!(
+                "byreis: warning: `byreis exec {env}` will refuse {name} ({why}); it is stored and `get` serves it, but exec runs nothing while it is set. If programs really need it, an admin allows it with `byreis exec-allow {env} {name}`"
+            );
+        }
+    }
+}
+
 /// An environment that must already exist (for reads).
 fn require_env(state: &State, env: &str) -> CliResult {
     if state.manifest.environments.contains_key(env) {
@@ -189,6 +203,7 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
     let (state, actor) = for_write(ctx)?;
+    warn_exec_refuses(&state, env, [&key.to_string()]);
     if submission::must_propose(&state, &actor) {
         let value = SecretValue::new(read_value(value)?);
         return propose(state, &actor, |state| {
@@ -408,6 +423,7 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
             let Some(after) = edit_secrets(ctx, env, &before)? else {
                 return Ok(Vec::new());
             };
+            warn_exec_refuses(state, env, after.keys());
             Ok(vec![DraftChange::between(env, &before, &after)])
         });
     }
@@ -416,6 +432,7 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
     let Some(after) = edit_secrets(ctx, env, &before)? else {
         return Ok(());
     };
+    warn_exec_refuses(&state, env, after.keys());
     let landed = store::commit_change(
         ctx,
         state,
@@ -596,6 +613,9 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
     let envs = yaml::parse_import(&text, limit)
         .map_err(|e| CliError::Other(format!("{e}; nothing was changed")))?;
     let (state, actor) = for_write(ctx)?;
+    for (env, new) in &envs {
+        warn_exec_refuses(&state, env, new.keys());
+    }
     if submission::must_propose(&state, &actor) {
         return propose(state, &actor, |state| {
             let mut changes = Vec::new();
