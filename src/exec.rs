@@ -587,6 +587,21 @@ mod tests {
         assert!(exact.matches("ab") && !exact.matches("ABC"));
     }
 
+    /// docs/formats.md lists every family (the table there is generated
+    /// from this one; a family added here must be documented).
+    #[test]
+    fn every_family_is_documented() {
+        let doc = include_str!("../docs/formats.md");
+        let section = &doc[doc.find("## What `exec` passes").expect("the exec section")..];
+        for f in FAMILIES {
+            assert!(
+                section.contains(&format!("`{}`", f.pattern)),
+                "docs/formats.md does not list family {}",
+                f.pattern
+            );
+        }
+    }
+
     #[test]
     fn rules() {
         let inh = os(&[
