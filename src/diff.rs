@@ -79,8 +79,8 @@ pub fn env_diff(
             d.flags.push(Flag {
                 name: k.clone(),
                 reason: format!(
-                    "exec refuses it ({why}), so `byreis exec {env}` fails while it is set; \
-                     allow it only on purpose, with `byreis exec-allow {env} {k}`"
+                    "exec refuses it ({why}), so `byreis exec {env}` fails while it is set; {}",
+                    crate::exec::fix_for(env, k)
                 ),
             });
         }

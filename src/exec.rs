@@ -286,6 +286,16 @@ pub fn refusal(name: &str, allowed: &[String]) -> Option<String> {
     family_of(name).map(|f| f.to_string())
 }
 
+/// What to do about a name `exec` refuses in `env`: allow it deliberately,
+/// or (a reserved name) remove it.
+pub fn fix_for(env: &str, name: &str) -> String {
+    if name.starts_with(RESERVED_PREFIX) {
+        format!("it cannot be allowed; remove it with `byreis unset {env} {name}`")
+    } else {
+        format!("allow it only on purpose, with `byreis exec-allow {env} {name}`")
+    }
+}
+
 /// Inherited variables removed from the child's environment.
 const TOKEN_NAMES: &[&str] = &[
     "GITHUB_TOKEN",
@@ -522,6 +532,8 @@ mod tests {
         );
         assert_eq!(refusal("PYTHONWARNINGS", &["PYTHONWARNINGS".into()]), None);
         assert!(refusal("BYREIS_X", &["BYREIS_X".into()]).is_some());
+        assert!(fix_for("prod", "BYREIS_X").contains("cannot be allowed"));
+        assert!(fix_for("prod", "BROWSER").contains("`byreis exec-allow prod BROWSER`"));
         assert_eq!(refusal("DATABASE_URL", &[]), None);
     }
 

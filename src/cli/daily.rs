@@ -38,7 +38,12 @@ fn warn_exec_refuses<'a>(state: &State, env: &str, names: impl IntoIterator<Item
     for name in names {
         if let Some(why) = crate::exec::refusal(name, &allowed) {
             eprintln!(
-                "byreis: warning: `byreis exec {env}` will refuse {name} ({why}); it is stored and `get` serves it, but exec runs nothing while it is set. If programs really need it, an admin allows it with `byreis exec-allow {env} {name}`"
+                "byreis: warning: `byreis exec {env}` will refuse {name} ({why}); it is stored and `get` serves it, but exec runs nothing while it is set. {}",
+                if name.starts_with(crate::exec::RESERVED_PREFIX) {
+                    format!("Use another name, or remove it with `byreis unset {env} {name}`")
+                } else {
+                    format!("If programs really need it, an admin allows it with `byreis exec-allow {env} {name}`")
+                }
             );
         }
     }
