@@ -21,8 +21,11 @@ pub struct EnvDiff {
     pub added: Vec<String>,
     pub changed: Vec<String>,
     pub removed: Vec<String>,
-    /// Names `exec` would refuse to pass (they load code).
+    /// Names `exec` would refuse to pass (a family refuses them and the
+    /// current signed state does not allow them here).
     pub loads_code: Vec<String>,
+    /// Names a reviewer must look at, each with why.
+    pub flags: Vec<Flag>,
     /// New values, only where the caller asked for them (`approve
     /// --show-values`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -31,9 +34,19 @@ pub struct EnvDiff {
     pub readable: bool,
 }
 
+/// A name flagged for a reviewer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Flag {
+    pub name: String,
+    pub reason: String,
+}
+
 /// The name-level change of `env` from `old` to `new` (`None`: you cannot
 /// read that state). Names `exec` refuses, unless `exec_allow` lists them,
 /// are flagged; new and changed values are kept only with `show_values`.
+/// `exec_allow` must be the allowances of the **current verified** state
+/// for `env` (`Manifest::exec_allow_for`), never a proposed manifest's: a
+/// proposal that allows a name and sets it is flagged like any other.
 pub fn env_diff(
     env: &str,
     old: Option<&Secrets>,
@@ -47,6 +60,7 @@ pub fn env_diff(
         changed: Vec::new(),
         removed: Vec::new(),
         loads_code: Vec::new(),
+        flags: Vec::new(),
         values: Vec::new(),
         readable: false,
     };
@@ -60,8 +74,15 @@ pub fn env_diff(
             Some(o) if o != val => d.changed.push(k.clone()),
             _ => {}
         }
-        if crate::exec::loads_code(k) && !exec_allow.contains(k) {
+        if let Some(why) = crate::exec::refusal(k, exec_allow) {
             d.loads_code.push(k.clone());
+            d.flags.push(Flag {
+                name: k.clone(),
+                reason: format!(
+                    "exec refuses it ({why}), so `byreis exec {env}` fails while it is set; {}",
+                    crate::exec::fix_for(env, k)
+                ),
+            });
         }
         if show_values && !matches!(old.get(k), Some(o) if o == val) {
             d.values.push((k.clone(), names::escape(val.expose())));
@@ -73,6 +94,38 @@ pub fn env_diff(
         }
     }
     d
+}
+
+/// Flags every name `author` sets in `d`'s environment, which they cannot
+/// read (a submission): they cannot see the other values there, so
+/// whatever they add or replace is aimed blind, and a name that makes a
+/// program load code, trust another host or send data elsewhere is how an
+/// exfiltration attempt looks, whether or not `exec` refuses it.
+pub fn flag_blind(d: &mut EnvDiff, author: &str) {
+    let author = names::escape(author);
+    let env = d.env.clone();
+    for k in &d.added {
+        d.flags.push(Flag {
+            name: k.clone(),
+            reason: format!(
+                "added by {author}, who cannot read {env}: {author} cannot see what the other \
+                 values are, so a new name like this is a classic exfiltration attempt (a \
+                 variable that makes the program load code, trust another host or send its \
+                 data elsewhere); approve only if you know why it is there"
+            ),
+        });
+    }
+    for k in &d.changed {
+        d.flags.push(Flag {
+            name: k.clone(),
+            reason: format!(
+                "replaced by {author}, who cannot read {env} and never saw the value it \
+                 replaces (a changed URL, host or key can send data elsewhere); approve only \
+                 if you know why it changed"
+            ),
+        });
+    }
+    d.flags.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// The change from the signed state at commit `rev` to the current one.
@@ -181,7 +234,7 @@ pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<
             env,
             before.as_ref(),
             after.as_ref(),
-            &new.exec_allow,
+            &new.exec_allow_for(env),
             false,
         ));
     }

@@ -215,6 +215,11 @@ pub struct Environment {
     pub readers: Readers,
     /// SHA-256 (hex) of the file's exact bytes.
     pub sha256: String,
+    /// Secret names of this environment that `exec` passes although a
+    /// family refuses them (`byreis exec-allow ENV NAME`), sorted. Absent
+    /// when empty, so manifests without it keep their bytes (ADR 0016).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec_allow: Vec<String>,
 }
 
 /// `.byreis/manifest.yaml` in the project: the signed statement of who reads
@@ -240,7 +245,10 @@ pub struct Manifest {
     pub default_readers: Vec<String>,
     #[serde(default, deserialize_with = "environments_shared")]
     pub environments: BTreeMap<String, Environment>,
-    /// Secret names that `exec` would otherwise refuse (LD_PRELOAD, PATH…).
+    /// Secret names that `exec` passes in **every** environment although a
+    /// family refuses them: the form before ADR 0016, still honoured.
+    /// byreis now writes allowances per environment
+    /// ([`Environment::exec_allow`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec_allow: Vec<String>,
     /// The project branch signed writes land on (ADR 0015); a write from
@@ -253,6 +261,18 @@ pub struct Manifest {
 impl Manifest {
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.name == name)
+    }
+
+    /// The names `exec` passes in `env` although a family refuses them:
+    /// the environment's own `exec_allow` and the manifest-wide one.
+    pub fn exec_allow_for(&self, env: &str) -> Vec<String> {
+        let mut names = self.exec_allow.clone();
+        if let Some(e) = self.environments.get(env) {
+            names.extend(e.exec_allow.iter().cloned());
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 }
 

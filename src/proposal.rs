@@ -369,7 +369,16 @@ pub fn review(
         } else {
             Some(Default::default())
         };
-        let d = crate::diff::env_diff(env, old.as_ref(), new.as_ref(), &m.exec_allow, show_values);
+        // Flags come from the current verified state's allowances, never
+        // from the proposal's own manifest: a proposal that allows a name
+        // and sets it is flagged (ADR 0016).
+        let d = crate::diff::env_diff(
+            env,
+            old.as_ref(),
+            new.as_ref(),
+            &state.manifest.exec_allow_for(env),
+            show_values,
+        );
         envs.push(d);
     }
 

@@ -494,6 +494,7 @@ pub fn execute(
                 Environment {
                     readers,
                     sha256: e.sha256.clone(),
+                    exec_allow: e.exec_allow.clone(),
                 },
             );
         }
@@ -520,6 +521,7 @@ pub fn execute(
                 Environment {
                     readers: readers.remove(env).expect("planned for every environment"),
                     sha256: sha256_hex(file),
+                    exec_allow: state.manifest.environments[env].exec_allow.clone(),
                 },
             );
             changes.push(Change {
@@ -605,6 +607,23 @@ pub fn describe_change(
         );
         if oh != nh {
             out.push(format!("{env}: file changes"));
+        }
+        if new.environments.contains_key(env) {
+            let before: BTreeSet<String> = old.exec_allow_for(env).into_iter().collect();
+            let after: BTreeSet<String> = new.exec_allow_for(env).into_iter().collect();
+            for n in after.difference(&before) {
+                let why = crate::exec::family_of(n)
+                    .map(|f| format!(" although {f}"))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "{env}: exec_allow added: {n} (`byreis exec {env}` will pass it to programs{why})"
+                ));
+            }
+            for n in before.difference(&after) {
+                out.push(format!(
+                    "{env}: exec_allow removed: {n} (`byreis exec {env}` refuses it again)"
+                ));
+            }
         }
     }
     if out.is_empty() {

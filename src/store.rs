@@ -323,11 +323,17 @@ pub fn commit_changes_with(
     let mut file_changes = Vec::with_capacity(jobs.len() + 1);
     for ((change, _, readers), file) in jobs.into_iter().zip(files) {
         let file = file?;
+        let exec_allow = manifest
+            .environments
+            .get(&change.env)
+            .map(|e| e.exec_allow.clone())
+            .unwrap_or_default();
         manifest.environments.insert(
             change.env.clone(),
             Environment {
                 readers,
                 sha256: sha256_hex(&file),
+                exec_allow,
             },
         );
         file_changes.push(Change {
@@ -1402,4 +1408,136 @@ pub fn ack_exposure(
         vec![audit_change],
         &msg,
     )
+}
+
+/// What `exec-allow` came to.
+#[derive(Debug)]
+pub enum ExecAllowed {
+    /// The signed change landed, or waits for approvals.
+    Changed(Landed),
+    /// Nothing to change (the reason says why); nothing was written.
+    Unchanged(String),
+}
+
+/// Allows (or, with `remove`, stops allowing) secret `name` to reach
+/// programs through `exec` in `env` although a family refuses it: a
+/// signed, counted, audited change of the environment's `exec_allow`
+/// (ADR 0016), through the same write as every other change (a proposal
+/// when the registry needs more than one admin). Only admins.
+pub fn exec_allow(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+    env: &str,
+    name: &str,
+    remove: bool,
+) -> Result<ExecAllowed, StoreError> {
+    let refuse = |m: String| Err(StoreError::Refused(m));
+    names::check(Kind::Environment, env).map_err(|e| StoreError::Refused(e.to_string()))?;
+    names::check(Kind::SecretKey, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+    if actor.admin_in(state.roster.latest()).is_none() {
+        return refuse(format!(
+            "only admins can run `byreis exec-allow`: your signing key {} is not an admin key in roster version {}. Which names exec passes is part of the signed manifest; ask an admin (nothing was changed)",
+            actor.signer.public.fingerprint(),
+            state.roster.latest().version
+        ));
+    }
+    let admin = check_writable(&state, actor)?.clone();
+    if name.starts_with(crate::exec::RESERVED_PREFIX) {
+        return refuse(format!(
+            "names starting with {} are reserved for byreis: exec never passes them and they cannot be allowed (nothing was changed)",
+            crate::exec::RESERVED_PREFIX
+        ));
+    }
+    let Some(current) = state.manifest.environments.get(env) else {
+        return refuse(format!(
+            "no environment {env} in project {}; exec-allow applies to an existing environment (nothing was changed)",
+            state.manifest.project
+        ));
+    };
+    let family = crate::exec::family_of(name);
+    let in_env = current.exec_allow.iter().any(|n| n == name);
+    let global = state.manifest.exec_allow.iter().any(|n| n == name);
+    let unchanged = |m: String| Ok(ExecAllowed::Unchanged(m));
+    if !remove {
+        let Some(family) = family else {
+            return unchanged(format!(
+                "exec already passes {name}: no family refuses it, so there is nothing to allow (nothing was changed)"
+            ));
+        };
+        if in_env || global {
+            return unchanged(format!(
+                "{name} is already allowed in {env} ({family}); nothing was changed"
+            ));
+        }
+    } else if !in_env && !global {
+        return unchanged(match family {
+            Some(f) => format!(
+                "{name} is not allowed in {env}: exec refuses it already ({f}); nothing was changed"
+            ),
+            None => format!(
+                "{name} is not allowed in {env}, and no family refuses it: exec passes it whatever exec_allow says; nothing was changed"
+            ),
+        });
+    }
+    let mut details = serde_json::json!({
+        "env": env,
+        "name": name,
+        "family": family.map(|f| f.pattern),
+    });
+    // A name allowed manifest-wide (the form before ADR 0016) stays
+    // allowed in the other environments when one of them drops it.
+    let others: Vec<String> = if remove && global {
+        state
+            .manifest
+            .environments
+            .keys()
+            .filter(|e| *e != env)
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if remove && global {
+        details["was_manifest_wide"] = serde_json::Value::Bool(true);
+        details["still_allowed_in"] = serde_json::json!(others);
+    }
+    let action = if remove {
+        "exec-allow-remove"
+    } else {
+        "exec-allow"
+    };
+    let (mut manifest, audit_change) = next_manifest(&state, actor, &admin, action, details)?;
+    if remove && global {
+        manifest.exec_allow.retain(|n| n != name);
+        for other in &others {
+            let e = manifest
+                .environments
+                .get_mut(other)
+                .expect("listed from this manifest");
+            if !e.exec_allow.iter().any(|n| n == name) {
+                e.exec_allow.push(name.to_string());
+                e.exec_allow.sort();
+            }
+        }
+    }
+    let e = manifest.environments.get_mut(env).expect("checked above");
+    if remove {
+        e.exec_allow.retain(|n| n != name);
+    } else {
+        e.exec_allow.push(name.to_string());
+        e.exec_allow.sort();
+    }
+    let counter = manifest.counter;
+    let msg = format!("byreis: {action} {env} {name} (counter {counter})");
+    let landed = land_state(
+        ctx,
+        &mut state,
+        actor,
+        &admin,
+        manifest,
+        vec![audit_change],
+        &msg,
+    )?;
+    Ok(ExecAllowed::Changed(landed))
 }

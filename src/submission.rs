@@ -723,13 +723,17 @@ pub fn review(
         if *before == after {
             continue;
         }
-        envs.push(crate::diff::env_diff(
+        let mut d = crate::diff::env_diff(
             &env,
             Some(before),
             Some(&after),
-            &state.manifest.exec_allow,
+            &state.manifest.exec_allow_for(&env),
             show_values,
-        ));
+        );
+        if blind.contains(&env) {
+            crate::diff::flag_blind(&mut d, &author);
+        }
+        envs.push(d);
         new.push((env, after));
     }
     Ok(Review {

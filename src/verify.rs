@@ -780,6 +780,10 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
                 ));
             }
         }
+        for n in &e.exec_allow {
+            names::check(Kind::SecretKey, n)
+                .map_err(|err| format!("environment {env}: exec_allow: {err}"))?;
+        }
     }
     for n in &m.exec_allow {
         names::check(Kind::SecretKey, n).map_err(|e| e.to_string())?;

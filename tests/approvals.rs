@@ -499,3 +499,115 @@ fn a_lock_left_on_a_landed_proposal_branch_is_named() {
     assert_doctor_ok(&o, &v, "doctor at the end");
     w.assert_get("prod", "DB", "locked-1");
 }
+
+/// `exec-allow` with k = 2 is a proposal like any signed change (the
+/// approver sees the allowance); and the flags of names `exec` refuses come
+/// from the current signed state, never from the proposal: a proposal
+/// whose own manifest allows LD_PRELOAD, and that sets it, is flagged.
+#[test]
+fn exec_allow_is_a_proposal_and_a_self_allowing_proposal_is_flagged() {
+    let (w, bob, _carol) = three_admins_k2();
+    let before = proposal_branches(&w);
+    let o = w.alice_run_stdin(&["set", "prod", "PYTHONWARNINGS"], "default\n");
+    assert_ok(&o, "set PYTHONWARNINGS with k = 2");
+    let branch = proposal_branches(&w)
+        .into_iter()
+        .find(|b| !before.contains(b))
+        .expect("a proposal branch");
+    assert_ok(&approve(&w, &bob, &branch), "bob approves the set");
+    let before = proposal_branches(&w);
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS"]);
+    assert_ok(&o, "exec-allow with k = 2");
+    assert_stderr_contains(&o, "proposed, not landed", "exec-allow with k = 2");
+    let branch = proposal_branches(&w)
+        .into_iter()
+        .find(|b| !before.contains(b))
+        .expect("a proposal branch");
+    let o = w.alice_run(&["exec", "prod", "--", "true"]);
+    assert_failed(&o, "exec before the allowance lands");
+    let o = approve(&w, &bob, &branch);
+    assert_ok(&o, "bob approves exec-allow");
+    assert_stderr_contains(
+        &o,
+        "prod: exec_allow added: PYTHONWARNINGS (`byreis exec prod` will pass it to programs although family PYTHON*",
+        "the approver sees the allowance",
+    );
+    assert_eq!(w.last_audit()["action"], "exec-allow");
+    let o = w.alice_run(&[
+        "exec",
+        "prod",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$PYTHONWARNINGS\"",
+    ]);
+    assert_ok(&o, "exec after the allowance landed");
+    assert_eq!(stdout(&o), "default");
+
+    // alice proposes LD_PRELOAD; the proposal is then re-signed by alice
+    // with its manifest also allowing LD_PRELOAD in prod (a buggy or
+    // malicious client; every signature is genuine).
+    let before = proposal_branches(&w);
+    let o = w.alice_run_stdin(&["set", "prod", "LD_PRELOAD"], "/tmp/evil.so\n");
+    assert_ok(&o, "set LD_PRELOAD with k = 2");
+    let branch = proposal_branches(&w)
+        .into_iter()
+        .find(|b| !before.contains(b))
+        .expect("a proposal branch");
+    w.git_ok(&w.proj, &["checkout", "-q", &branch]);
+    let manifest = w.manifest();
+    let yaml = w.manifest_yaml();
+    let sha = yaml["environments"]["prod"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let allowed = "    exec_allow:\n    - LD_PRELOAD\n    - PYTHONWARNINGS\n";
+    let text = fs::read_to_string(&manifest).unwrap();
+    let old = format!("    sha256: {sha}\n    exec_allow:\n    - PYTHONWARNINGS\n");
+    assert!(text.contains(&old), "{text}");
+    fs::write(
+        &manifest,
+        text.replace(&old, &format!("    sha256: {sha}\n{allowed}")),
+    )
+    .unwrap();
+    let key = w.alice.home.join("signing_key");
+    w.ssh_sign(&key, "manifest@byreis.dev", &manifest);
+    let copy = w.root.join("self-allowing-manifest.yaml");
+    fs::copy(&manifest, &copy).unwrap();
+    w.ssh_sign(&key, "proposal@byreis.dev", &copy);
+    fs::copy(format!("{}.sig", copy.display()), approvals_file(&w)).unwrap();
+    // Amended, so the proposal is one commit on the pinned state.
+    w.git_ok(
+        &w.proj,
+        &["commit", "-qa", "--amend", "--no-edit", "--no-gpg-sign"],
+    );
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
+
+    let heads = w.heads();
+    let o = w.run_as(&bob, &["approve", &branch]);
+    assert_failed(&o, "non-interactive approve without --yes");
+    assert_stderr_contains(
+        &o,
+        "approved so far by alice (1 of 2",
+        "the review verified",
+    );
+    assert_stderr_contains(
+        &o,
+        "prod: exec_allow added: LD_PRELOAD",
+        "the allowance is shown",
+    );
+    assert_stderr_contains(
+        &o,
+        "prod: FLAGGED LD_PRELOAD: exec refuses it (family LD_*: ",
+        "flagged by the current state's allowances",
+    );
+    // PYTHONWARNINGS is allowed by the current state: not flagged.
+    assert!(
+        !stderr(&o).contains("FLAGGED PYTHONWARNINGS"),
+        "{}",
+        dump(&o)
+    );
+    assert_eq!(w.heads(), heads, "nothing landed");
+    let o = w.alice_run(&["exec", "prod", "--", "true"]);
+    assert_ok(&o, "exec of the current state");
+}

@@ -326,6 +326,185 @@ fn exec_refuses_loader_names_strips_byreis_vars_and_guards_inherited() {
     assert!(!marker.exists());
 }
 
+/// Issue 13 item 4: exec refuses names by family (here PYTHONWARNINGS,
+/// which makes Python import any module), `set` says so at once, and an
+/// admin allows the name deliberately for one environment with a signed,
+/// audited `exec-allow` that `--remove` undoes; a member cannot.
+#[test]
+fn exec_allow_round_trip_for_a_refused_family_name() {
+    let w = World::with_secrets();
+    let marker = w.root.join("child-ran");
+    let child = format!(
+        "printf %s \"$PYTHONWARNINGS\"; touch '{}'",
+        marker.display()
+    );
+
+    // set stores it, and warns at once that exec will refuse it.
+    let o = w.alice_run_stdin(
+        &["set", "prod", "PYTHONWARNINGS"],
+        "ignore::UserWarning:evil\n",
+    );
+    assert_ok(&o, "set prod PYTHONWARNINGS");
+    assert_stderr_contains(
+        &o,
+        "`byreis exec prod` will refuse PYTHONWARNINGS",
+        "set warns",
+    );
+    assert_stderr_contains(&o, "family PYTHON*", "set names the family");
+    assert_stderr_contains(
+        &o,
+        "`byreis exec-allow prod PYTHONWARNINGS`",
+        "set says how to allow it",
+    );
+    w.assert_get("prod", "PYTHONWARNINGS", "ignore::UserWarning:evil");
+    w.set("staging", "PYTHONWARNINGS", "ignore");
+    // import and edit results warn the same way (proxies in any case).
+    let file = w.root.join("imp.yaml");
+    fs::write(
+        &file,
+        "staging:\n  http_proxy: \"http://evil.example:3128\"\n",
+    )
+    .unwrap();
+    let o = w.alice_run(&["import", file.to_str().unwrap()]);
+    assert_ok(&o, "import http_proxy");
+    assert_stderr_contains(
+        &o,
+        "`byreis exec staging` will refuse http_proxy (family *PROXY*",
+        "import warns",
+    );
+    let editor = w.root.join("add-node-options.sh");
+    write_script(
+        &editor,
+        "printf 'NODE_OPTIONS: \"--require /tmp/x.js\"\\n' >> \"$1\"",
+    );
+    let o = w.alice_run_env(
+        &["edit", "staging"],
+        &[("EDITOR", editor.to_str().unwrap())],
+    );
+    assert_ok(&o, "edit adding NODE_OPTIONS");
+    assert_stderr_contains(
+        &o,
+        "`byreis exec staging` will refuse NODE_OPTIONS (family NODE_*",
+        "edit warns",
+    );
+    w.assert_get("staging", "NODE_OPTIONS", "--require /tmp/x.js");
+
+    // exec refuses it, naming the family, and runs nothing.
+    let refused = |what: &str| {
+        let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", &child]);
+        assert_failed(&o, what);
+        assert_stderr_contains(
+            &o,
+            "PYTHONWARNINGS (family PYTHON*: Python reads it to load code or change warnings handling",
+            what,
+        );
+        assert_stderr_contains(&o, "byreis exec-allow prod NAME", what);
+        assert!(!marker.exists(), "{what}: exec ran the child");
+    };
+    refused("exec with PYTHONWARNINGS");
+
+    // A member who is not an admin cannot allow it; nothing moves.
+    let bob = keygen(&w.root, "bob");
+    assert_ok(
+        &w.rotate(&["--add", &format!("bob={}", bob.recipient)]),
+        "rotate --add bob",
+    );
+    let heads = w.heads();
+    let o = w.run_as(&bob, &["exec-allow", "prod", "PYTHONWARNINGS"]);
+    assert_failed(&o, "a member runs exec-allow");
+    assert_stderr_contains(
+        &o,
+        "only admins can run `byreis exec-allow`",
+        "a member runs exec-allow",
+    );
+    assert_eq!(w.heads(), heads, "a member's exec-allow changed nothing");
+    refused("exec after a member's exec-allow");
+
+    // Names no family refuses, reserved names, invalid names: nothing to do.
+    let o = w.alice_run(&["exec-allow", "prod", "DB"]);
+    assert_ok(&o, "exec-allow of an ordinary name");
+    assert_stderr_contains(&o, "nothing to allow", "exec-allow DB");
+    let o = w.alice_run(&["exec-allow", "prod", "BYREIS_X"]);
+    assert_failed(&o, "exec-allow of a reserved name");
+    assert_stderr_contains(&o, "reserved", "exec-allow BYREIS_X");
+    let o = w.alice_run(&["exec-allow", "prod", "A-B"]);
+    assert_failed(&o, "exec-allow of an invalid name");
+    assert_stderr_contains(&o, "invalid secret name", "exec-allow A-B");
+    let o = w.alice_run(&["exec-allow", "nowhere", "PYTHONWARNINGS"]);
+    assert_failed(&o, "exec-allow in a missing environment");
+    assert_stderr_contains(&o, "no environment nowhere", "exec-allow nowhere");
+    assert_eq!(w.heads(), heads, "no-ops changed nothing");
+
+    // alice allows it in prod: a signed, counted, audited change.
+    let counter = w.manifest_counter();
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS"]);
+    assert_ok(&o, "exec-allow prod PYTHONWARNINGS");
+    assert_eq!(w.manifest_counter(), counter + 1, "one signed change");
+    let a = w.last_audit();
+    assert_eq!(a["action"], "exec-allow", "{a}");
+    assert_eq!(a["details"]["env"], "prod", "{a}");
+    assert_eq!(a["details"]["name"], "PYTHONWARNINGS", "{a}");
+    assert_eq!(a["details"]["family"], "PYTHON*", "{a}");
+    assert_eq!(
+        w.manifest_yaml()["environments"]["prod"]["exec_allow"],
+        serde_yaml::from_str::<serde_yaml::Value>("[PYTHONWARNINGS]").unwrap()
+    );
+    assert_ok(
+        &w.verify_commit(&w.proj, "HEAD"),
+        "git verify-commit of exec-allow",
+    );
+    let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", &child]);
+    assert_ok(&o, "exec after exec-allow");
+    assert_eq!(stdout(&o), "ignore::UserWarning:evil");
+    assert!(marker.exists());
+    fs::remove_file(&marker).unwrap();
+    // Only in prod: staging still refuses it.
+    let o = w.alice_run(&["exec", "staging", "--", "sh", "-c", &child]);
+    assert_failed(&o, "exec staging (allowed in prod only)");
+    assert_stderr_contains(&o, "byreis exec-allow staging NAME", "staging");
+    assert!(!marker.exists(), "exec staging ran the child");
+    // A later set keeps the allowance, and no longer warns.
+    let o = w.alice_run_stdin(&["set", "prod", "PYTHONWARNINGS"], "default\n");
+    assert_ok(&o, "set an allowed name");
+    assert!(!stderr(&o).contains("will refuse"), "{}", dump(&o));
+    let o = w.alice_run(&[
+        "exec",
+        "prod",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$PYTHONWARNINGS\"",
+    ]);
+    assert_ok(&o, "exec after a later set");
+    assert_eq!(stdout(&o), "default");
+    // Allowing it again changes nothing.
+    let heads = w.heads();
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS"]);
+    assert_ok(&o, "exec-allow twice");
+    assert_stderr_contains(&o, "already allowed in prod", "exec-allow twice");
+    assert_eq!(w.heads(), heads);
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after exec-allow");
+
+    // --remove: refused again, audited.
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS", "--remove"]);
+    assert_ok(&o, "exec-allow --remove");
+    assert_stderr_contains(&o, "refuses it again", "exec-allow --remove");
+    let a = w.last_audit();
+    assert_eq!(a["action"], "exec-allow-remove", "{a}");
+    assert_eq!(a["details"]["name"], "PYTHONWARNINGS", "{a}");
+    assert!(
+        w.manifest_yaml()["environments"]["prod"]
+            .get("exec_allow")
+            .is_none(),
+        "an empty exec_allow is not written"
+    );
+    refused("exec after exec-allow --remove");
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS", "--remove"]);
+    assert_ok(&o, "exec-allow --remove twice");
+    assert_stderr_contains(&o, "is not allowed in prod", "--remove twice");
+}
+
 #[test]
 fn bad_input_is_a_clear_error_and_changes_nothing() {
     let w = World::with_secrets();

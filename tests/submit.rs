@@ -323,6 +323,98 @@ fn a_member_who_cannot_read_an_environment_may_only_add_to_it() {
     w.assert_get("prod", "API", PROD_API);
 }
 
+/// Issue 13 item 4, the attack: dave, a member who cannot read prod,
+/// submits BROWSER and PYTHONWARNINGS to prod (names that make programs
+/// run code), and replaces DB. The approving admin sees each name flagged
+/// on both counts, exec refuses, and each name dave set blind is flagged
+/// even where no exec family refuses it. Once approved, `exec prod` still
+/// runs nothing while those names are set.
+#[test]
+fn a_blind_member_adding_exec_family_names_is_flagged_on_both_counts() {
+    let w = World::with_secrets();
+    let dave = keygen(&w.root, "dave");
+    let o = w.rotate(&[
+        "--add",
+        &format!("dave={}", dave.recipient),
+        "--env",
+        "staging",
+    ]);
+    assert_ok(&o, "rotate --add dave --env staging");
+    for (name, value) in [
+        ("BROWSER", "sh -c 'env > /tmp/dave'"),
+        ("PYTHONWARNINGS", "ignore::UserWarning:evil"),
+        ("EXTRA_URL", "https://dave.example"),
+        ("DB", "postgres://dave.example/x"),
+    ] {
+        let o = as_with_stdin(&w, &dave, &["set", "prod", name], &format!("{value}\n"));
+        assert_ok(&o, &format!("dave set prod {name}"));
+        let warns = stderr(&o).contains(&format!("`byreis exec prod` will refuse {name}"));
+        assert_eq!(
+            warns,
+            name == "BROWSER" || name == "PYTHONWARNINGS",
+            "{name}: {}",
+            dump(&o)
+        );
+    }
+    assert_ok(&w.run_as(&dave, &["submit"]), "dave submit");
+    let branch = branches(&w, &w.proj, "byreis/submit/")[0].clone();
+    let o = approve(&w, &branch);
+    assert_ok(&o, "alice approves");
+    let err = stderr(&o);
+    assert_stderr_contains(
+        &o,
+        "prod: added: BROWSER, EXTRA_URL, PYTHONWARNINGS",
+        "names",
+    );
+    assert_stderr_contains(&o, "prod: changed: DB", "names");
+    for (name, family) in [("BROWSER", "*BROWSER"), ("PYTHONWARNINGS", "PYTHON*")] {
+        assert_stderr_contains(
+            &o,
+            &format!("prod: FLAGGED {name}: exec refuses it (family {family}: "),
+            &format!("{name} flagged: exec refuses it"),
+        );
+    }
+    for name in ["BROWSER", "PYTHONWARNINGS", "EXTRA_URL"] {
+        assert_stderr_contains(
+            &o,
+            &format!("prod: FLAGGED {name}: added by dave, who cannot read prod: dave cannot see what the other values are"),
+            &format!("{name} flagged: added blind"),
+        );
+    }
+    assert_stderr_contains(
+        &o,
+        "prod: FLAGGED DB: replaced by dave, who cannot read prod",
+        "DB flagged: replaced blind",
+    );
+    assert!(
+        !err.contains("FLAGGED EXTRA_URL: exec refuses") && !err.contains("FLAGGED DB: exec"),
+        "only names exec refuses are flagged as such:\n{err}"
+    );
+    assert_no_leak(
+        &o,
+        &["env > /tmp/dave", "dave.example", "evil"],
+        "values masked",
+    );
+    // Applied (the admin said yes), exec still passes none of it.
+    let marker = w.root.join("exec-ran");
+    let o = w.alice_run(&[
+        "exec",
+        "prod",
+        "--",
+        "sh",
+        "-c",
+        &format!("touch '{}'", marker.display()),
+    ]);
+    assert_failed(&o, "exec prod after the approval");
+    assert_stderr_contains(&o, "BROWSER (family *BROWSER", "exec names BROWSER");
+    assert_stderr_contains(
+        &o,
+        "PYTHONWARNINGS (family PYTHON*",
+        "exec names PYTHONWARNINGS",
+    );
+    assert!(!marker.exists(), "exec ran the child");
+}
+
 #[test]
 fn forged_and_overreaching_submissions_are_refused() {
     let (w, bob) = member_world();
@@ -452,9 +544,11 @@ fn forged_and_overreaching_submissions_are_refused() {
     assert_failed(&o, "non-interactive approve without --yes");
     assert_stderr_contains(
         &o,
-        "WARNING: exec refuses these names (they load code): LD_PRELOAD",
+        "prod: FLAGGED LD_PRELOAD: exec refuses it (family LD_*: ",
         "flagged",
     );
+    // bob reads prod: the name is not flagged as a blind addition.
+    assert!(!stderr(&o).contains("who cannot read"), "{}", dump(&o));
 
     // An author who is not a member (anyone who can push a branch can
     // name one).

@@ -421,13 +421,21 @@ fn admin_signed_file_with_an_extra_recipient_is_refused() {
 /// alice's real key (manifest hash and signature, record re-signed and
 /// pinning the new commit), as a buggy or compromised client might write.
 fn admin_signed_prod(w: &World, file: Vec<u8>) {
+    admin_signed(w, "re-encrypted prod", |w| {
+        let old_sha = sha256_file(&w.root, &w.secrets_file("prod"));
+        fs::write(w.secrets_file("prod"), file).unwrap();
+        let new_sha = sha256_file(&w.root, &w.secrets_file("prod"));
+        replace_in_file(&w.manifest(), &old_sha, &new_sha);
+    });
+}
+
+/// `edit` changes the project's files; then the manifest is signed with
+/// alice's real key and the record re-signed to pin the new commit.
+fn admin_signed(w: &World, what: &str, edit: impl FnOnce(&World)) {
     let key = w.alice.home.join("signing_key");
-    let old_sha = sha256_file(&w.root, &w.secrets_file("prod"));
-    fs::write(w.secrets_file("prod"), file).unwrap();
-    let new_sha = sha256_file(&w.root, &w.secrets_file("prod"));
-    replace_in_file(&w.manifest(), &old_sha, &new_sha);
+    edit(w);
     w.ssh_sign(&key, "manifest@byreis.dev", &w.manifest());
-    let commit = commit_all(w, &w.proj, "re-encrypted prod");
+    let commit = commit_all(w, &w.proj, what);
 
     let record = w.reg.join("projects/demo/record.yaml");
     let text = fs::read_to_string(&record).unwrap();
@@ -449,7 +457,7 @@ fn admin_signed_prod(w: &World, file: Vec<u8>) {
         &format!("project_commit: {commit}"),
     );
     w.ssh_sign(&key, "record@byreis.dev", &record);
-    commit_all(w, &w.reg, "record for re-encrypted prod");
+    commit_all(w, &w.reg, &format!("record for: {what}"));
 }
 
 /// Malicious YAML inside a file that is otherwise fully admin-signed: the
@@ -979,6 +987,74 @@ fn exec_name_that_loads_code_is_refused() {
     assert!(!marker.exists(), "exec ran the child");
     let o = w.alice_run(&["get", "prod", "DB"]);
     assert_ok(&o, "get another name");
+}
+
+// A manifest in the form before ADR 0016, with a manifest-wide
+// `exec_allow`, signed by an admin: still honoured in every environment.
+// `exec-allow ENV NAME --remove` of such a name withdraws it from ENV only,
+// moving it to every other environment's own list.
+#[test]
+fn a_manifest_wide_exec_allow_is_honoured_and_removed_per_environment() {
+    let w = World::with_secrets();
+    w.set("prod", "PYTHONWARNINGS", "default");
+    w.set("staging", "PYTHONWARNINGS", "default");
+    let printed = "printf %s \"$PYTHONWARNINGS\"";
+    for env in ["prod", "staging"] {
+        let o = w.alice_run(&["exec", env, "--", "sh", "-c", printed]);
+        assert_failed(&o, &format!("exec {env} before the allowance"));
+    }
+    admin_signed(&w, "a manifest-wide exec_allow", |w| {
+        let text = fs::read_to_string(w.manifest()).unwrap();
+        assert!(!text.contains("exec_allow"), "{text}");
+        fs::write(
+            w.manifest(),
+            format!("{text}exec_allow:\n- PYTHONWARNINGS\n"),
+        )
+        .unwrap();
+    });
+    for env in ["prod", "staging"] {
+        let o = w.alice_run(&["exec", env, "--", "sh", "-c", printed]);
+        assert_ok(&o, &format!("exec {env} with a manifest-wide allowance"));
+        assert_eq!(stdout(&o), "default");
+    }
+    // Allowing it again in prod: already allowed.
+    let heads = w.heads();
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS"]);
+    assert_ok(&o, "exec-allow of a manifest-wide name");
+    assert_stderr_contains(&o, "already allowed in prod", "already allowed");
+    assert_eq!(w.heads(), heads);
+
+    let o = w.alice_run(&["exec-allow", "prod", "PYTHONWARNINGS", "--remove"]);
+    assert_ok(&o, "exec-allow prod --remove of a manifest-wide name");
+    let o = w.alice_run(&["exec", "prod", "--", "sh", "-c", printed]);
+    assert_failed(&o, "exec prod after --remove");
+    assert_stderr_contains(
+        &o,
+        "PYTHONWARNINGS (family PYTHON*",
+        "exec prod after --remove",
+    );
+    let o = w.alice_run(&["exec", "staging", "--", "sh", "-c", printed]);
+    assert_ok(&o, "exec staging keeps its allowance");
+    assert_eq!(stdout(&o), "default");
+    let m = w.manifest_yaml();
+    assert!(
+        m.get("exec_allow").is_none(),
+        "the manifest-wide list is gone: {m:?}"
+    );
+    assert_eq!(
+        m["environments"]["staging"]["exec_allow"],
+        serde_yaml::from_str::<serde_yaml::Value>("[PYTHONWARNINGS]").unwrap()
+    );
+    let a = w.last_audit();
+    assert_eq!(a["action"], "exec-allow-remove", "{a}");
+    assert_eq!(a["details"]["was_manifest_wide"], true, "{a}");
+    assert_eq!(
+        a["details"]["still_allowed_in"],
+        serde_json::json!(["staging"]),
+        "{a}"
+    );
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after the move");
 }
 
 // Another project's genuine manifest (same registry, same admin) copied

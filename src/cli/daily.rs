@@ -36,6 +36,25 @@ fn check_env(env: &str) -> CliResult {
     Ok(())
 }
 
+/// Warns, at once, about each of `names` that `exec` will refuse in `env`
+/// (a family refuses it and the signed state does not allow it there).
+/// The value is still stored: this is a warning, not a refusal.
+fn warn_exec_refuses<'a>(state: &State, env: &str, names: impl IntoIterator<Item = &'a String>) {
+    let allowed = state.manifest.exec_allow_for(env);
+    for name in names {
+        if let Some(why) = crate::exec::refusal(name, &allowed) {
+            eprintln!(
+                "byreis: warning: `byreis exec {env}` will refuse {name} ({why}); it is stored and `get` serves it, but exec runs nothing while it is set. {}",
+                if name.starts_with(crate::exec::RESERVED_PREFIX) {
+                    format!("Use another name, or remove it with `byreis unset {env} {name}`")
+                } else {
+                    format!("If programs really need it, an admin allows it with `byreis exec-allow {env} {name}`")
+                }
+            );
+        }
+    }
+}
+
 /// An environment that must already exist (for reads).
 fn require_env(state: &State, env: &str) -> CliResult {
     if state.manifest.environments.contains_key(env) {
@@ -195,6 +214,7 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
     let (state, actor) = for_write(ctx)?;
+    warn_exec_refuses(&state, env, [&key.to_string()]);
     if submission::must_propose(&state, &actor) {
         let value = SecretValue::new(read_value(value)?);
         return propose(state, &actor, |state| {
@@ -311,12 +331,8 @@ pub fn diff(ctx: &Context, rev: Option<&str>, format: Format) -> CliResult {
         if e.added.is_empty() && e.changed.is_empty() && e.removed.is_empty() {
             println!("  {}: re-encrypted, no value changed", e.env);
         }
-        if !e.loads_code.is_empty() {
-            println!(
-                "  {}: WARNING: exec refuses these names (they load code): {}",
-                e.env,
-                e.loads_code.join(", ")
-            );
+        for f in &e.flags {
+            println!("  {}: FLAGGED {}: {}", e.env, f.name, f.reason);
         }
     }
     if d.readers.is_empty() && d.envs.is_empty() {
@@ -418,6 +434,7 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
             let Some(after) = edit_secrets(ctx, env, &before)? else {
                 return Ok(Vec::new());
             };
+            warn_exec_refuses(state, env, after.keys());
             Ok(vec![DraftChange::between(env, &before, &after)])
         });
     }
@@ -426,6 +443,7 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
     let Some(after) = edit_secrets(ctx, env, &before)? else {
         return Ok(());
     };
+    warn_exec_refuses(&state, env, after.keys());
     let landed = store::commit_change(
         ctx,
         state,
@@ -493,8 +511,9 @@ pub fn exec(
     let secrets = state.secrets(env, &identity)?;
     let (child_env, replaced) = crate::exec::child_env(
         std::env::vars_os(),
+        env,
         &secrets,
-        &state.manifest.exec_allow,
+        &state.manifest.exec_allow_for(env),
         overrides,
         override_all,
     )?;
@@ -512,6 +531,29 @@ pub fn exec(
         "could not run {}: {err}",
         program.to_string_lossy()
     )))
+}
+
+/// `byreis exec-allow ENV NAME [--remove]` (admin).
+pub fn exec_allow(ctx: &Context, env: &str, name: &str, remove: bool) -> CliResult {
+    check_env(env)?;
+    names::check(Kind::SecretKey, name)?;
+    let state = verified(ctx)?;
+    let actor = Actor::load(&ctx.home)?;
+    match store::exec_allow(ctx, state, &actor, env, name, remove)? {
+        store::ExecAllowed::Unchanged(why) => eprintln!("byreis: {why}"),
+        store::ExecAllowed::Changed(landed) => super::report(landed, |counter| {
+            if remove {
+                format!(
+                    "byreis: exec no longer passes {name} in {env}: `byreis exec {env}` refuses it again (counter {counter}, signed and audited)"
+                )
+            } else {
+                format!(
+                    "byreis: exec now passes {name} in {env} (counter {counter}, signed and audited as exec-allow); undo with `byreis exec-allow {env} {name} --remove`"
+                )
+            }
+        }),
+    }
+    Ok(())
 }
 
 pub fn doctor(ctx: &Context, decrypt: bool, format: Format) -> CliResult {
@@ -582,6 +624,9 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
     let envs = yaml::parse_import(&text, limit)
         .map_err(|e| CliError::Other(format!("{e}; nothing was changed")))?;
     let (state, actor) = for_write(ctx)?;
+    for (env, new) in &envs {
+        warn_exec_refuses(&state, env, new.keys());
+    }
     if submission::must_propose(&state, &actor) {
         return propose(state, &actor, |state| {
             let mut changes = Vec::new();

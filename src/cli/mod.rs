@@ -139,6 +139,18 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Let `exec` pass secret NAME in ENV although a family of names it
+    /// refuses includes it (admin; a signed, audited change). `exec`
+    /// refuses names that make programs load code, trust other TLS servers
+    /// or send traffic elsewhere (PYTHON*, LD_*, *PROXY*, …; see
+    /// docs/formats.md); allow one only when a program really needs it.
+    ExecAllow {
+        env: String,
+        name: String,
+        /// Stop allowing it: exec refuses it again.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Change who reads which environment, re-encrypting every affected file.
     ///
     /// Removal does not take back what someone already read: they keep every
@@ -536,6 +548,7 @@ pub fn main() -> i32 {
             override_all,
             command,
         } => daily::exec(&ctx, &env, &overrides, override_all, &command),
+        Command::ExecAllow { env, name, remove } => daily::exec_allow(&ctx, &env, &name, remove),
         Command::Rotate(args) => {
             if args.resume {
                 rotate::resume(&ctx, args.yes)

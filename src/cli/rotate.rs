@@ -319,12 +319,8 @@ fn print_env_diffs(envs: &[crate::diff::EnvDiff], show_values: bool) {
                 eprintln!("byreis:   {}: {what}: {}", d.env, names.join(", "));
             }
         }
-        if !d.loads_code.is_empty() {
-            eprintln!(
-                "byreis:   {}: WARNING: exec refuses these names (they load code): {}",
-                d.env,
-                d.loads_code.join(", ")
-            );
+        for f in &d.flags {
+            eprintln!("byreis:   {}: FLAGGED {}: {}", d.env, f.name, f.reason);
         }
         for (k, v) in &d.values {
             println!("{}.{k}={v}", d.env);
