@@ -40,6 +40,14 @@ fn fresh_ci(w: &World, name: &str) -> (PathBuf, PathBuf) {
 /// Returns the old value and the new one.
 fn plant_frozen_registry(w: &World) -> (&'static str, &'static str) {
     let frozen = w.proj.join(".ci").join("reg.git");
+    freeze_registry_and_point_at(w, &frozen, ".ci/reg.git");
+    (PROD_DB, "rotated-after-the-leak")
+}
+
+/// A bare copy of the registry at `frozen`, taken before alice changes
+/// `prod DB`; then, as the attacker (no key), the project's byreis files of
+/// that time put back and `registry: HINT` committed.
+fn freeze_registry_and_point_at(w: &World, frozen: &Path, hint: &str) {
     fs::create_dir_all(frozen.parent().unwrap()).unwrap();
     w.git_ok(
         &w.root,
@@ -53,21 +61,16 @@ fn plant_frozen_registry(w: &World) -> (&'static str, &'static str) {
     );
     let old_commit = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
     w.set("prod", "DB", "rotated-after-the-leak");
-    // The attacker (no key): old byreis files back, registry hint moved.
     w.git_ok(
         &w.proj,
         &["checkout", &old_commit, "--", ".byreis", "secrets"],
     );
-    let config = w.proj.join("byreis.yaml");
-    let text = fs::read_to_string(&config).unwrap();
-    assert!(text.contains("registry: ../reg\n"), "{text}");
-    fs::write(
-        &config,
-        text.replace("registry: ../reg\n", "registry: .ci/reg.git\n"),
-    )
-    .unwrap();
+    replace_in_file(
+        &w.proj.join("byreis.yaml"),
+        "registry: ../reg\n",
+        &format!("registry: {hint}\n"),
+    );
     commit_all(w, &w.proj, "ci: vendored registry");
-    (PROD_DB, "rotated-after-the-leak")
 }
 
 #[test]
@@ -126,29 +129,7 @@ fn a_frozen_copy_outside_the_project_found_through_the_hint_is_unconfirmed() {
     // The same copy hosted elsewhere (as an attacker's URL would be): the
     // signed roster says where the registry lives, and it is not there.
     let w = World::with_secrets();
-    let frozen = w.root.join("elsewhere.git");
-    w.git_ok(
-        &w.root,
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            w.reg.to_str().unwrap(),
-            frozen.to_str().unwrap(),
-        ],
-    );
-    let old_commit = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
-    w.set("prod", "DB", "rotated-after-the-leak");
-    w.git_ok(
-        &w.proj,
-        &["checkout", &old_commit, "--", ".byreis", "secrets"],
-    );
-    replace_in_file(
-        &w.proj.join("byreis.yaml"),
-        "registry: ../reg\n",
-        "registry: ../elsewhere.git\n",
-    );
-    commit_all(&w, &w.proj, "registry moved (not really)");
+    freeze_registry_and_point_at(&w, &w.root.join("elsewhere.git"), "../elsewhere.git");
     let (home, clone) = fresh_ci(&w, "ci");
     let identity = identity_file(&w.alice);
     let env = [
