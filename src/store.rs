@@ -762,6 +762,9 @@ pub fn verify_pending(
 /// Finishes the pending change that the signed record names.
 pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
     let admin = admin_of(&state, actor)?;
+    // The pending commit lands on the write branch, never on whatever
+    // branch happens to be checked out at the same commit.
+    check_branch(&state)?;
     let (pending, _) = verify_pending(&state)?;
     let repo = &state.project.repo;
     let head = repo.head()?;
@@ -807,6 +810,7 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
 /// re-signed without `pending`.
 pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
     let admin = admin_of(&state, actor)?;
+    check_branch(&state)?;
     let Some(pending) = state.record.pending.clone() else {
         return Err(StoreError::Refused(
             "no change is pending: nothing to abort".into(),
@@ -1276,7 +1280,11 @@ pub fn change_roster(
         counter_to: new.version,
         roster_version: new.version,
         prev,
-        details: serde_json::json!({"admin": who, "signing_fingerprint": fp(&who)}).into(),
+        details: match &change {
+            AdminChange::Location(loc) => serde_json::json!({"location": loc}),
+            _ => serde_json::json!({"admin": who, "signing_fingerprint": fp(&who)}),
+        }
+        .into(),
     };
     let line = audit::make_line(&entry, &actor.signer)?;
     new.audit_head = Some(audit::line_hash(&line));

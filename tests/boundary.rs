@@ -405,3 +405,45 @@ fn a_write_from_another_branch_is_refused_before_anything_is_signed() {
     let m = fs::read_to_string(w.manifest()).unwrap();
     assert!(m.contains("branch: main\n"), "{m}");
 }
+
+#[test]
+fn a_pending_change_is_not_resumed_or_aborted_on_another_branch() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let w = World::with_secrets();
+    let o = run_env(
+        &w.alice.home,
+        &w.proj,
+        &["set", "prod", "DB"],
+        Some("begun-then-killed\n"),
+        &[("BYREIS_TEST_KILL_AT", "begun")],
+    );
+    assert_eq!(
+        o.status.signal(),
+        Some(9),
+        "set killed at begun\n{}",
+        dump(&o)
+    );
+    let pending = w.pending_commit().expect("a pending change");
+    // A feature branch at the same commit as main: resuming there would
+    // move it, and pin a commit main never gets.
+    w.git_ok(&w.proj, &["switch", "-q", "-c", "feature"]);
+    let before = w.heads();
+    for args in [
+        ["rotate", "--resume", "--yes"],
+        ["rotate", "--abort", "--yes"],
+    ] {
+        let o = w.alice_run(&args);
+        assert_refused(&o, &["wrong-branch"], &args.join(" "));
+        assert_eq!(w.heads(), before, "{}: nothing moved", args.join(" "));
+    }
+    assert_eq!(
+        w.git_ok(&w.proj, &["rev-parse", "feature"]),
+        w.git_ok(&w.proj, &["rev-parse", "main"]),
+        "the feature branch did not get the pending commit"
+    );
+    w.git_ok(&w.proj, &["switch", "-q", "main"]);
+    let o = w.alice_run(&["rotate", "--resume", "--yes"]);
+    assert_ok(&o, "resume on main");
+    assert_eq!(w.git_ok(&w.proj, &["rev-parse", "main"]), pending);
+    w.assert_get("prod", "DB", "begun-then-killed");
+}
