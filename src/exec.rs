@@ -297,7 +297,7 @@ pub fn fix_for(env: &str, name: &str) -> String {
 }
 
 /// Inherited variables removed from the child's environment.
-const TOKEN_NAMES: &[&str] = &[
+pub const TOKEN_NAMES: &[&str] = &[
     "GITHUB_TOKEN",
     "GH_TOKEN",
     "GH_ENTERPRISE_TOKEN",

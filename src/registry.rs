@@ -94,10 +94,6 @@ impl RosterChain {
     pub fn identity(&self) -> String {
         keys::grouped_fingerprint(self.versions[0].bytes())
     }
-    /// Fingerprint of the newest version (the anchor to give fresh machines).
-    pub fn latest_fingerprint(&self) -> String {
-        keys::grouped_fingerprint(self.versions.last().expect("a chain has version 1").bytes())
-    }
     pub fn latest(&self) -> &Roster {
         self.versions.last().expect("a chain has version 1").value()
     }

@@ -64,10 +64,7 @@ const RECEIVE_PACK: &str = "--receive-pack=git-receive-pack";
 pub fn is_stripped_var(name: &str) -> bool {
     name.starts_with("BYREIS_")
         || name.starts_with("GIT_")
-        || matches!(
-            name,
-            "GITHUB_TOKEN" | "GH_TOKEN" | "GH_ENTERPRISE_TOKEN" | "GITHUB_ENTERPRISE_TOKEN"
-        )
+        || crate::exec::TOKEN_NAMES.contains(&name)
 }
 
 /// The one git config file the user may give byreis's git, by

@@ -1328,14 +1328,18 @@ pub fn change_roster(
         .registry
         .write_roster_change(&new, &records, &line, &actor.signer, author, &summary)?;
     state.registry.push_if_remote(&ctx.home)?;
-    Ok(RosterChange::Landed(new.version))
+    Ok(RosterChange::Landed {
+        version: new.version,
+        anchor: keys::grouped_fingerprint(&documents::to_yaml(&new)),
+    })
 }
 
 /// What [`change_roster`] did.
 #[derive(Debug)]
 pub enum RosterChange {
-    /// Version N+1 is the registry's newest.
-    Landed(u64),
+    /// Version N+1 is the registry's newest; `anchor` is its fingerprint
+    /// (the anchor to give fresh machines from now on).
+    Landed { version: u64, anchor: String },
     /// Version N+1 waits on a registry branch for more signatures: it
     /// lands when `need_old` admins of version N and `need_new` of N+1
     /// have signed it (`byreis approve BRANCH`).
@@ -1354,7 +1358,7 @@ impl RosterChange {
     /// Prints what happened; returns the new version if it landed.
     pub fn report(&self) -> Option<u64> {
         match self {
-            RosterChange::Landed(v) => Some(*v),
+            RosterChange::Landed { version, .. } => Some(*version),
             RosterChange::Proposed {
                 version,
                 branch,

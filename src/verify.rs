@@ -241,6 +241,8 @@ pub struct State {
     pub source: Source,
     /// Things a reader should know (stale copy, old checkout).
     pub notes: Vec<(Code, String)>,
+    /// This machine's marks for the project as read before verifying.
+    seen: trust::Seen,
 }
 
 /// A secrets file read but not yet checked against the verified manifest.
@@ -325,12 +327,7 @@ pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyErro
 /// The registry location this run trusts for `project` (checked against
 /// the config exactly as every read does).
 pub fn pinned_location(ctx: &Context, project: &Project) -> Result<String, VerifyError> {
-    pin_for(ctx, project).map(|pin| pin.pin.registry)
-}
-
-/// The pin this run trusts for `project`.
-pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> {
-    effective_pin(ctx, project)
+    pin_for(ctx, project).map(|run| run.pin.registry)
 }
 
 /// The registry location from `BYREIS_REGISTRY`, resolved (paths relative
@@ -409,7 +406,7 @@ pub struct RunPin {
 /// Which pin applies to this run: the stored one, or BYREIS_ANCHOR (with
 /// BYREIS_REGISTRY or, failing that, byreis.yaml's hint, which the roster
 /// must confirm).
-fn effective_pin(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> {
+pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> {
     let env_anchor = std::env::var("BYREIS_ANCHOR")
         .ok()
         .filter(|s| !s.is_empty());
@@ -800,7 +797,7 @@ pub fn load(ctx: &Context) -> Result<State, VerifyError> {
 /// refresh` does, to renew it; the expiry is then a note).
 pub fn load_opts(ctx: &Context, allow_expired: bool) -> Result<State, VerifyError> {
     let project = Project::open(&ctx.dir)?;
-    let run = effective_pin(ctx, &project)?;
+    let run = pin_for(ctx, &project)?;
     let registry = open_registry(&ctx.home, &run.pin.registry)?;
     load_inner(&ctx.home, project, registry, run, allow_expired)
 }
@@ -841,7 +838,7 @@ fn load_inner(
     })?;
     check_against_roster(&project, &run, &roster)?;
     let RunPin {
-        pin,
+        mut pin,
         stored: pin_stored,
         ..
     } = run;
@@ -853,7 +850,6 @@ fn load_inner(
                 detail: e.to_string(),
             }
         })?;
-    let mut pin = pin;
     pin.roster_version_seen = pin
         .roster_version_seen
         .max(seen.roster_version)
@@ -1180,6 +1176,7 @@ fn load_inner(
         recipients,
         source,
         notes,
+        seen,
     };
 
     // The audit log, chained up to the head the manifest records.
@@ -1442,16 +1439,22 @@ impl State {
             .max(self.pin.roster_version_seen);
         let c = self.record.counter.max(self.pin.counter_seen);
         let rr = self.record.revision.max(self.pin.record_revision_seen);
-        trust::save_seen(
-            home,
-            &self.roster.identity(),
-            &self.manifest.project,
-            &trust::Seen {
-                roster_version: rv,
-                record_revision: rr,
-                counter: c,
-            },
-        )?;
+        let marks = trust::Seen {
+            roster_version: rv,
+            record_revision: rr,
+            counter: c,
+        };
+        // Written only when this run saw more than the file held (the save
+        // re-reads it, so a concurrent run's higher marks are kept).
+        if marks != self.seen {
+            trust::save_seen(
+                home,
+                &self.roster.identity(),
+                &self.manifest.project,
+                &marks,
+            )?;
+            self.seen = marks;
+        }
         let changed = rv != self.pin.roster_version_seen
             || c != self.pin.counter_seen
             || rr != self.pin.record_revision_seen;

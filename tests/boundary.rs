@@ -225,14 +225,19 @@ fn plant_git_config(w: &World, dir: &Path, marker: &Path) {
     }
 }
 
-#[test]
-fn planted_git_config_in_a_registry_copy_runs_nothing() {
-    let w = World::with_secrets();
-    // The registry copy gets an origin (as a team's shared registry).
+/// Gives alice's registry copy an origin, a bare `reg.git` (as a team's
+/// shared registry), so pulls and pushes run git's transports.
+fn share_registry(w: &World) {
     let url = w.bare_registry_url();
     w.git_ok(&w.reg, &["remote", "add", "origin", &url]);
     w.git_ok(&w.reg, &["fetch", "-q", "origin"]);
     w.git_ok(&w.reg, &["branch", "-q", "--set-upstream-to=origin/main"]);
+}
+
+#[test]
+fn planted_git_config_in_a_registry_copy_runs_nothing() {
+    let w = World::with_secrets();
+    share_registry(&w);
     let marker = w.root.join("planted-ran");
     plant_git_config(&w, &w.reg, &marker);
 
@@ -253,10 +258,7 @@ fn planted_git_config_in_a_registry_copy_runs_nothing() {
 fn tokens_and_byreis_variables_never_reach_git() {
     // A `git` first on PATH that records its environment, then runs the real one.
     let w = World::with_secrets();
-    let url = w.bare_registry_url();
-    w.git_ok(&w.reg, &["remote", "add", "origin", &url]);
-    w.git_ok(&w.reg, &["fetch", "-q", "origin"]);
-    w.git_ok(&w.reg, &["branch", "-q", "--set-upstream-to=origin/main"]);
+    share_registry(&w);
     let real =
         String::from_utf8(tool("sh", &w.root, &w.root, &["-c", "command -v git"], None).stdout)
             .unwrap();

@@ -200,18 +200,7 @@ pub fn trust(
             ))
         }
     };
-    // The typed anchor must be the fingerprint of one version of a chain
-    // that verifies (version 1, or a later one an admin gave out).
-    let chain = registry.roster_chain(&typed).map_err(|e| match e {
-        crate::registry::RegistryError::Anchor { .. } => CliError::from(VerifyError {
-            code: Code::RosterAnchorMismatch,
-            detail: "the fingerprint you typed is not that of any roster version of this registry; nothing was trusted. Check you were given the right fingerprint and the right registry location".into(),
-        }),
-        other => CliError::from(other),
-    })?;
-    let computed =
-        keys::grouped_fingerprint(chain.versions[(chain.anchor_version - 1) as usize].bytes());
-    let c = keys::normalise_fingerprint(&computed);
+    let c = keys::normalise_fingerprint(&typed);
     if let Some(old) = &existing {
         if !verify::same_location(&old.registry, &location)
             || keys::normalise_fingerprint(&old.anchor) != c
@@ -226,18 +215,19 @@ pub fn trust(
     let same = existing.as_ref().filter(|o| {
         verify::same_location(&o.registry, &location) && keys::normalise_fingerprint(&o.anchor) == c
     });
-    let pin = Pin {
+    let mut pin = Pin {
         repository: trust::repository_key(&project.repo.common_dir()),
         registry: location,
-        anchor: computed.clone(),
+        anchor: typed,
         roster_version_seen: same.map_or(0, |o| o.roster_version_seen),
         counter_seen: same.map_or(0, |o| o.counter_seen),
         record_revision_seen: same.map_or(0, |o| o.record_revision_seen),
         trusted_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     };
-    // Verify the whole state first (the location and the config's hint
-    // against the roster included), so nothing is pinned that does not
-    // verify.
+    // Verify the whole state first (the typed anchor must be the
+    // fingerprint of a version of a chain that verifies; the location and
+    // the config's hint are checked against the roster), so nothing is
+    // pinned that does not verify.
     let root = project.root.clone();
     let common = project.repo.common_dir();
     let run = verify::RunPin {
@@ -245,13 +235,25 @@ pub fn trust(
         stored: true,
         location_from_user: from_user,
     };
-    let mut state = verify::load_with(&ctx.home, project, registry, run)?;
+    let mut state = verify::load_with(&ctx.home, project, registry, run).map_err(|e| {
+        if e.code == Code::RosterAnchorMismatch {
+            VerifyError {
+                code: e.code,
+                detail: "the fingerprint you typed is not that of any roster version of this registry; nothing was trusted. Check you were given the right fingerprint and the right registry location".into(),
+            }
+        } else {
+            e
+        }
+    })?;
+    // The pin keeps the fingerprint as byreis writes it.
+    let version = state.roster.anchor_version;
+    pin.anchor = keys::grouped_fingerprint(state.roster.versions[(version - 1) as usize].bytes());
+    state.pin.anchor.clone_from(&pin.anchor);
     trust::save(&ctx.home, &common, &pin)?;
-    state.pin_stored = true;
     state.remember(&ctx.home)?;
     eprintln!(
-        "byreis: this machine now trusts anchor {computed} (roster version {}) at {} for {}",
-        chain.anchor_version,
+        "byreis: this machine now trusts anchor {} (roster version {version}) at {} for {}",
+        pin.anchor,
         names::escape(&pin.registry),
         root.display()
     );
@@ -358,19 +360,13 @@ pub fn admin_add(
         signing_key.to_string()
     };
     let state = verify::load(ctx)?;
-    let actor = crate::store::Actor::load(&ctx.home)?;
-    let version = crate::store::change_roster(
-        ctx,
-        &state,
-        &actor,
-        crate::store::AdminChange::Add(crate::documents::Admin {
-            name: name.clone(),
-            email,
-            signing_key: key_text.trim().to_string(),
-            age_recipient: age,
-        }),
-    )?;
-    let Some(version) = version.report() else {
+    let change = crate::store::AdminChange::Add(crate::documents::Admin {
+        name: name.clone(),
+        email,
+        signing_key: key_text.trim().to_string(),
+        age_recipient: age,
+    });
+    let Some(version) = land_roster_change(ctx, &state, change, false)? else {
         return Ok(());
     };
     eprintln!("byreis: {name} is an admin from roster version {version}; every project record was re-signed under it");
@@ -390,20 +386,14 @@ pub fn admin_thresholds(
         ));
     }
     let state = verify::load(ctx)?;
-    let actor = crate::store::Actor::load(&ctx.home)?;
     let old = &state.roster.latest().thresholds;
     let t = crate::documents::Thresholds {
         roster: roster.unwrap_or(old.roster),
         recipients: recipients.unwrap_or(old.recipients),
         values: values.unwrap_or(old.values),
     };
-    let version = crate::store::change_roster(
-        ctx,
-        &state,
-        &actor,
-        crate::store::AdminChange::Thresholds(t.clone()),
-    )?;
-    let Some(version) = version.report() else {
+    let change = crate::store::AdminChange::Thresholds(t.clone());
+    let Some(version) = land_roster_change(ctx, &state, change, false)? else {
         return Ok(());
     };
     eprintln!(
@@ -419,42 +409,44 @@ pub fn admin_thresholds(
 
 pub fn admin_location(ctx: &Context, location: &str) -> CliResult {
     let state = verify::load(ctx)?;
-    let actor = crate::store::Actor::load(&ctx.home)?;
-    let version = crate::store::change_roster(
-        ctx,
-        &state,
-        &actor,
-        crate::store::AdminChange::Location(location.to_string()),
-    )?;
-    let Some(version) = version.report() else {
+    let change = crate::store::AdminChange::Location(location.to_string());
+    let Some(version) = land_roster_change(ctx, &state, change, true)? else {
         return Ok(());
     };
     eprintln!(
         "byreis: roster version {version} states the registry lives at {}; teammates and CI use `byreis trust --registry LOCATION` or BYREIS_REGISTRY with it",
         names::escape(location)
     );
-    print_new_anchor(ctx, version);
     Ok(())
 }
 
-/// Prints the fingerprint of roster version `version` (just landed) as the
-/// anchor to give fresh machines: pinned to it, they never accept a roster
-/// from before it.
-fn print_new_anchor(ctx: &Context, version: u64) {
-    let Ok(state) = verify::load_opts(ctx, true) else {
-        return;
+/// Makes roster change `change` as this machine's admin and reports it.
+/// Returns the new version once it landed (`None`: it waits for
+/// approvals). With `anchor_for_ci`, prints the new version's fingerprint
+/// on stdout: pinned to it, a fresh machine never accepts a roster from
+/// before this version.
+fn land_roster_change(
+    ctx: &Context,
+    state: &verify::State,
+    change: crate::store::AdminChange,
+    anchor_for_ci: bool,
+) -> Result<Option<u64>, CliError> {
+    let actor = crate::store::Actor::load(&ctx.home)?;
+    let outcome = crate::store::change_roster(ctx, state, &actor, change)?;
+    let Some(version) = outcome.report() else {
+        return Ok(None);
     };
-    if state.roster.latest().version == version {
-        println!("{}", state.roster.latest_fingerprint());
+    if let (true, crate::store::RosterChange::Landed { anchor, .. }) = (anchor_for_ci, &outcome) {
+        println!("{anchor}");
         eprintln!(
             "byreis: anchor of roster version {version} (printed above): give it to CI as BYREIS_ANCHOR (and to new teammates for `byreis trust --anchor`); a fresh machine pinned to it never accepts a roster from before this version"
         );
     }
+    Ok(Some(version))
 }
 
 pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
     let state = verify::load(ctx)?;
-    let actor = crate::store::Actor::load(&ctx.home)?;
     let roster = state.roster.latest();
     let member = roster
         .admins
@@ -469,17 +461,11 @@ pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
                 .find(|m| crate::keys::AgeRecipient::parse(&m.recipient).is_ok_and(|x| x == r))
                 .cloned()
         });
-    let version = crate::store::change_roster(
-        ctx,
-        &state,
-        &actor,
-        crate::store::AdminChange::Remove(name.to_string()),
-    )?;
-    let Some(version) = version.report() else {
+    let change = crate::store::AdminChange::Remove(name.to_string());
+    let Some(version) = land_roster_change(ctx, &state, change, true)? else {
         return Ok(());
     };
     eprintln!("byreis: {name} is no longer an admin from roster version {version}: their signatures no longer count, including on anything they sign later with an old date");
-    print_new_anchor(ctx, version);
     if let Some(m) = member {
         let envs: Vec<&String> = state
             .manifest
