@@ -46,6 +46,12 @@ codes! {
     AnchorMismatch => "anchor-mismatch",
         "the registry or anchor named by byreis.yaml differs from the one this machine trusts",
         "someone who can write the project repo may be redirecting you to another registry; ask an admin over another channel, then `byreis trust` again only if they confirm the change";
+    ProjectMismatch => "project-mismatch",
+        "byreis.yaml names another project than the one this machine trusted this repository as (or BYREIS_PROJECT names)",
+        "a project writer may have copied another project's files here: restore byreis.yaml and byreis's files from a trusted commit; run `byreis trust` only if this repository really is that project";
+    ProjectUnconfirmed => "project-unconfirmed",
+        "only byreis.yaml says which project this is, and the registry holds other projects",
+        "set BYREIS_PROJECT beside BYREIS_ANCHOR (CI), or run `byreis trust` in this repository";
     RegistryMismatch => "registry-mismatch",
         "byreis.yaml's registry hint disagrees with the registry this machine uses (BYREIS_REGISTRY, `trust --registry`, or the pinned location) and with the location the signed roster states",
         "whoever can write the project repo can edit byreis.yaml: confirm the registry's location with an admin over another channel; if it really moved, the admin records it (`byreis admin location LOC`) and you run `byreis trust --registry LOC`";

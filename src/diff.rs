@@ -128,6 +128,26 @@ pub fn flag_blind(d: &mut EnvDiff, author: &str) {
     d.flags.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
+/// Flags every name a submission adds, replaces or removes in `d`'s
+/// environment when nothing shows who wrote it (no author proof for the
+/// approver): the claimed author may read the environment, but whoever
+/// wrote the file may not, so each change is looked at as [`flag_blind`]
+/// would, and more.
+pub fn flag_unproved(d: &mut EnvDiff, author: &str) {
+    let author = names::escape(author);
+    let env = d.env.clone();
+    let why = format!(
+        "nothing shows that {author} wrote this (the file carries no author proof for you, so anyone who can push a branch could have; an ssh-ed25519 key on either side cannot make one): treat it as from an unknown writer who may not read {env}, and approve only if you know why it is there"
+    );
+    for k in d.added.iter().chain(&d.changed).chain(&d.removed) {
+        d.flags.push(Flag {
+            name: k.clone(),
+            reason: why.clone(),
+        });
+    }
+    d.flags.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
 /// The change from the signed state at commit `rev` to the current one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Diff {

@@ -29,7 +29,14 @@ pub struct Check {
 /// The checks, in the order verification runs them.
 const STAGES: &[(&str, &[Code])] = &[
     ("config", &[Code::ConfigMissing, Code::ConfigInvalid]),
-    ("anchor", &[Code::AnchorNotTrusted, Code::AnchorMismatch]),
+    (
+        "anchor",
+        &[
+            Code::AnchorNotTrusted,
+            Code::AnchorMismatch,
+            Code::ProjectMismatch,
+        ],
+    ),
     (
         "registry",
         &[
@@ -51,6 +58,7 @@ const STAGES: &[(&str, &[Code])] = &[
     (
         "record",
         &[
+            Code::ProjectUnconfirmed,
             Code::RecordMissing,
             Code::RecordInvalid,
             Code::RecordExpired,

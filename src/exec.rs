@@ -67,6 +67,9 @@ const GLIBC: &str = "the C library reads it to load locale, charset or name-serv
 const RESOLVER: &str = "the C library's resolver reads it: host names then resolve elsewhere, so traffic goes to another host";
 const SHELL: &str = "shells read it at start-up or before commands: it runs code in every shell script the program starts";
 const TOOL_CMD: &str = "programs run the command it names";
+const MAKE_PROG: &str = "make runs the program it names in its built-in rules (the environment overrides make's defaults)";
+const CREDS_FROM: &str =
+    "AWS SDKs fetch the machine's credentials from the address it names, and would send them there";
 const GO: &str = "the go command reads it to choose toolchains, module sources, checksum databases or build flags: code it downloads or compiles";
 const CC: &str =
     "build tools (make, cgo, configure, build scripts) run the compiler or linker it names";
@@ -185,6 +188,27 @@ pub const FAMILIES: &[Family] = &[
     fam("AR", CC),
     fam("AS", CC),
     fam("MAKEFILES", "make reads the makefiles it names, which run commands"),
+    // make's implicit program variables: the environment overrides them,
+    // and recipes run them (an attack pass ran `env` through RM).
+    fam("MAKE", MAKE_PROG),
+    fam("RM", MAKE_PROG),
+    fam("FC", MAKE_PROG),
+    fam("F77", MAKE_PROG),
+    fam("YACC", MAKE_PROG),
+    fam("LEX", MAKE_PROG),
+    fam("M4", MAKE_PROG),
+    fam("NM", MAKE_PROG),
+    fam("RANLIB", MAKE_PROG),
+    fam("STRIP", MAKE_PROG),
+    fam("OBJCOPY", MAKE_PROG),
+    fam("OBJDUMP", MAKE_PROG),
+    fam("HOSTCC", CC),
+    fam("HOST_CC", CC),
+    fam("TARGET_CC", CC),
+    fam("CROSS_COMPILE", CC),
+    fam("CC_*", CC),
+    fam("CXX_*", CC),
+    fam("AR_*", CC),
     fam("CMAKE_*", "CMake reads it to choose toolchain files and compiler launchers it runs"),
     fam("PKG_CONFIG*", "pkg-config reads it to choose which .pc files set compiler and linker flags"),
     // Version control and remote access.
@@ -209,6 +233,12 @@ pub const FAMILIES: &[Family] = &[
     fam("NOMAD_ADDR", ENDPOINT),
     fam("GH_HOST", ENDPOINT),
     fam("AWS_ENDPOINT_URL*", ENDPOINT),
+    fam("AWS_EC2_METADATA_*", CREDS_FROM),
+    fam("AWS_CONTAINER_*", CREDS_FROM),
+    fam("KUBERNETES_SERVICE_*", "in-cluster Kubernetes clients send the pod's service-account token to the API server it names"),
+    fam("ELECTRON_*", "Electron apps read it to run as plain Node (ELECTRON_RUN_AS_NODE) or load code"),
+    fam("VK_*", "the Vulkan loader loads the driver and layer libraries it names"),
+    fam("OCL_ICD_*", "the OpenCL loader loads the driver libraries it names"),
     fam("GOOGLE_APPLICATION_CREDENTIALS", "Google clients authenticate as the account the file names, so data goes to its project (external-account files can run a command)"),
     fam("CLOUDSDK_*", "the Google Cloud CLI reads it as configuration, including the Python interpreter it runs"),
     fam("DISPLAY", X11),
@@ -224,6 +254,12 @@ pub const FAMILIES: &[Family] = &[
     fam("*EDITOR", "programs open files with the command it names"),
     fam("*ASKPASS*", "programs run the command it names to ask for passwords, and send it the prompt"),
     fam("*COMMAND", TOOL_CMD),
+    fam("*CMD", TOOL_CMD),
+    fam("*_SSH", "programs run the ssh command it names (SVN_SSH, …)"),
+    fam("*_ARGS", "tools parse it as extra command-line arguments (ANT_ARGS, …), which can load code"),
+    fam("*ADDOPTS", "tools parse it as extra command-line options (PYTEST_ADDOPTS: -p loads a plugin)"),
+    fam("*_FILENAMES", "loaders load the libraries it names (VK_ICD_FILENAMES, …)"),
+    fam("*ENDPOINT*", ENDPOINT),
     fam("*WRAPPER", "build tools run every compiler call through the command it names"),
     fam("*_RSH", TOOL_CMD),
     fam("*_OPTS", "tools parse it as extra command-line options (MAVEN_OPTS, GRADLE_OPTS, SBT_OPTS, …), which can load agents or code"),
@@ -396,6 +432,28 @@ mod tests {
             ("ALL_PROXY", "*PROXY*"),
             ("NODE_TLS_REJECT_UNAUTHORIZED", "NODE_*"),
             ("DOTNET_STARTUP_HOOKS", "DOTNET_*"),
+            // Found by the attack pass of the exec families.
+            ("MAKE", "MAKE"),
+            ("RM", "RM"),
+            ("FC", "FC"),
+            ("YACC", "YACC"),
+            ("NM", "NM"),
+            ("RANLIB", "RANLIB"),
+            ("STRIP", "STRIP"),
+            ("TARGET_CC", "TARGET_CC"),
+            ("HOST_CC", "HOST_CC"),
+            ("CC_x86_64_unknown_linux_gnu", "CC_*"),
+            ("JAVACMD", "*CMD"),
+            ("ANT_ARGS", "*_ARGS"),
+            ("PYTEST_ADDOPTS", "*ADDOPTS"),
+            ("SVN_SSH", "*_SSH"),
+            ("ELECTRON_RUN_AS_NODE", "ELECTRON_*"),
+            ("VK_ICD_FILENAMES", "VK_*"),
+            ("OCL_ICD_VENDORS", "OCL_ICD_*"),
+            ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_*"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_*"),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_*"),
+            ("HF_ENDPOINT", "*ENDPOINT*"),
             // Proxies in any case; secret names are ASCII.
             ("http_proxy", "*PROXY*"),
             ("https_proxy", "*PROXY*"),

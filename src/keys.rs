@@ -452,6 +452,30 @@ impl AgeIdentity {
         }
     }
 
+    /// The static X25519 agreement of this identity with `other`, when both
+    /// are X25519 keys (`None` for ssh-ed25519 on either side, or a
+    /// low-order point): a secret only this identity's holder and
+    /// `other`'s share, used to authenticate a member's submission to the
+    /// admins it is encrypted to (ADR 0014).
+    pub fn x25519_agree(&self, other: &AgeRecipient) -> Option<Zeroizing<[u8; 32]>> {
+        let IdentityInner::X25519(id) = &self.inner else {
+            return None;
+        };
+        if other.kind() != RecipientKind::X25519 {
+            return None;
+        }
+        let text = id.to_string();
+        let (_, data) = bech32::decode(text.expose_secret()).ok()?;
+        let data = Zeroizing::new(data);
+        let mut scalar: [u8; 32] = data.as_slice().try_into().ok()?;
+        let secret = x25519_dalek::StaticSecret::from(scalar);
+        zeroize::Zeroize::zeroize(&mut scalar);
+        let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*other.bytes()));
+        shared
+            .was_contributory()
+            .then(|| Zeroizing::new(*shared.as_bytes()))
+    }
+
     /// The identity file as age-keygen writes it (X25519 identities only).
     pub fn to_file_text(&self) -> Zeroizing<String> {
         let IdentityInner::X25519(id) = &self.inner else {

@@ -1050,6 +1050,7 @@ pub fn init_project(
         counter_seen: 0,
         record_revision_seen: 0,
         trusted_at: now(),
+        project: Some(project_name.to_string()),
     };
     let dirty = repo.dirty_paths(OWNED_PATHS)?;
     if !dirty.is_empty() {

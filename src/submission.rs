@@ -103,7 +103,7 @@ pub fn fingerprint(v: Option<&SecretValue>) -> String {
 }
 
 /// The header of a proposal file's plaintext: everything but the values.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Header {
     format: String,
@@ -119,6 +119,57 @@ struct Header {
     unset: BTreeSet<String>,
     #[serde(default)]
     was: BTreeMap<String, String>,
+    /// Per admin named in `encrypted_to`: a MAC over the rest of the
+    /// plaintext keyed from the static X25519 agreement of the author's
+    /// identity and that admin's recipient ([`author_proof`]). Only the
+    /// author and that admin can make it, so it shows the admin who wrote
+    /// the file. Absent where either key is ssh-ed25519.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    author_proof: BTreeMap<String, String>,
+}
+
+/// The MAC of `header` (without its proofs) and `set`, keyed from
+/// `shared`, the X25519 agreement of the author and one admin, bound to
+/// both public keys: base64 of HMAC-SHA-256.
+fn author_proof(
+    shared: &[u8; 32],
+    author: &AgeRecipient,
+    admin: &AgeRecipient,
+    header: &Header,
+    set: &Secrets,
+) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let mut kdf = sha2::Sha256::new();
+    kdf.update(b"byreis-submission-author/1\0");
+    kdf.update(shared);
+    kdf.update(author.bytes());
+    kdf.update(admin.bytes());
+    let key = Zeroizing::new(<[u8; 32]>::from(kdf.finalize()));
+    let mut unproved = header.clone();
+    unproved.author_proof.clear();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_slice())
+        .expect("HMAC takes any key length");
+    mac.update(&emit(&unproved, set));
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `header`'s proof for `me` (an admin named in it) shows that the
+/// holder of `author`'s identity wrote this plaintext.
+fn author_proved(
+    header: &Header,
+    set: &Secrets,
+    identity: &crate::keys::AgeIdentity,
+    me: &str,
+    author: &AgeRecipient,
+) -> bool {
+    let (Some(given), Some(shared)) = (header.author_proof.get(me), identity.x25519_agree(author))
+    else {
+        return false;
+    };
+    let want = author_proof(&shared, author, &identity.recipient(), header, set);
+    crate::secret::ct_eq(given.as_bytes(), want.as_bytes())
 }
 
 /// Between the header document and the values document.
@@ -299,7 +350,16 @@ pub fn add_to_draft(
             created: store::now(),
             unset: change.unset,
             was: change.was,
+            author_proof: BTreeMap::new(),
         };
+        let me = actor.identity.recipient();
+        let mut header = header;
+        for (name, admin) in &to {
+            if let Some(shared) = actor.identity.x25519_agree(admin) {
+                let proof = author_proof(&shared, &me, admin, &header, &change.set);
+                header.author_proof.insert(name.clone(), proof);
+            }
+        }
         let plaintext = SecretBytes::new(emit(&header, &change.set));
         let recipients: Vec<AgeRecipient> = to.iter().map(|(_, r)| r.clone()).collect();
         let file = agefile::encrypt_plaintext(&plaintext, &recipients)?;
@@ -439,7 +499,12 @@ fn draft_of(state: &State, actor: &Actor) -> Result<Draft, StoreError> {
 /// A submission checked by an approving admin.
 pub struct Review {
     pub branch: String,
+    /// Who the submission says wrote it.
     pub author: String,
+    /// Every file carries a valid author proof for the approver: the holder
+    /// of `author`'s identity wrote it. When false `author` is only a claim
+    /// (someone else, or a member or admin with an ssh-ed25519 key).
+    pub author_proved: bool,
     /// Changes in the submission.
     pub changes: usize,
     /// Counters the member's changes were made at.
@@ -550,6 +615,7 @@ pub fn review(
         return Ok(Review {
             branch: name.to_string(),
             author,
+            author_proved: false,
             changes: 0,
             base_counters: BTreeSet::new(),
             envs: Vec::new(),
@@ -600,6 +666,8 @@ pub fn review(
     let latest = state.roster.latest();
     let mut base_counters = BTreeSet::new();
     let mut blind = BTreeSet::new();
+    let mut unproved = BTreeSet::new();
+    let my_name = member_name(state, actor);
     let mut current: BTreeMap<String, Secrets> = BTreeMap::new();
     let mut proposed: BTreeMap<String, Secrets> = BTreeMap::new();
     let mut file_hashes = Vec::with_capacity(files.len());
@@ -633,6 +701,11 @@ pub fn review(
         })?;
         let (h, set) = parse(&plaintext).map_err(|e| bad(format!("{shown}: {e}")))?;
         drop(plaintext);
+        // Nothing but the author proof says who wrote a file: the branch
+        // name and the header are claims anyone who can push can make.
+        let proved = my_name
+            .as_deref()
+            .is_some_and(|n| author_proved(&h, &set, &actor.identity, n, &author_key));
         // The same file applied before, under any branch name: a replay.
         let file_hash = sha256_hex(&bytes);
         if let Some(c) = file_applied_at(state, &file_hash) {
@@ -702,6 +775,9 @@ pub fn review(
         if !author_reads {
             blind.insert(env.clone());
         }
+        if !proved {
+            unproved.insert(env.clone());
+        }
         for (k, w) in &h.was {
             if fingerprint(cur.get(k)) != *w {
                 return Err(bad(format!(
@@ -730,7 +806,9 @@ pub fn review(
             &state.manifest.exec_allow_for(&env),
             show_values,
         );
-        if blind.contains(&env) {
+        if unproved.contains(&env) {
+            crate::diff::flag_unproved(&mut d, &author);
+        } else if blind.contains(&env) {
             crate::diff::flag_blind(&mut d, &author);
         }
         envs.push(d);
@@ -739,6 +817,7 @@ pub fn review(
     Ok(Review {
         branch: name.to_string(),
         author,
+        author_proved: unproved.is_empty(),
         changes: files.len(),
         base_counters,
         envs,
@@ -775,6 +854,7 @@ pub fn approve(
         "submission_commit": review.tip.to_string(),
         "submission_files": review.file_hashes,
         "submitted_by": review.author,
+        "author_proved": review.author_proved,
     });
     let landed = store::commit_changes_with(
         ctx,
@@ -836,6 +916,7 @@ mod tests {
             created: "2026-11-23T00:00:00Z".into(),
             unset: c.unset.clone(),
             was: c.was.clone(),
+            author_proof: BTreeMap::new(),
         };
         let (h, set) = parse(&emit(&header, &c.set)).expect("parses");
         assert!(set == c.set);
@@ -866,5 +947,87 @@ mod tests {
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn author_proofs_bind_the_author_the_admin_and_the_content() {
+        use crate::keys::AgeIdentity;
+        let (author, admin, other) = (
+            AgeIdentity::generate(),
+            AgeIdentity::generate(),
+            AgeIdentity::generate(),
+        );
+        let set = crate::yaml::secrets_of(&[("DB", "v1")]);
+        let mut header = Header {
+            format: FORMAT.into(),
+            project: "demo".into(),
+            author: "dave".into(),
+            environment: "prod".into(),
+            base_counter: 4,
+            roster_version: 1,
+            encrypted_to: vec!["alice".into()],
+            created: "2026-11-23T00:00:00Z".into(),
+            unset: BTreeSet::new(),
+            was: BTreeMap::new(),
+            author_proof: BTreeMap::new(),
+        };
+        let shared = author.x25519_agree(&admin.recipient()).expect("x25519");
+        let proof = author_proof(
+            &shared,
+            &author.recipient(),
+            &admin.recipient(),
+            &header,
+            &set,
+        );
+        header.author_proof.insert("alice".into(), proof);
+        let (h, set) = parse(&emit(&header, &set)).expect("parses");
+        assert!(author_proved(
+            &h,
+            &set,
+            &admin,
+            "alice",
+            &author.recipient()
+        ));
+        // Not for another name, nor as from another member.
+        assert!(!author_proved(&h, &set, &admin, "bob", &author.recipient()));
+        assert!(!author_proved(
+            &h,
+            &set,
+            &admin,
+            "alice",
+            &other.recipient()
+        ));
+        // Someone who is not the author cannot make one.
+        let forged = other.x25519_agree(&admin.recipient()).expect("x25519");
+        let mut f = h.clone();
+        f.author_proof.insert(
+            "alice".into(),
+            author_proof(&forged, &author.recipient(), &admin.recipient(), &h, &set),
+        );
+        assert!(!author_proved(
+            &f,
+            &set,
+            &admin,
+            "alice",
+            &author.recipient()
+        ));
+        // Any change to a value or a header field breaks it.
+        let changed = crate::yaml::secrets_of(&[("DB", "v2")]);
+        assert!(!author_proved(
+            &h,
+            &changed,
+            &admin,
+            "alice",
+            &author.recipient()
+        ));
+        let mut moved = h.clone();
+        moved.environment = "staging".into();
+        assert!(!author_proved(
+            &moved,
+            &set,
+            &admin,
+            "alice",
+            &author.recipient()
+        ));
     }
 }

@@ -26,6 +26,11 @@ pub struct Pin {
     #[serde(default)]
     pub record_revision_seen: u64,
     pub trusted_at: String,
+    /// The project this repository is, as the user trusted it (`trust`,
+    /// `init`); byreis.yaml's `project:` must agree. Absent in pins made
+    /// before it existed (ADR 0015).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 fn pin_path(home: &Home, git_common_dir: &Path) -> PathBuf {

@@ -112,13 +112,26 @@ pub fn read_worktree_file(
     Ok(Some(buf))
 }
 
-/// Is `s` a git URL rather than a path? Only known schemes are URLs.
+/// Is `s` a git URL rather than a path? Only known schemes are URLs, and
+/// a `file:` URL only in its plain form ([`is_plain_file_url`]).
 pub fn is_url(s: &str) -> bool {
-    const SCHEMES: &[&str] = &["https://", "ssh://", "file://"];
+    const SCHEMES: &[&str] = &["https://", "ssh://"];
     if SCHEMES.iter().any(|p| s.starts_with(p)) {
         return !s.chars().any(|c| c.is_control() || c.is_whitespace());
     }
-    is_scp_like(s)
+    is_plain_file_url(s) || is_scp_like(s)
+}
+
+/// `file:///ABSOLUTE/PATH` with no host and no `%`-escape: the only file
+/// URL whose path is what it looks like (git also reads
+/// `file://localhost/…` and decodes `%74` as `t`, so a path compared as
+/// written could name a directory inside the project).
+pub fn is_plain_file_url(s: &str) -> bool {
+    s.strip_prefix("file://").is_some_and(|p| {
+        p.starts_with('/')
+            && !p.contains('%')
+            && !p.chars().any(|c| c.is_control() || c.is_whitespace())
+    })
 }
 
 /// `user@host:path`, git's scp-like syntax for ssh, with a plain user and
@@ -202,6 +215,15 @@ pub fn resolve_location(base: &Path, loc: &str) -> Result<String, VerifyError> {
         return fail(
             Code::ConfigInvalid,
             format!("registry location {} is not allowed", names::quoted(loc)),
+        );
+    }
+    if loc.starts_with("file:") && !is_plain_file_url(loc) {
+        return fail(
+            Code::ConfigInvalid,
+            format!(
+                "registry location {} is not allowed: a file URL must be file:///ABSOLUTE/PATH, with no host and no %-escapes (git reads those forms differently from how they look)",
+                names::quoted(loc)
+            ),
         );
     }
     if is_url(loc) {
@@ -324,12 +346,6 @@ pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyErro
     })
 }
 
-/// The registry location this run trusts for `project` (checked against
-/// the config exactly as every read does).
-pub fn pinned_location(ctx: &Context, project: &Project) -> Result<String, VerifyError> {
-    pin_for(ctx, project).map(|run| run.pin.registry)
-}
-
 /// The registry location from `BYREIS_REGISTRY`, resolved (paths relative
 /// to the directory byreis runs in), if set.
 pub fn env_registry(ctx: &Context) -> Result<Option<String>, VerifyError> {
@@ -401,6 +417,26 @@ pub struct RunPin {
     /// --registry`, `init --registry`, a stored pin). When false it came
     /// only from byreis.yaml and counts only if the signed roster states it.
     pub location_from_user: bool,
+    /// The project name came from the user (a pin that records it, or
+    /// BYREIS_PROJECT). When false only byreis.yaml names it, which is
+    /// accepted only while the registry holds no other project.
+    pub project_from_user: bool,
+}
+
+/// `BYREIS_PROJECT`, if set: must equal byreis.yaml's project.
+fn check_project(wanted: &str, how: &str, project: &Project) -> Result<(), VerifyError> {
+    if wanted != project.config.project {
+        return fail(
+            Code::ProjectMismatch,
+            format!(
+                "{CONFIG_PATH} names project {} but {how} {}. Whoever can write the project repo can edit {CONFIG_PATH} and copy another project's files here; nothing of project {} is served as this one's. If this repository really is that project, run `byreis trust` in it",
+                names::quoted(&project.config.project),
+                names::quoted(wanted),
+                names::quoted(&project.config.project),
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Which pin applies to this run: the stored one, or BYREIS_ANCHOR (with
@@ -411,6 +447,12 @@ pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> 
         .ok()
         .filter(|s| !s.is_empty());
     let env_location = env_registry(ctx)?;
+    let env_project = std::env::var("BYREIS_PROJECT")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(p) = &env_project {
+        check_project(p, "BYREIS_PROJECT names", project)?;
+    }
     let stored = trust::load(&ctx.home, &project.repo.common_dir()).map_err(|e| VerifyError {
         code: Code::AnchorNotTrusted,
         detail: e.to_string(),
@@ -441,7 +483,11 @@ pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> 
                     );
                 }
             }
+            if let Some(p) = &pin.project {
+                check_project(p, "this machine trusted this repository as", project)?;
+            }
             RunPin {
+                project_from_user: pin.project.is_some() || env_project.is_some(),
                 pin,
                 stored: true,
                 location_from_user: true,
@@ -462,9 +508,11 @@ pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> 
                         counter_seen: 0,
                         record_revision_seen: 0,
                         trusted_at: String::new(),
+                        project: env_project.clone(),
                     },
                     stored: false,
                     location_from_user: from_user,
+                    project_from_user: env_project.is_some(),
                 }
             }
             None => {
@@ -485,6 +533,21 @@ pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> 
     };
     check_registry_outside(&project.repo, &run.pin.registry)?;
     Ok(run)
+}
+
+impl RunPin {
+    /// Whether this run may fetch its registry location: the user named it,
+    /// or this machine's copy of it verifies from the anchor and its newest
+    /// roster states that location. A location only byreis.yaml names is
+    /// never fetched (a project writer could point it at any host).
+    pub fn may_fetch(&self, home: &Home) -> bool {
+        self.location_from_user
+            || open_registry(home, &self.pin.registry)
+                .ok()
+                .and_then(|r| r.roster_chain(&self.pin.anchor).ok())
+                .and_then(|c| c.latest().location.clone())
+                .is_some_and(|l| same_location(&l, &self.pin.registry))
+    }
 }
 
 /// Checks, once the roster chain has verified, what only the roster can
@@ -840,6 +903,7 @@ fn load_inner(
     let RunPin {
         mut pin,
         stored: pin_stored,
+        project_from_user,
         ..
     } = run;
     // What this machine has seen of this project, however it was pinned.
@@ -866,6 +930,23 @@ fn load_inner(
 
     // 3. The project record.
     let project_name = project.config.project.clone();
+    if !project_from_user {
+        let projects = registry.projects().map_err(|e| VerifyError {
+            code: Code::RegistryInvalid,
+            detail: e.to_string(),
+        })?;
+        if projects.iter().any(|p| *p != project_name) {
+            return fail(
+                Code::ProjectUnconfirmed,
+                format!(
+                    "the registry holds {} projects, and only {CONFIG_PATH} (which anyone who can push to the project can edit) says this repository is {}; another project's files copied here would verify as that project. Set BYREIS_PROJECT={} beside BYREIS_ANCHOR, or run `byreis trust` in this repository",
+                    projects.len(),
+                    names::quoted(&project_name),
+                    project_name
+                ),
+            );
+        }
+    }
     let Some((rbytes, rsig)) = registry
         .record_raw(&project_name)
         .map_err(|e| VerifyError {
@@ -1491,6 +1572,10 @@ mod tests {
             "x@y:-oProxyCommand=z",
             "a b@c:d",
             "fd::17",
+            // File URLs git reads differently from how they look.
+            "file://localhost/srv/reg",
+            "file:///%73rv/reg",
+            "file://srv/reg",
         ] {
             assert!(!is_url(not), "{not}");
         }

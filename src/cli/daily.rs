@@ -130,6 +130,16 @@ fn readable(state: &State, env: &str, actor: &Actor) -> Result<Option<Secrets>, 
 fn for_write(ctx: &Context) -> Result<(State, Actor), CliError> {
     let actor = Actor::load(&ctx.home)?;
     if let Some(location) = submission::registry_to_refresh(ctx, &actor) {
+        // Never fetch a location only byreis.yaml names (a project writer
+        // could point it at any host).
+        let project = verify::Project::open(&ctx.dir)?;
+        if !verify::pin_for(ctx, &project)?.may_fetch(&ctx.home) {
+            return Err(verify::VerifyError {
+                code: crate::diag::Code::RegistryUnconfirmed,
+                detail: "a proposal is encrypted to the registry's current admins, so byreis fetches the registry first, and it fetches only a location you named or one its copy of the registry confirms: set BYREIS_REGISTRY, or run `byreis trust --registry LOCATION --anchor FP` (nothing was changed)".into(),
+            }
+            .into());
+        }
         crate::remote::refresh_registry(&ctx.home, &location).map_err(|e| {
             CliError::Other(format!(
                 "{e}; a proposal is encrypted to the registry's current admins, so it needs a current copy (nothing was changed)"

@@ -407,6 +407,12 @@ fn approve_submission(
         bases.join(", "),
         state.manifest.counter
     );
+    if !review.author_proved {
+        eprintln!(
+            "byreis:   WARNING: nothing shows that {} wrote this: the author is only what the branch and the files claim (no author proof for you; members and admins with ssh-ed25519 keys cannot make one). Every change is flagged below",
+            crate::names::escape(&review.author)
+        );
+    }
     for env in &review.blind {
         eprintln!(
             "byreis:   {env}: {} could not read it; their values replace the current ones as shown",

@@ -213,7 +213,9 @@ pub fn trust(
         }
     }
     let same = existing.as_ref().filter(|o| {
-        verify::same_location(&o.registry, &location) && keys::normalise_fingerprint(&o.anchor) == c
+        verify::same_location(&o.registry, &location)
+            && keys::normalise_fingerprint(&o.anchor) == c
+            && o.project.as_deref() == Some(project.config.project.as_str())
     });
     let mut pin = Pin {
         repository: trust::repository_key(&project.repo.common_dir()),
@@ -223,6 +225,9 @@ pub fn trust(
         counter_seen: same.map_or(0, |o| o.counter_seen),
         record_revision_seen: same.map_or(0, |o| o.record_revision_seen),
         trusted_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        // The person trusting names this project by running `trust` in it
+        // (and sees the name below); from now on byreis.yaml must agree.
+        project: Some(project.config.project.clone()),
     };
     // Verify the whole state first (the typed anchor must be the
     // fingerprint of a version of a chain that verifies; the location and
@@ -234,6 +239,7 @@ pub fn trust(
         pin: pin.clone(),
         stored: true,
         location_from_user: from_user,
+        project_from_user: true,
     };
     let mut state = verify::load_with(&ctx.home, project, registry, run).map_err(|e| {
         if e.code == Code::RosterAnchorMismatch {
@@ -266,8 +272,20 @@ pub fn trust(
 
 pub fn registry_pull(ctx: &Context) -> CliResult {
     let project = Project::open(&ctx.dir)?;
-    // Only the registry this machine trusts is ever fetched.
-    let location = verify::pinned_location(ctx, &project)?;
+    // Only the registry this machine trusts is ever fetched: never one that
+    // only byreis.yaml names (a project writer could point it at any host).
+    let run = verify::pin_for(ctx, &project)?;
+    if !run.may_fetch(&ctx.home) {
+        return Err(VerifyError {
+            code: Code::RegistryUnconfirmed,
+            detail: format!(
+                "`registry pull` fetches only a registry location you named or one this machine's copy of the registry confirms, and {} was found only through byreis.yaml, which anyone who can push to the project can edit; set BYREIS_REGISTRY to the location an admin gave you, or run `byreis trust --registry LOCATION --anchor FP`",
+                names::quoted(&run.pin.registry)
+            ),
+        }
+        .into());
+    }
+    let location = run.pin.registry;
     let dir = verify::registry_dir(&ctx.home, &location);
     match crate::remote::refresh_registry(&ctx.home, &location)? {
         crate::remote::Refreshed::Cloned => {
