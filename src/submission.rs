@@ -119,56 +119,84 @@ struct Header {
     unset: BTreeSet<String>,
     #[serde(default)]
     was: BTreeMap<String, String>,
-    /// Per admin named in `encrypted_to`: a MAC over the rest of the
-    /// plaintext keyed from the static X25519 agreement of the author's
-    /// identity and that admin's recipient ([`author_proof`]). Only the
-    /// author and that admin can make it, so it shows the admin who wrote
-    /// the file. Absent where either key is ssh-ed25519.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    author_proof: BTreeMap<String, String>,
 }
 
-/// The MAC of `header` (without its proofs) and `set`, keyed from
-/// `shared`, the X25519 agreement of the author and one admin, bound to
-/// both public keys: base64 of HMAC-SHA-256.
-fn author_proof(
+/// `.byreis/proposals/NAME/seal.yaml`, added by `submit`: which files the
+/// submission holds, in order, by the SHA-256 of their bytes, and per
+/// admin a proof that the author made exactly this list ([`seal_proof`]).
+/// Nothing else says who wrote a submission: the branch name and the
+/// headers are claims anyone who can push can make.
+const SEAL: &str = "seal.yaml";
+const SEAL_FORMAT: &str = "byreis-submission-seal/1";
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Seal {
+    format: String,
+    project: String,
+    author: String,
+    /// `NNN-ENV.age sha256:HEX`, in order.
+    files: Vec<String>,
+    /// Per admin (member name): base64 HMAC-SHA-256 of the seal without
+    /// its proofs, keyed from the static X25519 agreement of the author's
+    /// identity and that admin's recipient, which only those two can
+    /// compute. Absent for admins with an ssh-ed25519 key (and none at all
+    /// from an author with one).
+    #[serde(default)]
+    proof: BTreeMap<String, String>,
+}
+
+fn seal_line(file: &str, sha256: &str) -> String {
+    format!("{file} sha256:{sha256}")
+}
+
+/// The proof of `seal` (without its proofs) for one admin, from `shared`,
+/// the X25519 agreement of the author and that admin, bound to both keys.
+fn seal_proof(
     shared: &[u8; 32],
     author: &AgeRecipient,
     admin: &AgeRecipient,
-    header: &Header,
-    set: &Secrets,
+    seal: &Seal,
 ) -> String {
     use base64::Engine as _;
     use hmac::Mac as _;
     use sha2::Digest as _;
     let mut kdf = sha2::Sha256::new();
-    kdf.update(b"byreis-submission-author/1\0");
+    kdf.update(b"byreis-submission-seal/1\0");
     kdf.update(shared);
     kdf.update(author.bytes());
     kdf.update(admin.bytes());
     let key = Zeroizing::new(<[u8; 32]>::from(kdf.finalize()));
-    let mut unproved = header.clone();
-    unproved.author_proof.clear();
+    let mut unproved = seal.clone();
+    unproved.proof.clear();
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_slice())
         .expect("HMAC takes any key length");
-    mac.update(&emit(&unproved, set));
+    mac.update(&crate::documents::to_yaml(&unproved));
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// Whether `header`'s proof for `me` (an admin named in it) shows that the
-/// holder of `author`'s identity wrote this plaintext.
-fn author_proved(
-    header: &Header,
-    set: &Secrets,
-    identity: &crate::keys::AgeIdentity,
+/// Whether `seal` proves to `me` (an admin, by member name, holding
+/// `identity`) that `author` made exactly `files` (name and SHA-256, in
+/// order) for `project`.
+fn seal_proves(
+    seal: &Seal,
+    project: &str,
+    author: (&str, &AgeRecipient),
+    files: &[String],
     me: &str,
-    author: &AgeRecipient,
+    identity: &crate::keys::AgeIdentity,
 ) -> bool {
-    let (Some(given), Some(shared)) = (header.author_proof.get(me), identity.x25519_agree(author))
-    else {
+    if seal.format != SEAL_FORMAT
+        || seal.project != project
+        || seal.author != author.0
+        || seal.files != files
+    {
+        return false;
+    }
+    let (Some(given), Some(shared)) = (seal.proof.get(me), identity.x25519_agree(author.1)) else {
         return false;
     };
-    let want = author_proof(&shared, author, &identity.recipient(), header, set);
+    let want = seal_proof(&shared, author.1, &identity.recipient(), seal);
     crate::secret::ct_eq(given.as_bytes(), want.as_bytes())
 }
 
@@ -350,16 +378,7 @@ pub fn add_to_draft(
             created: store::now(),
             unset: change.unset,
             was: change.was,
-            author_proof: BTreeMap::new(),
         };
-        let me = actor.identity.recipient();
-        let mut header = header;
-        for (name, admin) in &to {
-            if let Some(shared) = actor.identity.x25519_agree(admin) {
-                let proof = author_proof(&shared, &me, admin, &header, &change.set);
-                header.author_proof.insert(name.clone(), proof);
-            }
-        }
         let plaintext = SecretBytes::new(emit(&header, &change.set));
         let recipients: Vec<AgeRecipient> = to.iter().map(|(_, r)| r.clone()).collect();
         let file = agefile::encrypt_plaintext(&plaintext, &recipients)?;
@@ -413,6 +432,7 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
         changes,
     } = draft_of(state, actor)?;
     let repo = &state.project.repo;
+    let tip = seal_draft(state, actor, &author, tip)?;
     let branch = format!("{BRANCH_PREFIX}{author}-{}", &tip.to_string()[..8]);
     if repo.local_branch(&branch)? != Some(tip) {
         repo.create_branch(&branch, tip)?;
@@ -454,6 +474,69 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
         pushed,
         pull_request,
     })
+}
+
+/// Adds the seal ([`Seal`]) on top of the draft at `tip`: the files in
+/// order with their hashes, and a proof for every admin reading one of
+/// their environments whose key allows one. Returns the new tip (the old
+/// one when no proof can be made: an ssh-ed25519 author).
+fn seal_draft(state: &State, actor: &Actor, author: &str, tip: Oid) -> Result<Oid, StoreError> {
+    let repo = &state.project.repo;
+    let dir = format!("{DIR}/{author}");
+    let tip_s = tip.to_string();
+    let mut names: Vec<String> = repo
+        .list_dir(&tip_s, &dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| n != SEAL)
+        .collect();
+    names.sort();
+    let mut seal = Seal {
+        format: SEAL_FORMAT.into(),
+        project: state.manifest.project.clone(),
+        author: author.to_string(),
+        files: Vec::with_capacity(names.len()),
+        proof: BTreeMap::new(),
+    };
+    let mut admins: BTreeMap<String, AgeRecipient> = BTreeMap::new();
+    for n in &names {
+        let bytes = repo
+            .read_file(&tip_s, &format!("{dir}/{n}"))?
+            .unwrap_or_default();
+        seal.files.push(seal_line(n, &sha256_hex(&bytes)));
+        if let Some(env) = n
+            .strip_suffix(".age")
+            .and_then(|f| f.split_once('-'))
+            .map(|(_, e)| e)
+        {
+            admins.extend(admin_readers(state, env));
+        }
+    }
+    let me = actor.identity.recipient();
+    for (name, key) in &admins {
+        if let Some(shared) = actor.identity.x25519_agree(key) {
+            let proof = seal_proof(&shared, &me, key, &seal);
+            seal.proof.insert(name.clone(), proof);
+        }
+    }
+    if seal.proof.is_empty() {
+        return Ok(tip);
+    }
+    let email = actor.email();
+    let change = Change {
+        path: format!("{dir}/{SEAL}"),
+        content: Some(crate::documents::to_yaml(&seal).into()),
+    };
+    Ok(repo.create_signed_commit(
+        Some(tip),
+        &[change],
+        &format!(
+            "byreis: seal of {author}'s submission ({} file(s))",
+            seal.files.len()
+        ),
+        &actor.signer,
+        (author, &email),
+    )?)
 }
 
 /// Drops the actor's draft; returns how many changes it held.
@@ -655,6 +738,22 @@ pub fn review(
         )));
     }
     let mut files = repo.list_dir(&tip_s, &dir)?;
+    let seal = match files.iter().position(|(f, _)| f == SEAL) {
+        Some(i) => {
+            let (_, kind) = files.remove(i);
+            let bytes = repo
+                .read_file(&tip_s, &format!("{dir}/{SEAL}"))?
+                .unwrap_or_default();
+            (kind == crate::git::EntryKind::Blob && bytes.len() <= 64 << 10)
+                .then(|| {
+                    std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|t| yaml::from_untrusted::<Seal>(t).ok())
+                })
+                .flatten()
+        }
+        None => None,
+    };
     if files.is_empty() {
         return Err(bad("it holds no proposal files".into()));
     }
@@ -666,8 +765,7 @@ pub fn review(
     let latest = state.roster.latest();
     let mut base_counters = BTreeSet::new();
     let mut blind = BTreeSet::new();
-    let mut unproved = BTreeSet::new();
-    let my_name = member_name(state, actor);
+    let mut sealed = Vec::with_capacity(files.len());
     let mut current: BTreeMap<String, Secrets> = BTreeMap::new();
     let mut proposed: BTreeMap<String, Secrets> = BTreeMap::new();
     let mut file_hashes = Vec::with_capacity(files.len());
@@ -701,11 +799,7 @@ pub fn review(
         })?;
         let (h, set) = parse(&plaintext).map_err(|e| bad(format!("{shown}: {e}")))?;
         drop(plaintext);
-        // Nothing but the author proof says who wrote a file: the branch
-        // name and the header are claims anyone who can push can make.
-        let proved = my_name
-            .as_deref()
-            .is_some_and(|n| author_proved(&h, &set, &actor.identity, n, &author_key));
+
         // The same file applied before, under any branch name: a replay.
         let file_hash = sha256_hex(&bytes);
         if let Some(c) = file_applied_at(state, &file_hash) {
@@ -713,6 +807,7 @@ pub fn review(
                 "{shown} was already applied at counter {c} (a replay of an earlier submission)"
             )));
         }
+        sealed.push(seal_line(file, &file_hash));
         file_hashes.push(file_hash);
         if h.project != state.manifest.project || h.author != author || h.environment != env {
             return Err(bad(format!(
@@ -775,9 +870,7 @@ pub fn review(
         if !author_reads {
             blind.insert(env.clone());
         }
-        if !proved {
-            unproved.insert(env.clone());
-        }
+
         for (k, w) in &h.was {
             if fingerprint(cur.get(k)) != *w {
                 return Err(bad(format!(
@@ -792,6 +885,19 @@ pub fn review(
         }
         next.extend(set);
     }
+    // Nothing but the seal says who wrote the submission, and that these
+    // are exactly its files, in this order.
+    let proved = match (&seal, member_name(state, actor)) {
+        (Some(seal), Some(me)) => seal_proves(
+            seal,
+            &state.manifest.project,
+            (&author, &author_key),
+            &sealed,
+            &me,
+            &actor.identity,
+        ),
+        _ => false,
+    };
     let mut envs = Vec::new();
     let mut new = Vec::new();
     for (env, after) in proposed {
@@ -806,7 +912,7 @@ pub fn review(
             &state.manifest.exec_allow_for(&env),
             show_values,
         );
-        if unproved.contains(&env) {
+        if !proved {
             crate::diff::flag_unproved(&mut d, &author);
         } else if blind.contains(&env) {
             crate::diff::flag_blind(&mut d, &author);
@@ -817,7 +923,7 @@ pub fn review(
     Ok(Review {
         branch: name.to_string(),
         author,
-        author_proved: unproved.is_empty(),
+        author_proved: proved,
         changes: files.len(),
         base_counters,
         envs,
@@ -916,7 +1022,6 @@ mod tests {
             created: "2026-11-23T00:00:00Z".into(),
             unset: c.unset.clone(),
             was: c.was.clone(),
-            author_proof: BTreeMap::new(),
         };
         let (h, set) = parse(&emit(&header, &c.set)).expect("parses");
         assert!(set == c.set);
@@ -950,84 +1055,65 @@ mod tests {
     }
 
     #[test]
-    fn author_proofs_bind_the_author_the_admin_and_the_content() {
+    fn seals_bind_the_author_the_admin_and_the_files_in_order() {
         use crate::keys::AgeIdentity;
         let (author, admin, other) = (
             AgeIdentity::generate(),
             AgeIdentity::generate(),
             AgeIdentity::generate(),
         );
-        let set = crate::yaml::secrets_of(&[("DB", "v1")]);
-        let mut header = Header {
-            format: FORMAT.into(),
+        let files = vec![
+            seal_line("001-prod.age", &"a".repeat(64)),
+            seal_line("002-prod.age", &"b".repeat(64)),
+        ];
+        let mut seal = Seal {
+            format: SEAL_FORMAT.into(),
             project: "demo".into(),
             author: "dave".into(),
-            environment: "prod".into(),
-            base_counter: 4,
-            roster_version: 1,
-            encrypted_to: vec!["alice".into()],
-            created: "2026-11-23T00:00:00Z".into(),
-            unset: BTreeSet::new(),
-            was: BTreeMap::new(),
-            author_proof: BTreeMap::new(),
+            files: files.clone(),
+            proof: BTreeMap::new(),
         };
         let shared = author.x25519_agree(&admin.recipient()).expect("x25519");
-        let proof = author_proof(
-            &shared,
-            &author.recipient(),
-            &admin.recipient(),
-            &header,
-            &set,
-        );
-        header.author_proof.insert("alice".into(), proof);
-        let (h, set) = parse(&emit(&header, &set)).expect("parses");
-        assert!(author_proved(
-            &h,
-            &set,
-            &admin,
-            "alice",
-            &author.recipient()
+        let proof = seal_proof(&shared, &author.recipient(), &admin.recipient(), &seal);
+        seal.proof.insert("alice".into(), proof);
+        let seal: Seal = crate::yaml::from_untrusted(
+            std::str::from_utf8(&crate::documents::to_yaml(&seal)).unwrap(),
+        )
+        .expect("parses");
+        let dave = author.recipient();
+        let proves =
+            |s: &Seal, project: &str, who: (&str, &AgeRecipient), files: &[String], me: &str| {
+                seal_proves(s, project, who, files, me, &admin)
+            };
+        assert!(proves(&seal, "demo", ("dave", &dave), &files, "alice"));
+        // Files reordered, dropped or added; another project, author name,
+        // author key or admin name: no proof.
+        let swapped = vec![files[1].clone(), files[0].clone()];
+        assert!(!proves(&seal, "demo", ("dave", &dave), &swapped, "alice"));
+        assert!(!proves(
+            &seal,
+            "demo",
+            ("dave", &dave),
+            &files[..1],
+            "alice"
         ));
-        // Not for another name, nor as from another member.
-        assert!(!author_proved(&h, &set, &admin, "bob", &author.recipient()));
-        assert!(!author_proved(
-            &h,
-            &set,
-            &admin,
-            "alice",
-            &other.recipient()
+        assert!(!proves(&seal, "shop", ("dave", &dave), &files, "alice"));
+        assert!(!proves(&seal, "demo", ("carol", &dave), &files, "alice"));
+        assert!(!proves(
+            &seal,
+            "demo",
+            ("dave", &other.recipient()),
+            &files,
+            "alice"
         ));
+        assert!(!proves(&seal, "demo", ("dave", &dave), &files, "bob"));
         // Someone who is not the author cannot make one.
         let forged = other.x25519_agree(&admin.recipient()).expect("x25519");
-        let mut f = h.clone();
-        f.author_proof.insert(
+        let mut f = seal.clone();
+        f.proof.insert(
             "alice".into(),
-            author_proof(&forged, &author.recipient(), &admin.recipient(), &h, &set),
+            seal_proof(&forged, &dave, &admin.recipient(), &seal),
         );
-        assert!(!author_proved(
-            &f,
-            &set,
-            &admin,
-            "alice",
-            &author.recipient()
-        ));
-        // Any change to a value or a header field breaks it.
-        let changed = crate::yaml::secrets_of(&[("DB", "v2")]);
-        assert!(!author_proved(
-            &h,
-            &changed,
-            &admin,
-            "alice",
-            &author.recipient()
-        ));
-        let mut moved = h.clone();
-        moved.environment = "staging".into();
-        assert!(!author_proved(
-            &moved,
-            &set,
-            &admin,
-            "alice",
-            &author.recipient()
-        ));
+        assert!(!proves(&f, "demo", ("dave", &dave), &files, "alice"));
     }
 }

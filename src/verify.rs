@@ -423,7 +423,9 @@ pub struct RunPin {
     pub project_from_user: bool,
 }
 
-/// `BYREIS_PROJECT`, if set: must equal byreis.yaml's project.
+/// Refuses a byreis.yaml that names another project than `wanted` (what
+/// the user gave: a pin's project, `BYREIS_PROJECT`, `trust --project`);
+/// `how` says where `wanted` came from.
 fn check_project(wanted: &str, how: &str, project: &Project) -> Result<(), VerifyError> {
     if wanted != project.config.project {
         return fail(

@@ -523,6 +523,17 @@ fn another_projects_signed_state_is_not_served_as_this_ones() {
 
     // The teammate's stored pin records the project.
     w.assert_reads_refused(&["project-mismatch"], &leaked, "a stored pin");
+    // Re-running trust, as the refusal suggests for a real move, does not
+    // re-pin the repository as the other project unless the user names it.
+    let o = w.alice_run(&["trust", "--anchor", &w.anchor]);
+    assert_refused(&o, &["project-mismatch"], "trust after the swap");
+    assert_stderr_contains(&o, "trust --project other", "how to confirm a real move");
+    let o = w.alice_run_env(
+        &["trust", "--anchor", &w.anchor],
+        &[("BYREIS_PROJECT", "demo")],
+    );
+    assert_refused(&o, &["project-mismatch"], "trust with BYREIS_PROJECT=demo");
+    w.assert_reads_refused(&["project-mismatch"], &leaked, "the pin is unchanged");
 
     // Reverting leaves nobody locked out (nothing of the other project's
     // marks was remembered as this one's).
@@ -599,6 +610,12 @@ fn a_location_only_the_config_names_is_never_fetched() {
     let env = [("CI", "true"), ("BYREIS_ANCHOR", w.anchor.as_str())];
     let o = run_env(&home, &clone, &["registry", "pull"], None, &env);
     assert_refused(&o, &["registry-unconfirmed"], "registry pull of a hint");
+    assert!(!home.join("registries").exists(), "git ran\n{}", dump(&o));
+    // `trust` prints the location before anything and, without a person
+    // to confirm it, does not clone a URL only byreis.yaml names.
+    let o = run_env(&home, &clone, &["trust", "--anchor", &w.anchor], None, &env);
+    assert_refused(&o, &["registry-unconfirmed"], "trust of a hint URL");
+    assert_stderr_contains(&o, "(named only by byreis.yaml)", "the location is shown");
     assert!(!home.join("registries").exists(), "git ran\n{}", dump(&o));
     // Named by the user, the same pull runs (here: the real registry).
     replace_in_file(
@@ -712,4 +729,118 @@ fn a_submission_in_another_members_name_is_flagged_as_unproved() {
     );
     assert!(out.contains("prod: added: PGHOST"), "{}", dump(&o));
     assert!(!out.contains("FLAGGED"), "{}", dump(&o));
+}
+
+#[test]
+fn a_members_files_rebuilt_into_another_submission_are_unproved() {
+    // carol (reads prod) proposes a value, then a better one, and submits.
+    // A project writer with no key copies her ciphertexts into a branch of
+    // his own, swapped, or without the last one, seal and all (found by an
+    // attack pass: per-file proofs let a superseded value land as hers).
+    let w = World::with_secrets();
+    let carol = keygen(&w.root, "carol");
+    assert_ok(
+        &w.rotate(&["--add", &format!("carol={}", carol.recipient)]),
+        "add carol",
+    );
+    let carol_clone = clone_and_trust(&w, &w.proj, &carol);
+    for v in ["db-old-superseded.internal", "db-final.internal"] {
+        let o = run(
+            &carol.home,
+            &carol_clone,
+            &["set", "prod", "PGHOST"],
+            Some(&format!("{v}\n")),
+        );
+        assert_ok(&o, "carol proposes");
+    }
+    assert_ok(
+        &run(&carol.home, &carol_clone, &["submit"], None),
+        "carol submits",
+    );
+    let theirs = w.git_ok(
+        &carol_clone,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/submit/",
+        ],
+    );
+    let theirs = theirs.lines().next().expect("a submission").to_string();
+    let blob = |path: &str| {
+        let o = w.git(
+            &carol_clone,
+            &[
+                "cat-file",
+                "blob",
+                &format!("{theirs}:.byreis/proposals/carol/{path}"),
+            ],
+        );
+        assert_ok(&o, path);
+        o.stdout
+    };
+    let (f1, f2, seal) = (
+        blob("001-prod.age"),
+        blob("002-prod.age"),
+        blob("seal.yaml"),
+    );
+    let dir = w.proj.join(".byreis/proposals/carol");
+    for (name, files) in [
+        (
+            "swapped",
+            vec![("001-prod.age", &f2), ("002-prod.age", &f1)],
+        ),
+        ("truncated", vec![("001-prod.age", &f1)]),
+    ] {
+        w.git_ok(&w.proj, &["switch", "-q", "-c", name, "main"]);
+        fs::create_dir_all(&dir).unwrap();
+        for (f, bytes) in &files {
+            fs::write(dir.join(f), bytes).unwrap();
+        }
+        fs::write(dir.join("seal.yaml"), &seal).unwrap();
+        let tip = commit_all(
+            &w,
+            &w.proj,
+            "byreis: proposed change to prod by carol (draft)",
+        );
+        let branch = format!("byreis/submit/carol-{}", &tip[..8]);
+        w.git_ok(&w.proj, &["branch", "-q", &branch]);
+        w.git_ok(&w.proj, &["switch", "-q", "main"]);
+        let o = w.alice_run(&["approve", &branch]);
+        let out = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            out.contains("nothing shows that carol wrote this"),
+            "{name}\n{}",
+            dump(&o)
+        );
+        assert!(
+            out.contains("prod: FLAGGED PGHOST: nothing shows"),
+            "{name}\n{}",
+            dump(&o)
+        );
+    }
+    // Her own submission, as she made it, is hers and lands unflagged.
+    w.git_ok(
+        &w.proj,
+        &[
+            "fetch",
+            "-q",
+            carol_clone.to_str().unwrap(),
+            &format!("{theirs}:{theirs}"),
+        ],
+    );
+    let o = w.alice_run(&["approve", &theirs, "--yes"]);
+    assert_ok(&o, "approve carol's submission");
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !out.contains("FLAGGED") && !out.contains("nothing shows"),
+        "{}",
+        dump(&o)
+    );
+    w.assert_get("prod", "PGHOST", "db-final.internal");
+    let entry = w.last_audit();
+    assert_eq!(
+        entry["details"]["author_proved"],
+        serde_json::json!(true),
+        "{entry}"
+    );
 }

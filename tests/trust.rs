@@ -290,7 +290,12 @@ fn url_registry_is_cloned_by_trust_and_pushed_by_writes() {
             clone.to_str().unwrap(),
         ],
     );
-    let o = run(&bob.home, &clone, &["trust", "--anchor", &w.anchor], None);
+    let o = run(
+        &bob.home,
+        &clone,
+        &["trust", "--registry", &url, "--anchor", &w.anchor],
+        None,
+    );
     assert_ok(&o, "bob trust (clones the registry)");
     assert!(bob.home.join("registries").is_dir());
     let (o, v) = doctor_json(&bob.home, &clone, &[]);
@@ -311,7 +316,7 @@ fn url_registry_is_cloned_by_trust_and_pushed_by_writes() {
 // FP` again (it pulls the managed clone).
 #[test]
 fn stale_url_registry_copy_is_reported_as_stale() {
-    let (w, _url) = url_world();
+    let (w, url) = url_world();
     let proj = w.root.join("urlproj");
     let bob = keygen(&w.root, "bob");
     let clone = w.root.join("bob-urlproj");
@@ -324,7 +329,12 @@ fn stale_url_registry_copy_is_reported_as_stale() {
             clone.to_str().unwrap(),
         ],
     );
-    let o = run(&bob.home, &clone, &["trust", "--anchor", &w.anchor], None);
+    let o = run(
+        &bob.home,
+        &clone,
+        &["trust", "--registry", &url, "--anchor", &w.anchor],
+        None,
+    );
     assert_ok(&o, "bob trust");
 
     // Alice changes a value; bob pulls the project only.
@@ -335,7 +345,12 @@ fn stale_url_registry_copy_is_reported_as_stale() {
     let stale_text = format!("{}{}", stale_v, stderr(&stale_o));
 
     // The workaround works.
-    let o = run(&bob.home, &clone, &["trust", "--anchor", &w.anchor], None);
+    let o = run(
+        &bob.home,
+        &clone,
+        &["trust", "--registry", &url, "--anchor", &w.anchor],
+        None,
+    );
     assert_ok(&o, "bob trust again (refreshes the registry copy)");
     let (o, v) = doctor_json(&bob.home, &clone, &[]);
     assert_doctor_ok(&o, &v, "bob doctor after refreshing");

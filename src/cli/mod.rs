@@ -92,6 +92,11 @@ pub enum Command {
         /// roster states that same location (or BYREIS_REGISTRY is set).
         #[arg(long, value_name = "LOCATION")]
         registry: Option<String>,
+        /// The project this repository is (or BYREIS_PROJECT); must match
+        /// byreis.yaml. Needed to re-pin a repository that was trusted as
+        /// another project.
+        #[arg(long, value_name = "NAME")]
+        project: Option<String>,
         /// Print the pinned anchor and exit.
         #[arg(long)]
         show: bool,
@@ -534,8 +539,9 @@ pub fn main() -> i32 {
         Command::Trust {
             anchor,
             registry,
+            project,
             show,
-        } => setup::trust(&ctx, anchor, registry, show),
+        } => setup::trust(&ctx, anchor, registry, project, show),
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
         Command::Get { env, key, format } => daily::get(&ctx, &env, &key, format),
         Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),

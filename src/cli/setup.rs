@@ -144,6 +144,7 @@ pub fn trust(
     ctx: &Context,
     anchor: Option<String>,
     registry_arg: Option<String>,
+    project_arg: Option<String>,
     show: bool,
 ) -> CliResult {
     let project = Project::open(&ctx.dir)?;
@@ -168,6 +169,42 @@ pub fn trust(
         }
         return Ok(());
     }
+    // The project: --project, else BYREIS_PROJECT (the user's), else
+    // byreis.yaml's. Re-pinning this repository as another project than
+    // the one trusted before needs the user to name it.
+    let named = project_arg.or_else(|| {
+        std::env::var("BYREIS_PROJECT")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    if let Some(n) = &named {
+        if *n != project.config.project {
+            return Err(VerifyError {
+                code: Code::ProjectMismatch,
+                detail: format!(
+                    "byreis.yaml names project {} but you named {}; nothing was trusted",
+                    names::quoted(&project.config.project),
+                    names::quoted(n)
+                ),
+            }
+            .into());
+        }
+    }
+    if let Some(old) = existing.as_ref().and_then(|p| p.project.as_deref()) {
+        if old != project.config.project && named.is_none() {
+            return Err(VerifyError {
+                code: Code::ProjectMismatch,
+                detail: format!(
+                    "this machine trusted this repository as project {}, and byreis.yaml now names {}. Someone who can push to the project may have copied another project's files here. Only if an admin confirms that this repository really is {} now, run `byreis trust --project {}`; nothing was trusted",
+                    names::quoted(old),
+                    names::quoted(&project.config.project),
+                    names::quoted(&project.config.project),
+                    project.config.project
+                ),
+            }
+            .into());
+        }
+    }
     // The location: --registry, else BYREIS_REGISTRY (both the user's), else
     // byreis.yaml's hint, which counts only if the signed roster states it.
     let (location, from_user) = match registry_arg {
@@ -178,16 +215,17 @@ pub fn trust(
         },
     };
     verify::check_registry_outside(&project.repo, &location)?;
-    if verify::is_url(&location) {
-        let dir = verify::registry_dir(&ctx.home, &location);
-        if dir.exists() {
-            crate::remote::update(&dir)?;
+    eprintln!(
+        "byreis: project {}, registry {}{}",
+        names::escape(&project.config.project),
+        names::escape(&location),
+        if from_user {
+            ""
         } else {
-            crate::remote::clone(&ctx.home, &location)?;
+            " (named only by byreis.yaml)"
         }
-    }
-    let registry = verify::open_registry(&ctx.home, &location)?;
-    eprintln!("byreis: registry {}", names::escape(&location));
+    );
+    // Everything the user must give comes before any git runs.
     let typed = match anchor {
         Some(a) => a,
         None if ctx.interactive => dialoguer::Input::<String>::new()
@@ -200,6 +238,38 @@ pub fn trust(
             ))
         }
     };
+    if verify::is_url(&location) {
+        let dir = verify::registry_dir(&ctx.home, &location);
+        if !from_user && !dir.exists() {
+            // Cloning a URL only the project names would connect to a host
+            // a project writer chose.
+            let agreed = ctx.interactive
+                && dialoguer::Confirm::new()
+                    .with_prompt(format!(
+                        "Clone the registry from {}? Only byreis.yaml names it, and anyone who can push to the project can edit that; say yes only if an admin gave you this location",
+                        names::escape(&location)
+                    ))
+                    .default(false)
+                    .interact()
+                    .map_err(|e| CliError::Other(e.to_string()))?;
+            if !agreed {
+                return Err(VerifyError {
+                    code: Code::RegistryUnconfirmed,
+                    detail: format!(
+                        "{} is named only by byreis.yaml; nothing was fetched or trusted. Run `byreis trust --registry LOCATION --anchor FP` with the location an admin gave you",
+                        names::quoted(&location)
+                    ),
+                }
+                .into());
+            }
+        }
+        if dir.exists() {
+            crate::remote::update(&dir)?;
+        } else {
+            crate::remote::clone(&ctx.home, &location)?;
+        }
+    }
+    let registry = verify::open_registry(&ctx.home, &location)?;
     let c = keys::normalise_fingerprint(&typed);
     if let Some(old) = &existing {
         if !verify::same_location(&old.registry, &location)
