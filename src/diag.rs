@@ -103,6 +103,9 @@ codes! {
     ManifestNotPinned => "manifest-not-pinned",
         "the manifest in the working tree is not the one the registry record pins",
         "if you checked out an older commit, fetch the pinned commit; if your branch contains the pinned commit, the manifest was replaced: tell an admin";
+    ApprovalsShort => "approvals-short",
+        "the pinned state carries fewer admin approvals than the newest roster version's thresholds require (a threshold was raised, an approving admin was removed, or one admin landed it alone)",
+        "an admin who checked the state runs `byreis approve --pinned` in the project; if no threshold or admin changed, treat it as a lone admin's change: do not use it and ask the other admins";
     ManifestRollback => "manifest-rollback",
         "the branch contains the pinned commit but its manifest has a lower counter",
         "someone restored an older state on top of the current one; revert that commit and tell an admin";

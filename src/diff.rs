@@ -1,6 +1,8 @@
 //! `byreis diff [REV]`: the name-level change between an earlier signed
 //! state and the current one, for review. Values are never shown; secret
-//! names are known only where you can read both states.
+//! names are listed only where you can read both states. That hides them
+//! from this output only: the project's plaintext audit log names every
+//! secret, environment, member and reason (SECURITY.md).
 
 use std::collections::BTreeSet;
 

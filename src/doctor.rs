@@ -71,6 +71,7 @@ const STAGES: &[(&str, &[Code])] = &[
             Code::ManifestMissing,
             Code::ManifestInvalid,
             Code::ManifestNotPinned,
+            Code::ApprovalsShort,
             Code::ManifestRollback,
             Code::ManifestAhead,
             Code::PinnedCommitMissing,
@@ -95,6 +96,43 @@ fn stage_of(code: Code) -> usize {
         .iter()
         .position(|(_, codes)| codes.contains(&code))
         .unwrap_or(STAGES.len() - 1)
+}
+
+/// Whether the state a record pins carries the approvals the thresholds in
+/// force require, from the registry alone (ADR 0017): the check that lets
+/// the registry's CI catch one admin's record.
+fn record_approvals_check(
+    project: &str,
+    latest: &crate::documents::Roster,
+    r: &crate::documents::Record,
+) -> Check {
+    let name = &format!("approvals {project}");
+    match crate::verify::count_record_approvals(latest, r) {
+        None if crate::verify::required_approvals(&latest.thresholds) > 1 => check(
+            name,
+            Status::Fail,
+            Some(Code::ApprovalsShort),
+            format!("the record carries no approvals (made by an older byreis, or forged), and roster version {} needs {} admins: an admin runs `byreis registry refresh` in a checkout of {project}", latest.version, crate::verify::required_approvals(&latest.thresholds)),
+        ),
+        None => check(
+            name,
+            Status::Ok,
+            None,
+            "the record predates approvals in records; one admin suffices under these thresholds",
+        ),
+        Some(c) if c.short() => check(
+            name,
+            Status::Fail,
+            Some(Code::ApprovalsShort),
+            c.explain(&format!("the state it pins (counter {})", r.counter)),
+        ),
+        Some(c) => check(
+            name,
+            Status::Ok,
+            None,
+            format!("counter {} approved by {} ({} needed)", r.counter, c.by.join(", "), c.need),
+        ),
+    }
 }
 
 fn check(name: &str, status: Status, code: Option<Code>, detail: impl Into<String>) -> Check {
@@ -480,6 +518,9 @@ pub fn registry_checks(reg: &registry::Registry, anchor: &str) -> Vec<Check> {
                     1,
                     crate::signed::parse_yaml::<crate::documents::Record>,
                 );
+                if let Ok(r) = &v {
+                    out.push(record_approvals_check(&p, latest, r));
+                }
                 out.push(match v {
                     Err(e) => check(name, Status::Fail, Some(Code::RecordInvalid), e.to_string()),
                     Ok(r) if r.roster_version != latest.version || r.project != p => check(

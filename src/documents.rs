@@ -98,6 +98,19 @@ pub struct Record {
     /// record, say) cannot be replayed to them.
     #[serde(default)]
     pub revision: u64,
+    /// SHA-512 (hex) of the bytes of the manifest `manifest` names. Readers
+    /// check it as they check `manifest`; it lets the signatures below be
+    /// verified from the registry alone (ADR 0017). Empty in records made
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub manifest_sha512: String,
+    /// The proof that the pinned manifest was approved: SSHSIG blobs
+    /// (base64) over its bytes, in namespace `manifest@byreis.dev` (its
+    /// signature) or `proposal@byreis.dev` (approvals, `byreis approve
+    /// --pinned` included). Only those of admins of the newest roster
+    /// version count, against that version's thresholds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<String>,
     /// A change an admin has begun but not finished. While it is set, the
     /// fields above still describe the current state; only the change named
     /// here can be resumed (`byreis rotate --resume`) or abandoned (`--abort`).

@@ -636,6 +636,42 @@ impl Signer {
     }
 
     /// Signs `msg` in `namespace` (SSHSIG, SHA-512).
+    /// Signs SSHSIG signed data built elsewhere (from a message's digest,
+    /// [`crate::sshsig::signed_data_sha512`]) and wraps it as a sha512
+    /// SSHSIG.
+    pub(crate) fn sign_sshsig_data(
+        &self,
+        namespace: &str,
+        data: &[u8],
+    ) -> Result<ssh_key::SshSig, String> {
+        let raw: Vec<u8> = match &self.kind {
+            SignerKind::File(key) => {
+                let Some(kp) = key.key_data().ed25519() else {
+                    return Err("not an ed25519 key".into());
+                };
+                let secret = Zeroizing::new(kp.private.to_bytes());
+                let sk = ed25519_dalek::SigningKey::from_bytes(&secret);
+                use ed25519_dalek::Signer as _;
+                sk.sign(data).to_bytes().to_vec()
+            }
+            SignerKind::Agent(agent) => agent
+                .sign(&self.public, data)
+                .map_err(|e| e.to_string())?
+                .to_vec(),
+        };
+        let sig =
+            ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, raw).map_err(|e| e.to_string())?;
+        ssh_key::SshSig::new(
+            ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(
+                *self.public.bytes(),
+            )),
+            namespace,
+            HashAlg::Sha512,
+            sig,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     pub(crate) fn sign_sshsig(
         &self,
         namespace: &str,

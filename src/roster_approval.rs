@@ -139,6 +139,26 @@ pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
         if r.value().roster_version != version {
             return Err(bad(format!("{p} does not name roster version {version}")));
         }
+        // A roster change re-signs records; it never moves what they pin,
+        // and approvals only add (ADR 0017).
+        let now = reg.repo.read_file(&head, p)?.unwrap_or_default();
+        if let Ok(cur) = signed::parse_yaml::<Record>(&String::from_utf8_lossy(&now)) {
+            let n = r.value();
+            let same = n.project == cur.project
+                && n.counter == cur.counter
+                && n.manifest == cur.manifest
+                && n.project_commit == cur.project_commit
+                && n.audit_head == cur.audit_head
+                && n.pending == cur.pending
+                && (cur.manifest_sha512.is_empty() || n.manifest_sha512 == cur.manifest_sha512)
+                && cur.approvals.iter().all(|a| n.approvals.contains(a));
+            if !same {
+                return Err(bad(format!(
+                    "{p} pins another state than the current record (counter {}, {}): a roster change may only re-sign records",
+                    cur.counter, cur.manifest
+                )));
+            }
+        }
     }
     let log_now = reg.audit_log()?;
     let log_tip = read(REGISTRY_AUDIT)?.unwrap_or_default();

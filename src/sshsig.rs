@@ -99,6 +99,20 @@ fn verify_parsed(
     msg: &[u8],
     allowed: &[SigningPub],
 ) -> Result<usize, SigError> {
+    verify_parsed_with(sig, ns, allowed, |hash_alg| {
+        SshSig::signed_data(ns.as_str(), hash_alg, msg)
+            .map_err(|e| SigError::Malformed(e.to_string()))
+    })
+}
+
+/// [`verify_parsed`] with the signed data built by `data` from the
+/// signature's hash algorithm (from the message, or from its digest).
+fn verify_parsed_with(
+    sig: &SshSig,
+    ns: Namespace,
+    allowed: &[SigningPub],
+    data: impl FnOnce(ssh_key::HashAlg) -> Result<Vec<u8>, SigError>,
+) -> Result<usize, SigError> {
     if sig.version() != 1 {
         return Err(SigError::Malformed(format!("version {}", sig.version())));
     }
@@ -126,9 +140,7 @@ fn verify_parsed(
             "signature algorithm is not ssh-ed25519".into(),
         ));
     }
-    let hash_alg = sig.hash_alg();
-    let data = SshSig::signed_data(ns.as_str(), hash_alg, msg)
-        .map_err(|e| SigError::Malformed(e.to_string()))?;
+    let data = data(sig.hash_alg())?;
     let vk = VerifyingKey::from_bytes(signer_pub.bytes()).map_err(|_| SigError::Invalid)?;
     let raw: [u8; 64] = sig
         .signature_bytes()
@@ -158,14 +170,84 @@ pub fn verify_base64(
     msg: &[u8],
     allowed: &[SigningPub],
 ) -> Result<usize, SigError> {
+    verify_parsed(&decode_base64(b64)?, ns, msg, allowed)
+}
+
+/// The SSHSIG signed data (PROTOCOL.sshsig) for a message whose SHA-512
+/// is `digest`: what an ed25519 key signs, built without the message, so a
+/// signature over a manifest can be checked where only its digest is kept
+/// (a registry record, ADR 0017).
+pub fn signed_data_sha512(ns: Namespace, digest: &[u8; 64]) -> Vec<u8> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    let mut out = b"SSHSIG".to_vec();
+    string(&mut out, ns.as_str().as_bytes());
+    string(&mut out, b"");
+    string(&mut out, b"sha512");
+    string(&mut out, digest);
+    out
+}
+
+/// Verifies a base64 SSHSIG blob over the message whose SHA-512 is
+/// `digest`. Only sha512 signatures can verify (byreis makes no others).
+pub fn verify_base64_sha512(
+    b64: &str,
+    ns: Namespace,
+    digest: &[u8; 64],
+    allowed: &[SigningPub],
+) -> Result<usize, SigError> {
+    let sig = decode_base64(b64)?;
+    verify_parsed_with(&sig, ns, allowed, |hash_alg| {
+        if hash_alg != ssh_key::HashAlg::Sha512 {
+            return Err(SigError::Malformed(format!(
+                "hash algorithm {hash_alg} (byreis signs with sha512)"
+            )));
+        }
+        Ok(signed_data_sha512(ns, digest))
+    })
+}
+
+/// Signs the message whose SHA-512 is `digest` and returns the SSHSIG blob
+/// in base64; it verifies over the message exactly as [`sign_base64`]'s.
+pub fn sign_base64_sha512(
+    signer: &Signer,
+    ns: Namespace,
+    digest: &[u8; 64],
+) -> Result<String, SigError> {
+    use base64::Engine as _;
+    use ssh_encoding::Encode as _;
+    let sig = signer
+        .sign_sshsig_data(ns.as_str(), &signed_data_sha512(ns, digest))
+        .map_err(SigError::Signing)?;
+    let mut buf = Vec::new();
+    sig.encode(&mut buf)
+        .map_err(|e| SigError::Signing(e.to_string()))?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(buf);
+    verify_base64_sha512(&b64, ns, digest, std::slice::from_ref(&signer.public))?;
+    Ok(b64)
+}
+
+/// The base64 blob of an armored signature (the form a record keeps).
+pub fn armored_to_base64(pem: &str) -> Result<String, SigError> {
+    use base64::Engine as _;
+    use ssh_encoding::Encode as _;
+    let sig =
+        SshSig::from_pem(pem.trim().as_bytes()).map_err(|e| SigError::Malformed(e.to_string()))?;
+    let mut buf = Vec::new();
+    sig.encode(&mut buf)
+        .map_err(|e| SigError::Malformed(e.to_string()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(buf))
+}
+
+fn decode_base64(b64: &str) -> Result<SshSig, SigError> {
     use base64::Engine as _;
     use ssh_encoding::Decode as _;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| SigError::Malformed(e.to_string()))?;
-    let sig =
-        SshSig::decode(&mut raw.as_slice()).map_err(|e| SigError::Malformed(e.to_string()))?;
-    verify_parsed(&sig, ns, msg, allowed)
+    SshSig::decode(&mut raw.as_slice()).map_err(|e| SigError::Malformed(e.to_string()))
 }
 
 /// Splits a file holding one or more armored signatures into blocks.
@@ -187,6 +269,37 @@ pub fn split_armored(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A signature over a message verifies from its SHA-512 alone, and one
+    // made from the digest verifies over the message: the record's copy of
+    // a manifest's approvals checks out where the manifest is not at hand.
+    #[test]
+    fn digest_signatures_agree_with_message_signatures() {
+        use sha2::Digest as _;
+        let s = Signer::generate("t").unwrap();
+        let allowed = [s.public.clone()];
+        let msg = b"format: byreis-manifest/1\n";
+        let digest: [u8; 64] = sha2::Sha512::digest(msg).into();
+        for ns in [Namespace::Manifest, Namespace::Proposal] {
+            let b64 = sign_base64(&s, ns, msg).unwrap();
+            assert_eq!(
+                verify_base64_sha512(&b64, ns, &digest, &allowed).unwrap(),
+                0
+            );
+            let d64 = sign_base64_sha512(&s, ns, &digest).unwrap();
+            assert_eq!(verify_base64(&d64, ns, msg, &allowed).unwrap(), 0);
+            let pem = sign_armored(&s, ns, msg).unwrap();
+            let blob = armored_to_base64(&pem).unwrap();
+            assert_eq!(
+                verify_base64_sha512(&blob, ns, &digest, &allowed).unwrap(),
+                0
+            );
+        }
+        let b64 = sign_base64(&s, Namespace::Proposal, msg).unwrap();
+        let other: [u8; 64] = sha2::Sha512::digest(b"other").into();
+        assert!(verify_base64_sha512(&b64, Namespace::Proposal, &other, &allowed).is_err());
+        assert!(verify_base64_sha512(&b64, Namespace::Manifest, &digest, &allowed).is_err());
+    }
 
     #[test]
     fn sign_verify_and_namespaces_never_cross() {

@@ -508,7 +508,58 @@ fn new_record(
         pending: None,
         // Set by `Registry::write_record`.
         revision: 0,
+        // Set by `with_proof`.
+        manifest_sha512: String::new(),
+        approvals: Vec::new(),
     }
+}
+
+/// Fills `record`'s `manifest_sha512` and `approvals` from the manifest,
+/// its signature and `.byreis/approvals.sig` in the commit the record pins
+/// (ADR 0017): every signature or approval there that verifies for an
+/// admin of `roster`, added to those the record already holds (an
+/// `approve --pinned`), each blob once.
+pub(crate) fn with_proof(
+    repo: &Repo,
+    roster: &documents::Roster,
+    record: &mut Record,
+) -> Result<(), StoreError> {
+    let commit = record.project_commit.clone();
+    let read = |p: &str| -> Result<Vec<u8>, StoreError> {
+        Ok(repo.read_file(&commit, p)?.unwrap_or_default())
+    };
+    let bytes = read(MANIFEST_PATH)?;
+    if registry::tagged_hash(&bytes) != record.manifest {
+        return Err(StoreError::Refused(format!(
+            "commit {commit} does not hold the manifest the record names"
+        )));
+    }
+    let keys = registry::admin_keys(roster);
+    let sha512 = verify::sha512_hex(&bytes);
+    if record.manifest_sha512 != sha512 {
+        record.manifest_sha512 = sha512;
+        record.approvals.clear();
+    }
+    let sig = String::from_utf8_lossy(&read(MANIFEST_SIG_PATH)?).into_owned();
+    let file = String::from_utf8_lossy(&read(verify::APPROVALS_PATH)?).into_owned();
+    let blocks = sshsig::split_armored(&sig)
+        .into_iter()
+        .map(|b| (b, Namespace::Manifest))
+        .chain(
+            sshsig::split_armored(&file)
+                .into_iter()
+                .map(|b| (b, Namespace::Proposal)),
+        );
+    for (block, ns) in blocks {
+        if sshsig::verify_armored(&block, ns, &bytes, &keys).is_err() {
+            continue;
+        }
+        let blob = sshsig::armored_to_base64(&block)?;
+        if !record.approvals.contains(&blob) {
+            record.approvals.push(blob);
+        }
+    }
+    Ok(())
 }
 
 /// Signs `manifest` and lands it with `changes`, all or nothing:
@@ -678,7 +729,8 @@ fn finish(
         }
     }
     failpoint::hit("project-pushed");
-    let record = new_record(target.roster, actor, admin, pending, project);
+    let mut record = new_record(target.roster, actor, admin, pending, project);
+    with_proof(target.repo, target.roster, &mut record)?;
     let email = actor.email();
     target
         .registry
@@ -1112,6 +1164,10 @@ pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String,
     record.issued = now();
     record.expires = expiry(roster.record_expiry_days);
     record.roster_version = roster.version;
+    // Records made before they carried their proof gain it here.
+    if record.manifest_sha512.is_empty() {
+        with_proof(&state.project.repo, roster, &mut record)?;
+    }
     let email = actor.email();
     state
         .registry
@@ -1119,6 +1175,105 @@ pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String,
     state.registry.push_if_remote(&ctx.home)?;
     remember_revision(ctx, &mut state)?;
     Ok(record.expires)
+}
+
+/// `byreis approve --pinned`: the caller, an admin of the newest roster
+/// version who has not yet vouched for the state the record pins, adds
+/// their approval of its manifest bytes (`proposal@byreis.dev`) to the
+/// record (ADR 0017). Returns the count before and after.
+pub fn approve_pinned(
+    ctx: &Context,
+    mut state: State,
+    actor: &Actor,
+) -> Result<(verify::ApprovalCount, verify::ApprovalCount), StoreError> {
+    let admin = check_writable(&state, actor)?.clone();
+    if let Some(p) = &state.record.pending {
+        return Err(StoreError::Refused(format!(
+            "a change to counter {} is pending: finish it (`byreis rotate --resume`) or abandon it (`--abort`) first, then approve what is pinned",
+            p.counter
+        )));
+    }
+    let latest = state.roster.latest().clone();
+    let mut record = state.record.value().clone();
+    with_proof(&state.project.repo, &latest, &mut record)?;
+    let before = verify::count_record_approvals(&latest, &record).expect("with_proof sets it");
+    if before.by.contains(&admin.name) {
+        return Err(StoreError::Refused(format!(
+            "you have already approved the pinned state (counter {}); each admin counts once. It is approved by {} of {} needed",
+            record.counter,
+            before.by.len(),
+            before.need
+        )));
+    }
+    record.approvals.push(sshsig::sign_base64(
+        &actor.signer,
+        Namespace::Proposal,
+        state.manifest.bytes(),
+    )?);
+    let after = verify::count_record_approvals(&latest, &record).expect("with_proof sets it");
+    record.signer = admin.name.clone();
+    record.signer_key = actor.signer.public.fingerprint();
+    record.issued = now();
+    record.expires = expiry(latest.record_expiry_days);
+    record.roster_version = latest.version;
+    let email = actor.email();
+    state
+        .registry
+        .write_record(&record, &actor.signer, (&admin.name, &email))?;
+    state.registry.push_if_remote(&ctx.home)?;
+    remember_revision(ctx, &mut state)?;
+    Ok((before, after))
+}
+
+/// Under a new roster version, signatures count only from its admins and
+/// against its thresholds (ADR 0017). When a record's pinned state would
+/// fall short, the admin changing the roster adds their own approval (one
+/// key, theirs: no more than `approve --pinned` lets them add), and is told
+/// when it is still short.
+fn vouch_for_pinned(
+    project: &str,
+    r: &mut Record,
+    new: &documents::Roster,
+    actor: &Actor,
+    admin: &str,
+) -> Result<(), StoreError> {
+    let Some(before) = verify::count_record_approvals(new, r) else {
+        eprintln!(
+            "byreis: note: the record of {project} does not yet carry its approvals (made by an older byreis); `byreis registry refresh` in a checkout of {project} adds them"
+        );
+        return Ok(());
+    };
+    let mut count = before.clone();
+    if count.short()
+        && !count.by.iter().any(|n| n == admin)
+        && new.admins.iter().any(|a| a.name == admin)
+    {
+        let digest = crate::signed::unhex64(&r.manifest_sha512).ok_or_else(|| {
+            StoreError::Refused(format!(
+                "the record of {project} has a malformed manifest_sha512"
+            ))
+        })?;
+        r.approvals.push(sshsig::sign_base64_sha512(
+            &actor.signer,
+            Namespace::Proposal,
+            &digest,
+        )?);
+        count = verify::count_record_approvals(new, r).expect("checked above");
+        eprintln!(
+            "byreis: {project}: its pinned state (counter {}) was approved by {} of the {} admins roster version {} requires; your approval is added as the admin making this change",
+            r.counter,
+            before.by.len(),
+            count.need,
+            new.version
+        );
+    }
+    if count.short() {
+        eprintln!(
+            "byreis: warning: approvals-short: {project}: {}",
+            count.explain(&format!("its pinned state (counter {})", r.counter))
+        );
+    }
+    Ok(())
 }
 
 /// What a roster change does.
@@ -1254,6 +1409,7 @@ pub fn change_roster(
         r.signer_key = actor.signer.public.fingerprint();
         r.issued = now();
         r.expires = expiry(new.record_expiry_days);
+        vouch_for_pinned(&project, &mut r, &new, actor, &admin.name)?;
         records.push(r);
     }
 

@@ -717,6 +717,117 @@ pub fn required_approvals(t: &crate::documents::Thresholds) -> usize {
     t.values.max(t.recipients).max(1)
 }
 
+/// Who vouches for a manifest, as the thresholds in force count it
+/// (ADR 0017): distinct admins of the newest roster version whose
+/// signature (`manifest@byreis.dev`) or approval (`proposal@byreis.dev`)
+/// covers its exact bytes, against that version's thresholds, whatever
+/// roster version the manifest names.
+#[derive(Debug, Clone)]
+pub struct ApprovalCount {
+    /// Names of the admins (newest roster version) counted, each once.
+    pub by: Vec<String>,
+    pub need: usize,
+    /// The newest roster version, whose thresholds and admins count.
+    pub roster_version: u64,
+}
+
+impl ApprovalCount {
+    pub fn short(&self) -> bool {
+        self.by.len() < self.need
+    }
+
+    fn new(latest: &crate::documents::Roster, keys: &[SigningPub], found: &[usize]) -> Self {
+        let mut by: Vec<String> = Vec::new();
+        for i in found {
+            let name = latest
+                .admins
+                .iter()
+                .find(|a| SigningPub::parse(&a.signing_key).is_ok_and(|k| k == keys[*i]))
+                .map(|a| a.name.clone())
+                .unwrap_or_else(|| keys[*i].fingerprint());
+            if !by.contains(&name) {
+                by.push(name);
+            }
+        }
+        ApprovalCount {
+            by,
+            need: required_approvals(&latest.thresholds),
+            roster_version: latest.version,
+        }
+    }
+
+    /// Why a state is refused, and how to fix it.
+    pub fn explain(&self, what: &str) -> String {
+        format!(
+            "{what} is approved by {} of the {} admins that roster version {} requires ({}); a signature or approval counts only from an admin of the newest roster version, whatever version the manifest names. If a threshold was raised or an approving admin was removed, an admin who checked this state runs `byreis approve --pinned` in the project; otherwise one admin may have landed it alone: do not use it, and compare `byreis log` with what your admins did",
+            self.by.len(),
+            self.need,
+            self.roster_version,
+            if self.by.is_empty() {
+                "none".to_string()
+            } else {
+                self.by.join(", ")
+            }
+        )
+    }
+}
+
+/// [`ApprovalCount`] of manifest `bytes`: its signature `sig`, the blocks
+/// of `.byreis/approvals.sig` (`file`) and the record's `approvals`.
+pub fn count_approvals(
+    roster: &RosterChain,
+    bytes: &[u8],
+    sig: &str,
+    file: &str,
+    record: &[String],
+) -> ApprovalCount {
+    let latest = roster.latest();
+    let keys = registry::admin_keys(latest);
+    let mut found = Vec::new();
+    for block in crate::sshsig::split_armored(sig) {
+        found.extend(crate::sshsig::verify_armored(&block, Namespace::Manifest, bytes, &keys).ok());
+    }
+    for block in crate::sshsig::split_armored(file) {
+        found.extend(crate::sshsig::verify_armored(&block, Namespace::Proposal, bytes, &keys).ok());
+    }
+    for b in record {
+        found.extend(
+            [Namespace::Manifest, Namespace::Proposal]
+                .into_iter()
+                .find_map(|ns| crate::sshsig::verify_base64(b, ns, bytes, &keys).ok()),
+        );
+    }
+    ApprovalCount::new(latest, &keys, &found)
+}
+
+/// [`ApprovalCount`] of the state a record pins, from the registry alone:
+/// its `approvals` checked against its `manifest_sha512` (every reader
+/// checks that digest against the manifest's bytes, so no other manifest
+/// can be served under this record). `None` when the record predates it.
+pub fn count_record_approvals(
+    latest: &crate::documents::Roster,
+    record: &Record,
+) -> Option<ApprovalCount> {
+    let digest = crate::signed::unhex64(&record.manifest_sha512)?;
+    let keys = registry::admin_keys(latest);
+    let found: Vec<usize> = record
+        .approvals
+        .iter()
+        .filter_map(|b| {
+            [Namespace::Manifest, Namespace::Proposal]
+                .into_iter()
+                .find_map(|ns| crate::sshsig::verify_base64_sha512(b, ns, &digest, &keys).ok())
+        })
+        .collect();
+    Some(ApprovalCount::new(latest, &keys, &found))
+}
+
+/// SHA-512 of `bytes` as the record keeps it (lowercase hex).
+pub fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    crate::signed::hex(&sha2::Sha512::digest(bytes))
+}
+
 /// Keys of `allowed` with a valid approval (namespace `proposal@byreis.dev`)
 /// of exactly `bytes` in `approvals`, each once. Blocks that do not verify
 /// (an approval of other bytes, a key outside `allowed`, garbage) do not
@@ -762,35 +873,18 @@ pub fn verify_manifest(
         signed::parse_verified_yaml::<Manifest>,
     )
     .map_err(|e| e.to_string())?;
-    let Some(at) = roster.version(v.roster_version) else {
+    if roster.version(v.roster_version).is_none() {
         return Err(format!(
             "names roster version {}, which the registry does not have (if your copy of the registry is behind, `byreis registry pull` updates it)",
             v.roster_version
         ));
-    };
+    }
     if let Approvals::Required(approvals) = approvals {
-        let at_keys: Vec<SigningPub> = registry::admin_keys(at)
-            .into_iter()
-            .filter(|k| candidates.contains(k))
-            .collect();
-        let mut counted: Vec<SigningPub> = v
-            .signers()
-            .iter()
-            .map(|i| candidates[*i].clone())
-            .filter(|k| at_keys.contains(k))
-            .collect();
-        for k in approvers(&at_keys, bytes, approvals) {
-            if !counted.contains(&k) {
-                counted.push(k);
-            }
-        }
-        let need = required_approvals(&at.thresholds);
-        if counted.len() < need {
-            return Err(format!(
-                "only {} of the {need} required admins (roster version {}) signed or approved it",
-                counted.len(),
-                v.roster_version
-            ));
+        // The thresholds in force, never those of the version the signer
+        // chose to name (ADR 0017).
+        let count = count_approvals(roster, bytes, sig, approvals, &[]);
+        if count.short() {
+            return Err(count.explain("it"));
         }
     }
     check_signer_fields(
@@ -855,16 +949,25 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
 
 /// Loads and verifies everything, or says exactly what failed.
 pub fn load(ctx: &Context) -> Result<State, VerifyError> {
-    load_opts(ctx, false)
+    load_opts(ctx, Allow::default())
 }
 
-/// [`load`], optionally accepting an expired record (only `registry
-/// refresh` does, to renew it; the expiry is then a note).
-pub fn load_opts(ctx: &Context, allow_expired: bool) -> Result<State, VerifyError> {
+/// What [`load_opts`] may accept, each then a note instead of a refusal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allow {
+    /// An expired record (only `registry refresh` does, to renew it).
+    pub expired: bool,
+    /// A pinned state with fewer approvals than the thresholds in force
+    /// (only `approve --pinned` does, to add one; `approvals-short`).
+    pub short_approvals: bool,
+}
+
+/// [`load`], accepting what `allow` says.
+pub fn load_opts(ctx: &Context, allow: Allow) -> Result<State, VerifyError> {
     let project = Project::open(&ctx.dir)?;
     let run = pin_for(ctx, &project)?;
     let registry = open_registry(&ctx.home, &run.pin.registry)?;
-    load_inner(&ctx.home, project, registry, run, allow_expired)
+    load_inner(&ctx.home, project, registry, run, allow)
 }
 
 /// Steps 2-5 with the registry already chosen (used by `trust`).
@@ -875,7 +978,7 @@ pub fn load_with(
     run: RunPin,
 ) -> Result<State, VerifyError> {
     check_registry_outside(&project.repo, &run.pin.registry)?;
-    load_inner(home, project, registry, run, false)
+    load_inner(home, project, registry, run, Allow::default())
 }
 
 fn load_inner(
@@ -883,7 +986,7 @@ fn load_inner(
     project: Project,
     registry: Registry,
     run: RunPin,
-    allow_expired: bool,
+    allow: Allow,
 ) -> Result<State, VerifyError> {
     let mut notes = Vec::new();
     // 2. Roster chain from the anchor.
@@ -1030,7 +1133,7 @@ fn load_inner(
                     record.signer,
                     admins.join(", ")
                 );
-                if !allow_expired {
+                if !allow.expired {
                     return fail(Code::RecordExpired, msg);
                 }
                 notes.push((Code::RecordExpired, msg));
@@ -1201,17 +1304,41 @@ fn load_inner(
         ));
         (Source::PinnedCommit, b, sig, approvals)
     };
+    let msig = String::from_utf8_lossy(&msig);
     let manifest = verify_manifest(
         &roster,
         &mbytes,
-        &String::from_utf8_lossy(&msig),
-        Approvals::Required(&String::from_utf8_lossy(&approvals)),
+        &msig,
+        Approvals::NotRequired,
         SignerRule::AdminThen,
     )
     .map_err(|e| VerifyError {
         code: Code::ManifestInvalid,
         detail: format!("{MANIFEST_PATH}: {e}"),
     })?;
+    if !record.manifest_sha512.is_empty() && sha512_hex(&mbytes) != record.manifest_sha512 {
+        return fail(
+            Code::ManifestNotPinned,
+            "the manifest does not match the record's manifest_sha512 (the record's two digests name different manifests)",
+        );
+    }
+    // The thresholds in force (ADR 0017): the proof is the manifest's
+    // signature, its approvals file and the record's approvals, counted
+    // for admins of the newest roster version.
+    let count = count_approvals(
+        &roster,
+        &mbytes,
+        &msig,
+        &String::from_utf8_lossy(&approvals),
+        &record.approvals,
+    );
+    if count.short() {
+        let msg = count.explain(&format!("the pinned state (counter {})", record.counter));
+        if !allow.short_approvals {
+            return fail(Code::ApprovalsShort, msg);
+        }
+        notes.push((Code::ApprovalsShort, msg));
+    }
     if manifest.project != project_name {
         return fail(
             Code::ManifestInvalid,

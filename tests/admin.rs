@@ -154,39 +154,6 @@ fn resign_record(w: &World, key: &Path, fields: &[(&str, &str)]) -> String {
     commit_all(w, &w.reg, "re-sign the record")
 }
 
-/// The named check of doctor's (or registry verify's) JSON.
-fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["checks"]
-        .as_array()
-        .expect("checks is an array")
-        .iter()
-        .find(|c| c["check"] == name)
-        .unwrap_or_else(|| panic!("no check {name:?} in {v}"))
-}
-
-/// `byreis registry verify REG --anchor FP --format json` (keyless; run by
-/// someone with an empty BYREIS_HOME).
-fn registry_verify(w: &World) -> (Output, Value) {
-    let nobody = w.root.join("nobody");
-    let o = run(
-        &nobody,
-        &w.root,
-        &[
-            "registry",
-            "verify",
-            w.reg.to_str().unwrap(),
-            "--anchor",
-            &w.anchor,
-            "--format",
-            "json",
-        ],
-        None,
-    );
-    let v: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("registry verify printed no JSON ({e})\n{}", dump(&o)));
-    (o, v)
-}
-
 /// A fresh age recipient made with the stock age-keygen.
 fn age_recipient(w: &World, name: &str) -> String {
     let path = w.root.join(format!("{name}.agekey"));

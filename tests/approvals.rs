@@ -26,8 +26,7 @@ fn three_admins_k2() -> (World, Person, Person) {
         &format!("carol={}", carol.recipient),
     ]);
     assert_ok(&o, "rotate --add bob carol");
-    let o = w.alice_run(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
-    assert_ok(&o, "admin thresholds");
+    let o = w.raise_thresholds_k2(&bob);
     assert_stderr_contains(&o, "needs 2 admins", "thresholds explain proposals");
     (w, bob, carol)
 }
@@ -174,8 +173,30 @@ fn approvals_that_do_not_match_the_manifest_never_count() {
     let landed = fs::read_to_string(approvals_file(&w)).unwrap();
     assert!(!landed.contains(bob_p0.trim()), "void approval dropped");
 
-    // On every read: a landed state whose approvals are the same admin
-    // twice, or an approval of other bytes, is refused.
+    // The record carries the proof too (ADR 0017): with it, a project
+    // writer who empties approvals.sig changes nothing.
+    fs::write(approvals_file(&w), "").unwrap();
+    w.assert_get("prod", "DB", "value-p1");
+    // Without it (alice re-signs the record alone, dropping them), reads
+    // count what approvals.sig holds: the same admin twice, or an approval
+    // of other bytes, is refused.
+    let record = w.reg.join("projects/demo/record.yaml");
+    let mut r: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    r.as_mapping_mut().unwrap().remove("approvals");
+    r.as_mapping_mut().unwrap().remove("manifest_sha512");
+    r["signer"] = "alice".into();
+    r["signer_key"] = w.manifest_yaml()["signer_key"].clone();
+    fs::write(&record, serde_yaml::to_string(&r).unwrap()).unwrap();
+    w.ssh_sign(
+        &w.alice.home.join("signing_key"),
+        "record@byreis.dev",
+        &record,
+    );
+    w.git_ok(
+        &w.reg,
+        &["commit", "-q", "-a", "-m", "record without its proof"],
+    );
     let lb = blocks(&landed);
     assert_eq!(lb.len(), 2, "alice and carol");
     for (what, text) in [
@@ -184,7 +205,7 @@ fn approvals_that_do_not_match_the_manifest_never_count() {
         ("no approval but the proposer's", lb[0].clone()),
     ] {
         fs::write(approvals_file(&w), &text).unwrap();
-        w.assert_reads_refused(&["manifest-invalid"], &["value-p1"], what);
+        w.assert_reads_refused(&["approvals-short"], &["value-p1"], what);
     }
     fs::write(approvals_file(&w), &landed).unwrap();
     w.assert_get("prod", "DB", "value-p1");

@@ -844,3 +844,299 @@ fn a_members_files_rebuilt_into_another_submission_are_unproved() {
         "{entry}"
     );
 }
+
+// ---------------------------------------------------------------------
+// One admin among several (issue 14, ADR 0017): the threshold that counts
+// is the one in force, and what pins the state carries its proof.
+
+/// alice, bob and carol are admins and readers; values and recipients
+/// need 2 (roster version 4); bob has approved the pinned state.
+fn three_admins_k2() -> (World, Person) {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    let carol = keygen(&w.root, "carol");
+    add_admin(&w, &bob);
+    add_admin(&w, &carol);
+    let o = w.rotate(&[
+        "--add",
+        &format!("bob={}", bob.recipient),
+        "--add",
+        &format!("carol={}", carol.recipient),
+    ]);
+    assert_ok(&o, "rotate --add bob carol");
+    w.raise_thresholds_k2(&bob);
+    w.assert_get("prod", "DB", PROD_DB);
+    (w, bob)
+}
+
+/// A machine of alice's with only her keys (no pins, no high-water marks).
+fn alices_other_machine(w: &World) -> PathBuf {
+    let home = w.root.join("alice-other");
+    fs::create_dir(&home).unwrap();
+    for f in [
+        "signing_key",
+        "signing_key.pub",
+        "identity.txt",
+        "profile.yaml",
+    ] {
+        fs::copy(w.alice.home.join(f), home.join(f)).unwrap();
+    }
+    home
+}
+
+/// Signs the registry's record of `demo` after `edit` with alice's key
+/// alone, as one admin can, and commits it.
+fn alice_signs_record(w: &World, edit: impl FnOnce(&mut serde_yaml::Value)) {
+    let path = w.reg.join("projects/demo/record.yaml");
+    let mut r: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut r);
+    let pubkey = w.alice.home.join("signing_key.pub");
+    let o = w.tool(
+        "ssh-keygen",
+        &w.root,
+        &["-l", "-f", pubkey.to_str().unwrap()],
+        None,
+    );
+    let fp = stdout(&o).split_whitespace().nth(1).unwrap().to_string();
+    r["signer"] = "alice".into();
+    r["signer_key"] = fp.into();
+    let rev = r["revision"].as_u64().unwrap();
+    r["revision"] = (rev + 1).into();
+    fs::write(&path, serde_yaml::to_string(&r).unwrap()).unwrap();
+    w.ssh_sign(
+        &w.alice.home.join("signing_key"),
+        "record@byreis.dev",
+        &path,
+    );
+    commit_all(w, &w.reg, "alice re-signs the record");
+}
+
+#[track_caller]
+fn assert_lone_state_refused(w: &World, bob: &Person, codes: &[&str], secret: &str, what: &str) {
+    let o = w.run_as(bob, &["get", "prod", "DB"]);
+    assert_refused(&o, codes, &format!("{what}: bob's get"));
+    assert_no_leak(&o, &[secret], what);
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_fails(&o, &v, codes, &format!("{what}: doctor"));
+    let o = w.run_as(bob, &["exec", "prod", "--", "env"]);
+    assert_refused(&o, codes, &format!("{what}: bob's exec"));
+    assert_no_leak(&o, &[secret], what);
+}
+
+// Attack 1 of issue 14: alice rewinds a private copy of the registry to
+// roster version 3 (thresholds 1), lands `set prod DB` there (a manifest
+// naming roster version 3, signed by her alone), moves the project's main
+// to it and signs a record for it under version 4 alone. Before ADR 0017
+// every reader took the threshold from the version the manifest names and
+// served her value; `doctor`, `verify` and `registry verify` passed.
+#[test]
+fn one_admin_naming_an_old_roster_version_lands_nothing() {
+    let (w, bob) = three_admins_k2();
+    let v4 = w.git_ok(&w.reg, &["log", "-1", "--format=%H", "--", "roster/4.yaml"]);
+    let old_reg = w.root.join("alice-reg");
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            w.reg.to_str().unwrap(),
+            old_reg.to_str().unwrap(),
+        ],
+    );
+    w.git_ok(&old_reg, &["reset", "-q", "--hard", &format!("{v4}^")]);
+    w.git_ok(&old_reg, &["remote", "remove", "origin"]);
+    let home = alices_other_machine(&w);
+    let clone = w.root.join("alice-proj");
+    w.git_ok(
+        &w.root,
+        &[
+            "clone",
+            "-q",
+            w.proj.to_str().unwrap(),
+            clone.to_str().unwrap(),
+        ],
+    );
+    w.git_ok(&clone, &["remote", "remove", "origin"]);
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", old_reg.to_str().unwrap()),
+        ("BYREIS_PROJECT", "demo"),
+    ];
+    let o = run_env(
+        &home,
+        &clone,
+        &["set", "prod", "DB"],
+        Some("alice-alone\n"),
+        &env,
+    );
+    assert_ok(&o, "alice lands alone against roster version 3");
+    let m: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(clone.join(".byreis/manifest.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(m["roster_version"].as_u64(), Some(3), "{m:?}");
+
+    // The project's main moves to her commit; the real registry gets a
+    // record for it, signed by her alone under version 4.
+    w.git_ok(&w.proj, &["fetch", "-q", clone.to_str().unwrap(), "main"]);
+    w.git_ok(&w.proj, &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    let theirs: serde_yaml::Value = serde_yaml::from_str(
+        &fs::read_to_string(old_reg.join("projects/demo/record.yaml")).unwrap(),
+    )
+    .unwrap();
+    alice_signs_record(&w, |r| {
+        for k in [
+            "counter",
+            "manifest",
+            "project_commit",
+            "audit_head",
+            "manifest_sha512",
+            "approvals",
+        ] {
+            r[k] = theirs[k].clone();
+        }
+    });
+
+    assert_lone_state_refused(
+        &w,
+        &bob,
+        &["approvals-short"],
+        "alice-alone",
+        "old roster version",
+    );
+    let o = w.run_as(&bob, &["verify"]);
+    assert_refused(&o, &["approvals-short"], "verify");
+    // The registry's own CI check, with public keys only, catches it too.
+    let (o, v) = registry_verify(&w);
+    assert_exit(&o, 3, "registry verify of a lone admin's record");
+    assert_eq!(
+        check(&v, "approvals demo")["code"],
+        "approvals-short",
+        "{v}"
+    );
+}
+
+// A lone admin's record that borrows the approvals (and SHA-512) of the
+// honestly approved state while pinning her own manifest serves nothing:
+// every reader checks both digests. One that pins her state with only her
+// own approval fails the registry's keyless check and every read.
+#[test]
+fn a_record_one_admin_signs_carries_no_approvals_it_lacks() {
+    let (w, bob) = three_admins_k2();
+    let honest: serde_yaml::Value = w.record_yaml();
+    assert_eq!(
+        honest["approvals"].as_sequence().map(|s| s.len()),
+        Some(2),
+        "the pinned state carries alice's signature and bob's approval: {honest:?}"
+    );
+    // alice makes a change alone: with thresholds 2 it is a proposal.
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "alice-alone\n");
+    assert_ok(&o, "alice's proposal");
+    let branch = w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    );
+    let tip = w.git_ok(&w.proj, &["rev-parse", &branch]);
+    let mbytes = w.git_blob(&tip, ".byreis/manifest.yaml");
+    let m: serde_yaml::Value = serde_yaml::from_slice(&mbytes).unwrap();
+    let sha256 = sha256_file(&w.root, &{
+        let p = w.root.join("lone-manifest.yaml");
+        fs::write(&p, &mbytes).unwrap();
+        p
+    });
+    w.git_ok(&w.proj, &["reset", "-q", "--hard", &tip]);
+    let pin = |r: &mut serde_yaml::Value| {
+        r["counter"] = m["counter"].clone();
+        r["manifest"] = format!("sha256:{sha256}").into();
+        r["project_commit"] = tip.clone().into();
+        r["audit_head"] = m["audit_head"].clone();
+    };
+
+    // (a) The honest state's approvals and digest, her manifest pinned.
+    alice_signs_record(&w, pin);
+    assert_lone_state_refused(
+        &w,
+        &bob,
+        &["manifest-not-pinned"],
+        "alice-alone",
+        "borrowed approvals",
+    );
+
+    // (b) Her own digest and signature: one approval of two.
+    alice_signs_record(&w, |r| {
+        pin(r);
+        r["approvals"] = serde_yaml::Value::Sequence(vec![]);
+        r["manifest_sha512"] = serde_yaml::Value::Null;
+    });
+    let path = w.reg.join("projects/demo/record.yaml");
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("manifest_sha512: null\n", "");
+    fs::write(&path, text).unwrap();
+    w.ssh_sign(
+        &w.alice.home.join("signing_key"),
+        "record@byreis.dev",
+        &path,
+    );
+    commit_all(&w, &w.reg, "no proof");
+    assert_lone_state_refused(
+        &w,
+        &bob,
+        &["approvals-short"],
+        "alice-alone",
+        "her state, no proof",
+    );
+    let (o, v) = registry_verify(&w);
+    assert_exit(&o, 3, "registry verify of a record without approvals");
+    assert_eq!(
+        check(&v, "approvals demo")["code"],
+        "approvals-short",
+        "{v}"
+    );
+}
+
+// Raising a threshold makes the pinned state need re-approval (ADR 0017):
+// reads refuse it until a second admin runs `approve --pinned`, which
+// shows the whole state; an admin counts once.
+#[test]
+fn a_raised_threshold_needs_the_pinned_state_approved_again() {
+    let w = World::with_secrets();
+    let bob = keygen(&w.root, "bob");
+    add_admin(&w, &bob);
+    let o = w.rotate(&["--add", &format!("bob={}", bob.recipient)]);
+    assert_ok(&o, "rotate --add bob");
+    let o = w.alice_run(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+    assert_ok(&o, "admin thresholds");
+    assert_stderr_contains(&o, "demo", "the raise names the project left short");
+    w.assert_reads_refused(&["approvals-short"], &[PROD_DB], "after the raise");
+    let (o, v) = registry_verify(&w);
+    assert_exit(&o, 3, "registry verify after the raise");
+    assert_eq!(
+        check(&v, "approvals demo")["code"],
+        "approvals-short",
+        "{v}"
+    );
+
+    let o = w.alice_run(&["approve", "--pinned", "--yes"]);
+    assert_failed(&o, "alice approves her own state again");
+    assert_stderr_contains(&o, "already approved", "an admin counts once");
+    let o = w.run_as(&bob, &["approve", "--pinned", "--yes"]);
+    assert_ok(&o, "bob approves the pinned state");
+    for shown in [
+        "member bob key",
+        "prod: readers",
+        "prod: secrets API, DB",
+        "2 of 2",
+    ] {
+        assert_stderr_contains(&o, shown, "approve --pinned shows the state");
+    }
+    assert_no_leak(&o, &[PROD_DB], "approve --pinned masks values");
+    w.assert_get("prod", "DB", PROD_DB);
+    let (o, v) = registry_verify(&w);
+    assert_exit(&o, 0, "registry verify after re-approval");
+    assert_eq!(check(&v, "approvals demo")["status"], "ok", "{v}");
+}

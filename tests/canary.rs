@@ -166,8 +166,7 @@ fn plaintext_never_reaches_disk() {
     add_admin(&w, &carol);
     let add = format!("carol={}", carol.recipient);
     assert_ok(&w.rotate(&["--add", &add]), "rotate --add carol");
-    let o = w.alice_run(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
-    assert_ok(&o, "admin thresholds");
+    w.raise_thresholds_k2(&carol);
     let o = w.alice_run_stdin(&["set", "prod", "PROPOSED"], &format!("{proposed_value}\n"));
     assert_ok(&o, "set as a proposal");
     let branch = w.git_ok(

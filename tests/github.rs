@@ -64,8 +64,15 @@ impl Gh {
             "--yes",
         ]);
         assert_ok(&o, &format!("rotate --add {name}"));
+        self.trust(&p);
         let o = self.alice(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
         assert_ok(&o, "thresholds 2");
+        // The pinned state needs a second approval under the new thresholds
+        // (ADR 0017).
+        assert_ok(&self.run_as(&p, &["registry", "pull"]), "registry pull");
+        let o = self.run_as(&p, &["approve", "--pinned", "--yes"]);
+        assert_ok(&o, &format!("{name} approve --pinned"));
+        assert_ok(&self.alice(&["registry", "pull"]), "alice registry pull");
         p
     }
     /// alice makes `p` an admin.

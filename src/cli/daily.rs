@@ -324,7 +324,7 @@ pub fn diff(ctx: &Context, rev: Option<&str>, format: Format) -> CliResult {
     for e in &d.envs {
         if !e.readable {
             println!(
-                "  {}: the file changed; you cannot read both states, so the names are not known",
+                "  {}: the file changed; you cannot read both states, so this output leaves its secret names out (they are not secret: the project's audit log, readable by anyone with the repository, names every secret set)",
                 e.env
             );
             continue;

@@ -3,6 +3,7 @@
 //! done by the library modules.
 
 mod daily;
+mod pinned;
 mod requests;
 mod rotate;
 mod setup;
@@ -163,7 +164,8 @@ pub enum Command {
     Rotate(rotate::Args),
     /// Show what changed, by secret name, between an earlier signed state
     /// and the current one (values are never shown). Names are listed where
-    /// you can read both states.
+    /// you can read both states; elsewhere only this output leaves them out:
+    /// the project's audit log names every secret set, for anyone.
     Diff {
         /// A commit of the project holding an earlier signed state (default:
         /// the state before the last signed change).
@@ -245,8 +247,14 @@ pub enum Command {
         /// The proposal branch (byreis/proposal/COUNTER-HASH), a member's
         /// submission (byreis/submit/NAME-HASH) or a roster proposal
         /// (byreis/roster/VERSION-HASH).
-        #[arg(value_name = "REF")]
-        reference: String,
+        #[arg(value_name = "REF", required_unless_present = "pinned")]
+        reference: Option<String>,
+        /// Approve the state the registry pins now (after a threshold was
+        /// raised or an approving admin removed, reads refuse it with
+        /// approvals-short): shows the whole state and adds your approval
+        /// to the project's registry record.
+        #[arg(long, conflicts_with = "reference")]
+        pinned: bool,
         /// Do not ask for confirmation (required when not interactive).
         #[arg(long)]
         yes: bool,
@@ -531,10 +539,14 @@ pub fn main() -> i32 {
         Command::Submit { discard, format } => daily::submit(&ctx, discard, format),
         Command::Approve {
             reference,
+            pinned,
             yes,
             show_values,
             format,
-        } => rotate::approve(&ctx, &reference, yes, show_values, format),
+        } => match reference {
+            Some(r) if !pinned => rotate::approve(&ctx, &r, yes, show_values, format),
+            _ => pinned::approve_pinned(&ctx, yes, show_values, format),
+        },
         Command::Init { project, registry } => setup::init(&ctx, &project, &registry),
         Command::Trust {
             anchor,

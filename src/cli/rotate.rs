@@ -186,7 +186,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     Ok(())
 }
 
-fn confirm(ctx: &Context, yes: bool, prompt: &str) -> CliResult {
+pub(super) fn confirm(ctx: &Context, yes: bool, prompt: &str) -> CliResult {
     if yes {
         return Ok(());
     }

@@ -651,6 +651,28 @@ impl World {
         run_env(&p.home, &self.proj, args, None, &anchor_env(self))
     }
 
+    /// alice raises the values and recipients thresholds to 2; the pinned
+    /// state then carries one approval of the two the thresholds in force
+    /// require (ADR 0017), so `second` approves it (`approve --pinned`).
+    pub fn raise_thresholds_k2(&self, second: &Person) -> Output {
+        let o = self.alice_run(&["admin", "thresholds", "--recipients", "2", "--values", "2"]);
+        assert_ok(&o, "admin thresholds");
+        assert_stderr_contains(
+            &o,
+            "approvals-short",
+            "the raise names the states it leaves short",
+        );
+        let reads = self.alice_run(&["doctor", "--format", "json"]);
+        assert!(
+            stdout(&reads).contains("approvals-short"),
+            "before re-approval the state is short:\n{}",
+            dump(&reads)
+        );
+        let a = self.run_as(second, &["approve", "--pinned", "--yes"]);
+        assert_ok(&a, &format!("{} approve --pinned", second.name));
+        o
+    }
+
     /// `byreis rotate ARGS --yes` as alice.
     pub fn rotate(&self, args: &[&str]) -> Output {
         let mut a = vec!["rotate"];
@@ -1096,4 +1118,37 @@ pub fn assert_covers_every_step(plan: &[&str]) {
         byreis::failpoint::STEPS,
         "every step the code defines is covered"
     );
+}
+
+/// The named check of doctor's (or registry verify's) JSON.
+pub fn check<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {v}"))
+}
+
+/// `byreis registry verify REG --anchor FP --format json` (keyless; run by
+/// someone with an empty BYREIS_HOME).
+pub fn registry_verify(w: &World) -> (Output, serde_json::Value) {
+    let nobody = w.root.join("nobody");
+    let o = run(
+        &nobody,
+        &w.root,
+        &[
+            "registry",
+            "verify",
+            w.reg.to_str().unwrap(),
+            "--anchor",
+            &w.anchor,
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("registry verify printed no JSON ({e})\n{}", dump(&o)));
+    (o, v)
 }
