@@ -681,21 +681,10 @@ impl Signer {
             SignerKind::File(key) => key
                 .sign(namespace, HashAlg::Sha512, msg)
                 .map_err(|e| e.to_string()),
-            SignerKind::Agent(agent) => {
+            SignerKind::Agent(_) => {
                 let data = ssh_key::SshSig::signed_data(namespace, HashAlg::Sha512, msg)
                     .map_err(|e| e.to_string())?;
-                let raw = agent.sign(&self.public, &data).map_err(|e| e.to_string())?;
-                let sig = ssh_key::Signature::new(ssh_key::Algorithm::Ed25519, raw.to_vec())
-                    .map_err(|e| e.to_string())?;
-                ssh_key::SshSig::new(
-                    ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(
-                        *self.public.bytes(),
-                    )),
-                    namespace,
-                    HashAlg::Sha512,
-                    sig,
-                )
-                .map_err(|e| e.to_string())
+                self.sign_sshsig_data(namespace, &data)
             }
         }
     }

@@ -913,17 +913,33 @@ pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Stor
     }
     let mut record = state.record.value().clone();
     record.pending = None;
+    let admin = admin.clone();
+    resign_record(ctx, &mut state, actor, &admin, record).map(|r| r.counter)
+}
+
+/// Signs `record` now as `admin` (fresh expiry, newest roster version),
+/// writes and pushes it, and remembers its revision: every record write
+/// outside `land`.
+fn resign_record(
+    ctx: &Context,
+    state: &mut State,
+    actor: &Actor,
+    admin: &Admin,
+    mut record: Record,
+) -> Result<Record, StoreError> {
+    let latest = state.roster.latest();
     record.signer = admin.name.clone();
     record.signer_key = actor.signer.public.fingerprint();
     record.issued = now();
-    record.expires = expiry(state.roster.latest().record_expiry_days);
-    record.roster_version = state.roster.latest().version;
+    record.expires = expiry(latest.record_expiry_days);
+    record.roster_version = latest.version;
+    let email = actor.email();
     state
         .registry
-        .write_record(&record, &actor.signer, author)?;
+        .write_record(&record, &actor.signer, (&admin.name, &email))?;
     state.registry.push_if_remote(&ctx.home)?;
-    remember_revision(ctx, &mut state)?;
-    Ok(record.counter)
+    remember_revision(ctx, state)?;
+    Ok(record)
 }
 
 /// After a record write outside `land`: this machine now refuses any
@@ -1156,25 +1172,13 @@ fn relative_to(path: &Path, base: &Path) -> String {
 /// Re-signs the project's record with a fresh expiry (freeze defence).
 /// The record's content is otherwise unchanged; it must have verified.
 pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String, StoreError> {
-    let admin = admin_of(&state, actor)?;
-    let roster = state.roster.latest();
+    let admin = admin_of(&state, actor)?.clone();
     let mut record = state.record.value().clone();
-    record.signer = admin.name.clone();
-    record.signer_key = actor.signer.public.fingerprint();
-    record.issued = now();
-    record.expires = expiry(roster.record_expiry_days);
-    record.roster_version = roster.version;
     // Records made before they carried their proof gain it here.
     if record.manifest_sha512.is_empty() {
-        with_proof(&state.project.repo, roster, &mut record)?;
+        with_proof(&state.project.repo, state.roster.latest(), &mut record)?;
     }
-    let email = actor.email();
-    state
-        .registry
-        .write_record(&record, &actor.signer, (&admin.name, &email))?;
-    state.registry.push_if_remote(&ctx.home)?;
-    remember_revision(ctx, &mut state)?;
-    Ok(record.expires)
+    resign_record(ctx, &mut state, actor, &admin, record).map(|r| r.expires)
 }
 
 /// `byreis approve --pinned`: the caller, an admin of the newest roster
@@ -1211,17 +1215,7 @@ pub fn approve_pinned(
         state.manifest.bytes(),
     )?);
     let after = verify::count_record_approvals(&latest, &record).expect("with_proof sets it");
-    record.signer = admin.name.clone();
-    record.signer_key = actor.signer.public.fingerprint();
-    record.issued = now();
-    record.expires = expiry(latest.record_expiry_days);
-    record.roster_version = latest.version;
-    let email = actor.email();
-    state
-        .registry
-        .write_record(&record, &actor.signer, (&admin.name, &email))?;
-    state.registry.push_if_remote(&ctx.home)?;
-    remember_revision(ctx, &mut state)?;
+    resign_record(ctx, &mut state, actor, &admin, record)?;
     Ok((before, after))
 }
 

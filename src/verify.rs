@@ -828,22 +828,6 @@ pub fn sha512_hex(bytes: &[u8]) -> String {
     crate::signed::hex(&sha2::Sha512::digest(bytes))
 }
 
-/// Keys of `allowed` with a valid approval (namespace `proposal@byreis.dev`)
-/// of exactly `bytes` in `approvals`, each once. Blocks that do not verify
-/// (an approval of other bytes, a key outside `allowed`, garbage) do not
-/// count and are not errors: approvals can only add.
-pub fn approvers(allowed: &[SigningPub], bytes: &[u8], approvals: &str) -> Vec<SigningPub> {
-    let mut out: Vec<SigningPub> = Vec::new();
-    for block in crate::sshsig::split_armored(approvals) {
-        if let Ok(i) = crate::sshsig::verify_armored(&block, Namespace::Proposal, bytes, allowed) {
-            if !out.contains(&allowed[i]) {
-                out.push(allowed[i].clone());
-            }
-        }
-    }
-    out
-}
-
 /// Verifies a manifest's bytes and signature against the roster.
 pub fn verify_manifest(
     roster: &RosterChain,
@@ -960,6 +944,17 @@ pub struct Allow {
     /// A pinned state with fewer approvals than the thresholds in force
     /// (only `approve --pinned` does, to add one; `approvals-short`).
     pub short_approvals: bool,
+}
+
+impl Allow {
+    pub const EXPIRED: Allow = Allow {
+        expired: true,
+        short_approvals: false,
+    };
+    pub const SHORT_APPROVALS: Allow = Allow {
+        expired: false,
+        short_approvals: true,
+    };
 }
 
 /// [`load`], accepting what `allow` says.

@@ -1066,23 +1066,14 @@ fn a_record_one_admin_signs_carries_no_approvals_it_lacks() {
         "borrowed approvals",
     );
 
-    // (b) Her own digest and signature: one approval of two.
+    // (b) Her state with the proof dropped: only her manifest's own
+    // signature counts, one of two.
     alice_signs_record(&w, |r| {
         pin(r);
-        r["approvals"] = serde_yaml::Value::Sequence(vec![]);
-        r["manifest_sha512"] = serde_yaml::Value::Null;
+        let m = r.as_mapping_mut().unwrap();
+        m.remove("approvals");
+        m.remove("manifest_sha512");
     });
-    let path = w.reg.join("projects/demo/record.yaml");
-    let text = fs::read_to_string(&path)
-        .unwrap()
-        .replace("manifest_sha512: null\n", "");
-    fs::write(&path, text).unwrap();
-    w.ssh_sign(
-        &w.alice.home.join("signing_key"),
-        "record@byreis.dev",
-        &path,
-    );
-    commit_all(&w, &w.reg, "no proof");
     assert_lone_state_refused(
         &w,
         &bob,

@@ -458,11 +458,7 @@ fn admin_signed(w: &World, what: &str, edit: impl FnOnce(&World)) {
     );
     // The record's proof is of the old manifest; a forger signing with
     // one admin key under thresholds of 1 drops it (ADR 0017).
-    let mut r: serde_yaml::Value =
-        serde_yaml::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
-    r.as_mapping_mut().unwrap().remove("approvals");
-    r.as_mapping_mut().unwrap().remove("manifest_sha512");
-    fs::write(&record, serde_yaml::to_string(&r).unwrap()).unwrap();
+    strip_record_proof(&record);
     w.ssh_sign(&key, "record@byreis.dev", &record);
     commit_all(w, &w.reg, &format!("record for: {what}"));
 }

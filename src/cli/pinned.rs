@@ -11,13 +11,7 @@ use crate::store::Actor;
 use crate::verify::{self, Allow, Context};
 
 pub fn approve_pinned(ctx: &Context, yes: bool, show_values: bool, format: Format) -> CliResult {
-    let state = verify::load_opts(
-        ctx,
-        Allow {
-            short_approvals: true,
-            ..Allow::default()
-        },
-    )?;
+    let state = verify::load_opts(ctx, Allow::SHORT_APPROVALS)?;
     print_notes(&state.notes);
     let actor = Actor::load(&ctx.home)?;
     crate::store::check_writable(&state, &actor)?;

@@ -372,13 +372,7 @@ pub fn registry_pull(ctx: &Context) -> CliResult {
     // A pinned state short of approvals still teaches this machine the
     // newest roster and record (what an admin needs to `approve --pinned`);
     // reads keep refusing it.
-    let mut state = verify::load_opts(
-        ctx,
-        verify::Allow {
-            short_approvals: true,
-            ..Default::default()
-        },
-    )?;
+    let mut state = verify::load_opts(ctx, verify::Allow::SHORT_APPROVALS)?;
     print_notes(&state.notes);
     state.remember(&ctx.home)?;
     eprintln!(
@@ -389,13 +383,7 @@ pub fn registry_pull(ctx: &Context) -> CliResult {
 }
 
 pub fn registry_refresh(ctx: &Context) -> CliResult {
-    let state = verify::load_opts(
-        ctx,
-        verify::Allow {
-            expired: true,
-            ..Default::default()
-        },
-    )?;
+    let state = verify::load_opts(ctx, verify::Allow::EXPIRED)?;
     super::print_notes(&state.notes);
     let actor = crate::store::Actor::load(&ctx.home)?;
     let project = state.manifest.project.clone();
@@ -405,13 +393,7 @@ pub fn registry_refresh(ctx: &Context) -> CliResult {
 }
 
 pub fn admin_list(ctx: &Context, format: Format) -> CliResult {
-    let state = verify::load_opts(
-        ctx,
-        verify::Allow {
-            expired: true,
-            ..Default::default()
-        },
-    )?;
+    let state = verify::load_opts(ctx, verify::Allow::EXPIRED)?;
     let roster = state.roster.latest();
     match format {
         Format::Json => {

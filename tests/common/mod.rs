@@ -1152,3 +1152,15 @@ pub fn registry_verify(w: &World) -> (Output, serde_json::Value) {
         .unwrap_or_else(|e| panic!("registry verify printed no JSON ({e})\n{}", dump(&o)));
     (o, v)
 }
+
+/// Drops the proof a registry record carries (`approvals`,
+/// `manifest_sha512`, ADR 0017) from `record`, as one admin re-signing it
+/// can; the caller signs it again.
+pub fn strip_record_proof(record: &Path) {
+    let mut r: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(record).unwrap()).unwrap();
+    let m = r.as_mapping_mut().expect("a record is a mapping");
+    m.remove("approvals");
+    m.remove("manifest_sha512");
+    fs::write(record, serde_yaml::to_string(&r).unwrap()).unwrap();
+}
