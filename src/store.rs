@@ -1220,14 +1220,18 @@ pub fn approve_pinned(
 }
 
 /// Under a new roster version, signatures count only from its admins and
-/// against its thresholds (ADR 0017). When a record's pinned state would
-/// fall short, the admin changing the roster adds their own approval (one
-/// key, theirs: no more than `approve --pinned` lets them add), and is told
-/// when it is still short.
+/// against its thresholds (ADR 0017). When a record's pinned state met the
+/// thresholds in force before this change (`accepted`: readers serve it
+/// now, and the change raises no threshold) and would fall short after it
+/// (an approving admin removed), the
+/// admin changing the roster adds their own approval, and is told. A state
+/// that was already short (one admin's record, say) is never vouched for:
+/// the roster changer has not seen it. A state still short is named.
 fn vouch_for_pinned(
     project: &str,
     r: &mut Record,
     new: &documents::Roster,
+    accepted: bool,
     actor: &Actor,
     admin: &str,
 ) -> Result<(), StoreError> {
@@ -1239,6 +1243,7 @@ fn vouch_for_pinned(
     };
     let mut count = before.clone();
     if count.short()
+        && accepted
         && !count.by.iter().any(|n| n == admin)
         && new.admins.iter().any(|a| a.name == admin)
     {
@@ -1398,12 +1403,27 @@ pub fn change_roster(
         let v = crate::signed::verify(&bytes, &sig, Namespace::Record, &keys, 1, crate::signed::parse_yaml::<Record>)
             .map_err(|e| StoreError::Refused(format!("the record of {project} does not verify ({e}); fix it before changing the roster (nothing was changed)")))?;
         let mut r = v.value().clone();
+        // Readers accept only records naming the newest version; one that
+        // names an older one was put back (a registry pusher needs no key
+        // to do that), and re-signing it would revive it.
+        if r.roster_version != old.version {
+            return Err(StoreError::Refused(format!(
+                "the record of {project} names roster version {}, not the newest ({}): it is stale or was put back; restore the current one from a trusted clone before changing the roster (nothing was changed)",
+                r.roster_version, old.version
+            )));
+        }
+        // Only a state readers accept now, under thresholds this change
+        // does not raise, is vouched for below: a raise always needs
+        // `approve --pinned` by admins who look at the state.
+        let accepted = verify::count_record_approvals(old, &r).is_none_or(|c| !c.short())
+            && verify::required_approvals(&new.thresholds)
+                <= verify::required_approvals(&old.thresholds);
         r.roster_version = new.version;
         r.signer = admin.name.clone();
         r.signer_key = actor.signer.public.fingerprint();
         r.issued = now();
         r.expires = expiry(new.record_expiry_days);
-        vouch_for_pinned(&project, &mut r, &new, actor, &admin.name)?;
+        vouch_for_pinned(&project, &mut r, &new, accepted, actor, &admin.name)?;
         records.push(r);
     }
 

@@ -1131,3 +1131,189 @@ fn a_raised_threshold_needs_the_pinned_state_approved_again() {
     assert_exit(&o, 0, "registry verify after re-approval");
     assert_eq!(check(&v, "approvals demo")["status"], "ok", "{v}");
 }
+
+/// `p` pins the registry for the checkout `dir` of `project`, approving
+/// its pinned state first when it needs a second admin (a project alice
+/// made alone under thresholds 2).
+fn trust_as(w: &World, p: &Person, dir: &Path, project: &str) {
+    let reg = w.reg.to_str().unwrap();
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", reg),
+        ("BYREIS_PROJECT", project),
+    ];
+    let (_, v) = doctor_json(&p.home, dir, &env);
+    if doctor_fail_codes(&v).iter().any(|c| c == "approvals-short") {
+        let o = run_env(&p.home, dir, &["approve", "--pinned", "--yes"], None, &env);
+        assert_ok(&o, &format!("{} approves {project}", p.name));
+    }
+    let o = run_env(
+        &p.home,
+        dir,
+        &["trust", "--anchor", &w.anchor, "--project", project],
+        None,
+        &[("BYREIS_REGISTRY", w.reg.to_str().unwrap())],
+    );
+    assert_ok(&o, &format!("{} trusts {project}", p.name));
+}
+
+/// Points the registry's record of `demo` at alice's own proposal (reset
+/// onto the project's main) with her approval as its proof, signed by her
+/// alone: a state one of the two required admins approved.
+fn alice_pins_her_proposal(w: &World) {
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "alice-alone\n");
+    assert_ok(&o, "alice's proposal");
+    let branch = w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    );
+    let tip = w.git_ok(&w.proj, &["rev-parse", &branch]);
+    let mbytes = w.git_blob(&tip, ".byreis/manifest.yaml");
+    let m: serde_yaml::Value = serde_yaml::from_slice(&mbytes).unwrap();
+    let file = w.root.join("lone-manifest.yaml");
+    fs::write(&file, &mbytes).unwrap();
+    let sha256 = sha256_file(&w.root, &file);
+    let o = w.tool("sha512sum", &w.root, &[file.to_str().unwrap()], None);
+    assert_ok(&o, "sha512sum");
+    let sha512 = stdout(&o).split_whitespace().next().unwrap().to_string();
+    let sig = String::from_utf8(w.git_blob(&tip, ".byreis/manifest.yaml.sig")).unwrap();
+    let blob: String = sig
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    w.git_ok(&w.proj, &["reset", "-q", "--hard", &tip]);
+    alice_signs_record(w, |r| {
+        r["counter"] = m["counter"].clone();
+        r["manifest"] = format!("sha256:{sha256}").into();
+        r["project_commit"] = tip.clone().into();
+        r["audit_head"] = m["audit_head"].clone();
+        r["manifest_sha512"] = sha512.into();
+        r["approvals"] = serde_yaml::Value::Sequence(vec![blob.into()]);
+    });
+}
+
+// Found by review of ADR 0017: a roster change re-signs every record; it
+// used to add the changing admin's approval to any state that fell short,
+// so bob's honest `admin add` in another project vouched for the state
+// alice pinned alone, and a fresh CI machine served it. A state that was
+// already short is never vouched for; it stays refused everywhere.
+#[test]
+fn a_roster_change_elsewhere_vouches_for_no_lone_admins_state() {
+    let (w, bob) = three_admins_k2();
+    let other = w.init_other_project();
+    trust_as(&w, &bob, &w.proj, "demo");
+    trust_as(&w, &bob, &other, "other");
+    alice_pins_her_proposal(&w);
+    assert_lone_state_refused(
+        &w,
+        &bob,
+        &["approvals-short"],
+        "alice-alone",
+        "alice's pinned proposal",
+    );
+
+    let dave = keygen(&w.root, "dave");
+    let o = run(&bob.home, &other, &admin_add_args(&dave), None);
+    assert_ok(&o, "bob adds dave from the other project");
+    assert_stderr_contains(&o, "approvals-short: demo", "the short state is named");
+    let r = w.record_yaml();
+    assert_eq!(
+        r["approvals"].as_sequence().map(|s| s.len()),
+        Some(1),
+        "bob's key vouched for alice's state: {r:?}"
+    );
+
+    assert_lone_state_refused(
+        &w,
+        &bob,
+        &["approvals-short"],
+        "alice-alone",
+        "after bob's roster change",
+    );
+    let (home, clone) = fresh_ci(&w, "ci");
+    let identity = identity_file(&bob);
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", w.reg.to_str().unwrap()),
+        ("BYREIS_PROJECT", "demo"),
+        ("BYREIS_IDENTITY_FILE", identity.to_str().unwrap()),
+        ("CI", "true"),
+    ];
+    assert_reads_refused_in(
+        &home,
+        &clone,
+        &["approvals-short"],
+        &["alice-alone"],
+        "fresh CI after bob's roster change",
+        &env,
+    );
+    let (o, v) = registry_verify(&w);
+    assert_exit(&o, 3, "registry verify after bob's roster change");
+    assert_eq!(
+        check(&v, "approvals demo")["code"],
+        "approvals-short",
+        "{v}"
+    );
+}
+
+// A registry pusher needs no key to put an older signed record back; the
+// next roster change re-signed it under the new version and so revived
+// it. A record naming an older roster version stops the change before
+// anything is signed.
+#[test]
+fn a_roster_change_refuses_a_record_put_back() {
+    let (w, bob) = three_admins_k2();
+    let other = w.init_other_project();
+    trust_as(&w, &bob, &other, "other");
+    let v4 = w.git_ok(&w.reg, &["log", "-1", "--format=%H", "--", "roster/4.yaml"]);
+    w.git_ok(
+        &w.reg,
+        &[
+            "checkout",
+            &format!("{v4}^"),
+            "--",
+            "projects/demo/record.yaml",
+            "projects/demo/record.yaml.sig",
+        ],
+    );
+    commit_all(&w, &w.reg, "a pusher puts an old record back");
+    let before = w.git_ok(&w.reg, &["rev-parse", "HEAD"]);
+    let dave = keygen(&w.root, "dave");
+    let o = run(&bob.home, &other, &admin_add_args(&dave), None);
+    assert_failed(&o, "admin add over a record put back");
+    assert_stderr_contains(&o, "was put back", "the refusal says why");
+    assert_stderr_contains(&o, "nothing was changed", "and that nothing landed");
+    assert_eq!(
+        w.git_ok(&w.reg, &["rev-parse", "HEAD"]),
+        before,
+        "the registry is unchanged"
+    );
+    assert!(!w.reg.join("roster/5.yaml").exists(), "no roster version 5");
+}
+
+// What the roster changer does vouch for: a state the thresholds in force
+// accepted, left short only because one of its approvers is removed. carol
+// removes bob; the state alice and bob approved keeps being served, now
+// with carol's approval in bob's place.
+#[test]
+fn removing_an_approver_keeps_an_accepted_state_served() {
+    let (w, _bob) = three_admins_k2();
+    let carol = Person {
+        name: "carol".into(),
+        home: w.root.join("carol"),
+        recipient: String::new(),
+        signing_key: String::new(),
+    };
+    let o = w.run_as(&carol, &["admin", "remove", "bob"]);
+    assert_ok(&o, "carol removes bob");
+    assert_stderr_contains(&o, "your approval is added", "carol vouches in bob's place");
+    w.assert_get("prod", "DB", PROD_DB);
+    let (o, v) = registry_verify(&w);
+    assert_exit(&o, 0, "registry verify after the removal");
+    assert_eq!(check(&v, "approvals demo")["status"], "ok", "{v}");
+}
