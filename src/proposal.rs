@@ -292,6 +292,12 @@ pub fn review(
             "its audit entry is not the proposer's entry for this counter".into(),
         ));
     }
+    // Every difference from the pinned manifest, and whether the kind of
+    // change the proposal says it is (its audit action) may make it: a
+    // value change that also swaps a key, adds a reader or allows a name
+    // for `exec` is refused, with what it would change shown (ADR 0018).
+    let lines = crate::rotation::change_lines(&state.manifest, &m);
+    check_action(&last.entry.action, &lines).map_err(bad)?;
 
     // Files: exactly the listed ones, each matching hash and stanza count;
     // decrypted wherever the approver is listed.
@@ -425,7 +431,11 @@ pub fn review(
         proposer: m.signer.clone(),
         approved_by,
         need: verify::required_approvals(&latest.thresholds),
-        readers: crate::rotation::describe_change(&state.manifest, &m),
+        readers: if lines.is_empty() {
+            vec!["no reader or file changes".into()]
+        } else {
+            lines.into_iter().map(|l| l.text).collect()
+        },
         envs,
         void,
         tip,
@@ -437,6 +447,50 @@ pub fn review(
         message,
         paths,
     })
+}
+
+/// The audit actions of changes that only write values.
+const VALUE_ACTIONS: [&str; 5] = ["set", "unset", "edit", "import", "approve-submission"];
+
+/// Refuses a proposal whose manifest changes what its audit action never
+/// changes (ADR 0018): values actions change files (and make environments
+/// read by the default readers), `exec-allow` changes allowances,
+/// `exposure-ack` nothing, `rotate` members, readers and files. No byreis
+/// command changes a member's key under the same name, so that is refused
+/// whatever the action; nor does one change the manifest's format or
+/// branch. Every refusal lists what the proposal would change.
+fn check_action(action: &str, lines: &[crate::rotation::ChangeLine]) -> Result<(), String> {
+    use crate::rotation::Touches;
+    let allowed: &[Touches] = match action {
+        a if VALUE_ACTIONS.contains(&a) => &[Touches::Values],
+        "exec-allow" | "exec-allow-remove" => &[Touches::ExecAllow],
+        "exposure-ack" => &[],
+        "rotate" => &[Touches::Recipients, Touches::Values],
+        other => {
+            return Err(format!(
+                "its audit entry names action {}, which byreis never proposes",
+                names::quoted(other)
+            ))
+        }
+    };
+    let beyond: Vec<&str> = lines
+        .iter()
+        .filter(|l| !allowed.contains(&l.touches))
+        .map(|l| l.text.as_str())
+        .collect();
+    if beyond.is_empty() {
+        return Ok(());
+    }
+    let kind = match action {
+        a if VALUE_ACTIONS.contains(&a) => "a change of values",
+        "rotate" => "a change of readers",
+        "exposure-ack" => "an acknowledgement that changes nothing signed",
+        _ => "a change of exec allowances",
+    };
+    Err(format!(
+        "it is `{action}` ({kind}), but its manifest also changes: {}. No `byreis {action}` makes that change (a member's new key is `rotate --remove` then `rotate --add`; readers change with `rotate`, allowances with `exec-allow`, each a proposal of its own); ask its author to make the change again",
+        beyond.join("; ")
+    ))
 }
 
 fn admin_key_of(roster: &documents::Roster, name: &str) -> Option<String> {

@@ -522,8 +522,9 @@ fn a_lock_left_on_a_landed_proposal_branch_is_named() {
 
 /// `exec-allow` with k = 2 is a proposal like any signed change (the
 /// approver sees the allowance); and the flags of names `exec` refuses come
-/// from the current signed state, never from the proposal: a proposal
-/// whose own manifest allows LD_PRELOAD, and that sets it, is flagged.
+/// from the current signed state, never from the proposal. A `set` whose
+/// own manifest also allows LD_PRELOAD is refused (ADR 0018); the honest
+/// `set` of LD_PRELOAD is flagged.
 #[test]
 fn exec_allow_is_a_proposal_and_a_self_allowing_proposal_is_flagged() {
     let (w, bob, _carol) = three_admins_k2();
@@ -574,6 +575,10 @@ fn exec_allow_is_a_proposal_and_a_self_allowing_proposal_is_flagged() {
         .into_iter()
         .find(|b| !before.contains(b))
         .expect("a proposal branch");
+    let honest = w
+        .git_ok(&w.proj, &["rev-parse", &branch])
+        .trim()
+        .to_string();
     w.git_ok(&w.proj, &["checkout", "-q", &branch]);
     let manifest = w.manifest();
     let yaml = w.manifest_yaml();
@@ -603,7 +608,22 @@ fn exec_allow_is_a_proposal_and_a_self_allowing_proposal_is_flagged() {
     );
     w.git_ok(&w.proj, &["checkout", "-q", "main"]);
 
+    // A `set` whose manifest also allows the name is refused, with the
+    // allowance shown (ADR 0018), however it is approved.
     let heads = w.heads();
+    let o = w.run_as(&bob, &["approve", &branch, "--yes"]);
+    assert_failed(&o, "a set that smuggles an allowance");
+    assert_stderr_contains(
+        &o,
+        "it is `set` (a change of values), but its manifest also changes: prod: exec_allow added: LD_PRELOAD",
+        "the allowance is named",
+    );
+    assert_eq!(w.heads(), heads, "nothing landed");
+
+    // The honest proposal (alice's own, before the edit): LD_PRELOAD is
+    // flagged by the current state's allowances; PYTHONWARNINGS, allowed
+    // by the current state, is not.
+    w.git_ok(&w.proj, &["branch", "-f", &branch, &honest]);
     let o = w.run_as(&bob, &["approve", &branch]);
     assert_failed(&o, "non-interactive approve without --yes");
     assert_stderr_contains(
@@ -613,15 +633,9 @@ fn exec_allow_is_a_proposal_and_a_self_allowing_proposal_is_flagged() {
     );
     assert_stderr_contains(
         &o,
-        "prod: exec_allow added: LD_PRELOAD",
-        "the allowance is shown",
-    );
-    assert_stderr_contains(
-        &o,
         "prod: FLAGGED LD_PRELOAD: exec refuses it (family LD_*: ",
         "flagged by the current state's allowances",
     );
-    // PYTHONWARNINGS is allowed by the current state: not flagged.
     assert!(
         !stderr(&o).contains("FLAGGED PYTHONWARNINGS"),
         "{}",

@@ -1317,3 +1317,201 @@ fn removing_an_approver_keeps_an_accepted_state_served() {
     assert_exit(&o, 0, "registry verify after the removal");
     assert_eq!(check(&v, "approvals demo")["status"], "ok", "{v}");
 }
+
+/// The one proposal branch of the project whose name is not in `before`.
+fn new_proposal(w: &World, before: &[String]) -> String {
+    let all = w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    );
+    let new: Vec<&str> = all
+        .lines()
+        .filter(|b| !before.iter().any(|x| x == b))
+        .collect();
+    assert_eq!(new.len(), 1, "one new proposal branch: {all}");
+    new[0].to_string()
+}
+
+fn proposals(w: &World) -> Vec<String> {
+    w.git_ok(
+        &w.proj,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "refs/heads/byreis/proposal/",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Rewrites alice's proposal `branch` as a malicious client of hers could:
+/// `edit` changes its manifest text; staging is re-encrypted with the
+/// real `age` to `staging_to` (the file hash follows); the manifest and
+/// alice's approval are signed again with her key, the proposal commit
+/// amended, and the branch renamed. Every signature is genuine. Returns
+/// the new branch name.
+fn alice_rewrites_proposal(
+    w: &World,
+    branch: &str,
+    suffix: &str,
+    edit: impl FnOnce(String) -> String,
+    staging_to: Option<&[&str]>,
+) -> String {
+    w.git_ok(&w.proj, &["checkout", "-q", branch]);
+    let manifest = w.manifest();
+    let mut text = edit(fs::read_to_string(&manifest).unwrap());
+    if let Some(to) = staging_to {
+        let file = w.secrets_file("staging");
+        let old_sha = sha256_file(&w.root, &file);
+        let o = w.age_decrypt(&identity_file(&w.alice), &file);
+        assert_ok(&o, "alice decrypts the proposal's staging");
+        let plain = String::from_utf8(o.stdout).unwrap();
+        fs::write(&file, w.age_encrypt(&plain, to)).unwrap();
+        let new_sha = sha256_file(&w.root, &file);
+        assert!(text.contains(&old_sha), "{text}");
+        text = text.replace(&old_sha, &new_sha);
+    }
+    fs::write(&manifest, &text).unwrap();
+    let key = w.alice.home.join("signing_key");
+    w.ssh_sign(&key, "manifest@byreis.dev", &manifest);
+    let copy = w.root.join("rewritten-manifest.yaml");
+    fs::copy(&manifest, &copy).unwrap();
+    w.ssh_sign(&key, "proposal@byreis.dev", &copy);
+    fs::copy(
+        format!("{}.sig", copy.display()),
+        w.proj.join(".byreis/approvals.sig"),
+    )
+    .unwrap();
+    w.git_ok(
+        &w.proj,
+        &["commit", "-qa", "--amend", "--no-edit", "--no-gpg-sign"],
+    );
+    let renamed = format!("{branch}{suffix}");
+    w.git_ok(&w.proj, &["branch", "-m", branch, &renamed]);
+    w.git_ok(&w.proj, &["checkout", "-q", "main"]);
+    renamed
+}
+
+// Attack 2 of issue 14: alice's honest `set staging SKEY` proposal, then
+// its manifest gives member dave an outsider's age key under dave's name,
+// staging is re-encrypted to the admins and the outsider, and every
+// signature is made again by alice. Before ADR 0018 bob's approval showed
+// only "staging: changed: SKEY" and landed it: the outsider read staging
+// and every later value, dave was locked out, and doctor was clean. Now
+// the swap is shown and a value change that makes it is refused; so is one
+// that smuggles a default reader in.
+#[test]
+fn a_key_swapped_under_a_members_name_is_shown_and_refused() {
+    let (w, bob) = three_admins_k2();
+    let dave = keygen(&w.root, "dave");
+    let before = proposals(&w);
+    let o = w.rotate(&[
+        "--add",
+        &format!("dave={}", dave.recipient),
+        "--env",
+        "staging",
+    ]);
+    assert_ok(&o, "rotate --add dave to staging");
+    let branch = new_proposal(&w, &before);
+    assert_ok(
+        &w.run_as(&bob, &["approve", &branch, "--yes"]),
+        "bob approves dave",
+    );
+    assert_ok(
+        &w.run_as(&dave, &["get", "staging", "DB"]),
+        "dave reads staging",
+    );
+    let (outsider_key, outsider) = age_keygen(&w, "outsider");
+
+    let before = proposals(&w);
+    let o = w.alice_run_stdin(&["set", "staging", "SKEY"], "skey-value\n");
+    assert_ok(&o, "alice's honest proposal");
+    let honest = new_proposal(&w, &before);
+    let honest_tip = w
+        .git_ok(&w.proj, &["rev-parse", &honest])
+        .trim()
+        .to_string();
+    let yaml = w.manifest_yaml();
+    let admins: Vec<String> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| {
+            yaml["members"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == *n)
+                .unwrap()["recipient"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut to: Vec<&str> = admins.iter().map(String::as_str).collect();
+    to.push(&outsider);
+    let dave_key = dave.recipient.clone();
+    let outsider_c = outsider.clone();
+    let swapped = alice_rewrites_proposal(
+        &w,
+        &honest,
+        "a",
+        move |t| {
+            assert!(t.contains(&dave_key), "{t}");
+            t.replace(&dave_key, &outsider_c)
+        },
+        Some(&to),
+    );
+    let heads = w.heads();
+    let o = w.run_as(&bob, &["approve", &swapped, "--yes", "--show-values"]);
+    assert_failed(&o, "bob approves the key swap");
+    assert_stderr_contains(
+        &o,
+        "it is `set` (a change of values), but its manifest also changes: member dave: KEY CHANGED under the same name",
+        "the swap is named",
+    );
+    assert_no_leak(&o, &["skey-value", STAGING_DB], "the refusal");
+    assert_eq!(w.heads(), heads, "nothing landed");
+    let o = w.age_decrypt(&outsider_key, &w.secrets_file("staging"));
+    assert_failed(&o, "the outsider decrypts the served staging");
+    assert_ok(
+        &w.run_as(&dave, &["get", "staging", "DB"]),
+        "dave still reads staging",
+    );
+
+    // A `set` whose manifest also makes dave a default reader.
+    w.git_ok(&w.proj, &["branch", "-f", &honest, &honest_tip]);
+    let smuggled = alice_rewrites_proposal(
+        &w,
+        &honest,
+        "b",
+        |t| {
+            let from = "default_readers:\n- alice\n- bob\n- carol\n";
+            assert!(t.contains(from), "{t}");
+            t.replace(from, "default_readers:\n- alice\n- bob\n- carol\n- dave\n")
+        },
+        None,
+    );
+    let o = w.run_as(&bob, &["approve", &smuggled, "--yes"]);
+    assert_failed(&o, "bob approves a smuggled default reader");
+    assert_stderr_contains(
+        &o,
+        "default readers (of environments made later) added: dave",
+        "the default reader is named",
+    );
+    assert_eq!(w.heads(), heads, "nothing landed");
+
+    // The honest proposal still lands, and shows its one change.
+    w.git_ok(&w.proj, &["branch", "-f", &honest, &honest_tip]);
+    let o = w.run_as(&bob, &["approve", &honest, "--yes", "--show-values"]);
+    assert_ok(&o, "bob approves the honest proposal");
+    assert_stderr_contains(&o, "staging: file changes", "the change is shown");
+    assert_ok(
+        &w.run_as(&dave, &["get", "staging", "SKEY"]),
+        "dave reads the new value",
+    );
+}
