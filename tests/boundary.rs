@@ -1515,3 +1515,54 @@ fn a_key_swapped_under_a_members_name_is_shown_and_refused() {
         "dave reads the new value",
     );
 }
+
+// The crash-recovery path as a lone admin's way in: alice signs, alone, a
+// record whose `pending` names her own proposal (one approval of the two
+// required), as if a change of hers had been interrupted. bob's
+// `rotate --resume` would finish it under his name. A pending change
+// carries the approvals the thresholds in force require, or it is not
+// resumed; `get` keeps serving the pinned state.
+#[test]
+fn a_pending_change_one_admin_signed_alone_is_not_resumed() {
+    let (w, bob) = three_admins_k2();
+    let o = w.alice_run_stdin(&["set", "prod", "DB"], "alice-alone\n");
+    assert_ok(&o, "alice's proposal");
+    let branch = new_proposal(&w, &[]);
+    let tip = w.git_ok(&w.proj, &["rev-parse", &branch]);
+    let mbytes = w.git_blob(&tip, ".byreis/manifest.yaml");
+    let m: serde_yaml::Value = serde_yaml::from_slice(&mbytes).unwrap();
+    let file = w.root.join("pending-manifest.yaml");
+    fs::write(&file, &mbytes).unwrap();
+    let sha256 = sha256_file(&w.root, &file);
+    alice_signs_record(&w, |r| {
+        let mut p = serde_yaml::Mapping::new();
+        p.insert("counter".into(), m["counter"].clone());
+        p.insert("manifest".into(), format!("sha256:{sha256}").into());
+        p.insert("project_commit".into(), tip.clone().into());
+        p.insert("audit_head".into(), m["audit_head"].clone());
+        p.insert("action".into(), "set".into());
+        r["pending"] = serde_yaml::Value::Mapping(p);
+    });
+    let reg_before = w.git_ok(&w.reg, &["rev-parse", "HEAD"]);
+    let main_before = w.git_ok(&w.proj, &["rev-parse", "HEAD"]);
+
+    let o = w.run_as(&bob, &["rotate", "--resume", "--yes"]);
+    assert_failed(&o, "bob resumes alice's lone pending change");
+    assert_stderr_contains(&o, "cannot be resumed", "the refusal names the step");
+    assert_stderr_contains(&o, "approv", "and says approvals are missing");
+    assert_no_leak(&o, &["alice-alone"], "the refused resume");
+    assert_eq!(
+        w.git_ok(&w.reg, &["rev-parse", "HEAD"]),
+        reg_before,
+        "no record was signed"
+    );
+    assert_eq!(
+        w.git_ok(&w.proj, &["rev-parse", "HEAD"]),
+        main_before,
+        "the project branch did not move"
+    );
+    w.assert_get("prod", "DB", PROD_DB);
+    let o = w.run_as(&bob, &["get", "prod", "DB"]);
+    assert_ok(&o, "bob still reads the pinned state");
+    assert_eq!(stdout(&o).trim(), PROD_DB);
+}
