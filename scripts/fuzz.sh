@@ -8,7 +8,7 @@
 #
 # Usage: scripts/fuzz.sh [RUNS] [TARGET…]
 # A crash stops the run: the input is in fuzz/artifacts/TARGET/; fix it and
-# keep it as a regression test (tests/fuzz_regressions.rs).
+# keep it as a regression test (a test in tests/it/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-1000000}

@@ -7,7 +7,7 @@
 # loopback, under `strace -f -e trace=connect`: any AF_INET/AF_INET6
 # connect to an address other than 127.0.0.1 / ::1 fails the run. The only
 # loopback connections are the GitHub-API tests' calls to their local fake
-# (tests/common/github.rs); byreis makes no connection it was not asked to.
+# (tests/it/common/github.rs); byreis makes no connection it was not asked to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""

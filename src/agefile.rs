@@ -231,7 +231,7 @@ pub fn decrypt_plaintext(
 /// The read path of every secrets file, short of parsing the plaintext:
 /// strict armor, then age's header, MAC and STREAM checks, trying stanza
 /// `hint` first. Returns the plaintext exactly as encrypted. (The C2SP
-/// CCTV age vectors run through this, in `tests/cctv.rs`.)
+/// CCTV age vectors run through this, in `tests/it/cctv.rs`.)
 pub fn decrypt_bytes(
     file: &[u8],
     identity: &AgeIdentity,

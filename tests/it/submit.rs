@@ -8,13 +8,11 @@
 //!
 //! Real git, real `age`: a missing tool fails the test.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 /// alice (admin) with prod {DB, API} and staging {DB}, plus bob, a member
 /// who reads both environments and is not an admin (counter 5).

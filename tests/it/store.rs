@@ -1,12 +1,10 @@
 //! The daily verbs end to end, with the real binary: round trip, reads from
 //! the pinned state, exec's environment rules, and bad input.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn round_trip_set_get_list_exec_edit_unset_doctor() {

@@ -3,12 +3,10 @@
 //! other gets a clear error, leaves nothing half-done, and succeeds after
 //! pulling. Nothing is lost.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 fn spawn_rotate(p: &Person, dir: &Path, add: &str) -> std::process::Child {
     byreis_cmd(&p.home, dir)

@@ -10,13 +10,11 @@
 //! repository with git's `url.<base>.insteadOf`, so no byte leaves the
 //! machine.
 
-mod common;
-
 use std::fs;
 use std::path::PathBuf;
 
-use common::github::{FakeGitHub, Fault};
-use common::*;
+use crate::common::github::{FakeGitHub, Fault};
+use crate::common::*;
 
 struct Gh {
     w: World,

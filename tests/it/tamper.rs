@@ -3,12 +3,10 @@
 //! named diagnostic code, and no secret value may appear in the output
 //! (invariants 1, 2, 3, 8 and 9 of the design brief).
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// Every value any world holds; none may leak from a refused read.
 const ALL: &[&str] = &[PROD_DB, PROD_API, STAGING_DB];

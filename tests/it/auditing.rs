@@ -1,9 +1,7 @@
 //! docs/auditing.md promises its command block works with stock tools:
 //! this runs exactly that block against a real project.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn the_documented_stock_tool_commands_pass() {

@@ -5,8 +5,6 @@
 //! byreis run. Each test sets `XDG_RUNTIME_DIR` to a directory of its own so
 //! it can look at what `edit` leaves there.
 
-mod common;
-
 use std::fs;
 use std::io::{Read as _, Seek as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -14,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rustix::process::{Pid, Signal};
 
 /// A private runtime dir for the test (0700, as a real one is).

@@ -3,11 +3,9 @@
 //! the registry's allowed_signers, and `ssh-keygen -Y verify` checks the
 //! manifest signature in its own namespace only.
 
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn age_cli_decrypts_the_secrets_files() {

@@ -3,12 +3,10 @@
 //! repositories (decompressed), the temp directories, /dev/shm, every
 //! BYREIS_HOME and HOME are searched for it. It must not be found anywhere.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn canary(tag: &str) -> String {
     let mut bytes = [0u8; 12];

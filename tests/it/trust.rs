@@ -2,9 +2,7 @@
 //! nothing until an anchor is pinned by `trust --anchor FP` or given in
 //! BYREIS_ANCHOR, and a wrong anchor is refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The anchor with its last character changed: well formed, but wrong.
 fn wrong_anchor(anchor: &str) -> String {

@@ -4,15 +4,13 @@
 //! `rotate --resume` / `--abort` bring it back to a clean one. A signed
 //! change that was aborted can never be served or resumed when replayed.
 
-mod common;
-
 use std::fs;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const ENVS: usize = 200;
 /// Environments whose values are read back after every kill.

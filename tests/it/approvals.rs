@@ -4,11 +4,9 @@
 //! not count, on approval and on every later read; stale proposals and
 //! proposals touching other files are refused.
 
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 
 /// alice, bob and carol are admins and readers of `prod`; thresholds are
 /// 2 for recipients and values. `prod` holds DB = PROD_DB.

@@ -4,12 +4,10 @@
 //! show never display it; decisions are signed registry commits of their
 //! own; every state refuses what it must.
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn json(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("no JSON ({e})\n{}", dump(o)))

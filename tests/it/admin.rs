@@ -7,14 +7,12 @@
 //! Real git, real ssh-keygen, ssh-agent and ssh-add: a missing tool fails
 //! the test.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The secret values every `World::with_secrets` holds.

@@ -6,13 +6,11 @@
 //!
 //! Real git, real `age`, real `ssh-keygen`: a missing tool fails the test.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// The secret values every `World::with_secrets` holds.
 const ALL: &[(&str, &str, &str)] = &[

@@ -2,9 +2,7 @@
 //! (`doctor --exposure NAME`, `exposure ack`), over a history with adds,
 //! removes and value changes; a shallow clone is reported as incomplete.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(o: &std::process::Output) -> Value {

@@ -3,12 +3,10 @@
 //! worked before ADR 0015, run with real git repositories and the real
 //! binary.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 fn commit_all(w: &World, dir: &Path, msg: &str) -> String {
     w.git_ok(dir, &["add", "-A"]);
