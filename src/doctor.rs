@@ -91,6 +91,11 @@ const STAGES: &[(&str, &[Code])] = &[
     ),
 ];
 
+/// The name of the check (stage) that reports `code`.
+pub fn stage_name(code: Code) -> &'static str {
+    STAGES[stage_of(code)].0
+}
+
 fn stage_of(code: Code) -> usize {
     STAGES
         .iter()

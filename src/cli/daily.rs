@@ -582,19 +582,7 @@ fn report(checks: &[doctor::Check], format: Format) -> CliResult {
         Format::Json => println!("{}", json!({"ok": !failed, "checks": checks})),
         Format::Text => {
             for c in checks {
-                let status = match c.status {
-                    Status::Ok => "ok  ",
-                    Status::Warn => "warn",
-                    Status::Fail => "FAIL",
-                    Status::Skipped => "skip",
-                };
-                let code = c.code.map(|c| format!(" [{c}]")).unwrap_or_default();
-                let detail = if c.detail.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}", c.detail)
-                };
-                println!("{status} {:<16}{code}{detail}", c.check);
+                println!("{}", super::render::check_line(c));
             }
         }
     }

@@ -4,9 +4,12 @@
 
 mod daily;
 mod pinned;
+mod render;
 mod requests;
 mod rotate;
 mod setup;
+#[cfg(test)]
+mod snapshot_tests;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
