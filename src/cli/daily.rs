@@ -6,7 +6,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{print_notes, CliError, CliResult, Format};
-use crate::doctor::{self, Status};
+use crate::doctor;
 use crate::keys::AgeIdentity;
 use crate::names::{self, Kind};
 use crate::secret::SecretValue;
