@@ -976,15 +976,23 @@ pub fn load_with(
     load_inner(home, project, registry, run, Allow::default())
 }
 
-fn load_inner(
+/// Step 2 of verification: the roster chain from the pinned anchor, the
+/// project's config checked against it, and this machine's marks applied
+/// (a registry showing an older roster than seen is a rollback).
+struct RosterStep {
+    roster: RosterChain,
+    pin: Pin,
+    pin_stored: bool,
+    project_from_user: bool,
+    seen: trust::Seen,
+}
+
+fn verify_roster(
     home: &Home,
-    project: Project,
-    registry: Registry,
+    project: &Project,
+    registry: &Registry,
     run: RunPin,
-    allow: Allow,
-) -> Result<State, VerifyError> {
-    let mut notes = Vec::new();
-    // 2. Roster chain from the anchor.
+) -> Result<RosterStep, VerifyError> {
     let roster = registry.roster_chain(&run.pin.anchor).map_err(|e| {
         let code = match e {
             registry::RegistryError::Anchor { .. } => Code::RosterAnchorMismatch,
@@ -999,7 +1007,7 @@ fn load_inner(
             detail: format!("registry {}: {e}", registry.dir.display()),
         }
     })?;
-    check_against_roster(&project, &run, &roster)?;
+    check_against_roster(project, &run, &roster)?;
     let RunPin {
         mut pin,
         stored: pin_stored,
@@ -1027,9 +1035,27 @@ fn load_inner(
             format!("the registry's newest roster is version {latest_version}, but this machine has seen version {}", pin.roster_version_seen),
         );
     }
+    Ok(RosterStep {
+        roster,
+        pin,
+        pin_stored,
+        project_from_user,
+        seen,
+    })
+}
 
-    // 3. The project record.
-    let project_name = project.config.project.clone();
+/// Step 3: the registry's signed record of the project, under the newest
+/// roster version, unexpired (unless `allow` says) and not older than what
+/// this machine has seen.
+fn verify_record(
+    registry: &Registry,
+    roster: &RosterChain,
+    project_name: &str,
+    pin: &Pin,
+    project_from_user: bool,
+    allow: Allow,
+    notes: &mut Vec<(Code, String)>,
+) -> Result<Verified<Record>, VerifyError> {
     if !project_from_user {
         let projects = registry.projects().map_err(|e| VerifyError {
             code: Code::RegistryInvalid,
@@ -1041,18 +1067,16 @@ fn load_inner(
                 format!(
                     "the registry holds {} projects, and only {CONFIG_PATH} (which anyone who can push to the project can edit) says this repository is {}; another project's files copied here would verify as that project. Set BYREIS_PROJECT={} beside BYREIS_ANCHOR, or run `byreis trust` in this repository",
                     projects.len(),
-                    names::quoted(&project_name),
+                    names::quoted(project_name),
                     project_name
                 ),
             );
         }
     }
-    let Some((rbytes, rsig)) = registry
-        .record_raw(&project_name)
-        .map_err(|e| VerifyError {
-            code: Code::RegistryInvalid,
-            detail: e.to_string(),
-        })?
+    let Some((rbytes, rsig)) = registry.record_raw(project_name).map_err(|e| VerifyError {
+        code: Code::RegistryInvalid,
+        detail: e.to_string(),
+    })?
     else {
         return fail(
             Code::RecordMissing,
@@ -1062,10 +1086,10 @@ fn load_inner(
     let probe: Record =
         signed::parse_yaml(&String::from_utf8_lossy(&rbytes)).map_err(|e| VerifyError {
             code: Code::RecordInvalid,
-            detail: format!("{}: {e}", registry::record_path(&project_name)),
+            detail: format!("{}: {e}", registry::record_path(project_name)),
         })?;
     let record = verify_admin_signed(
-        &roster,
+        roster,
         probe.roster_version,
         &rbytes,
         &rsig,
@@ -1079,7 +1103,7 @@ fn load_inner(
     )
     .and_then(|(r, keys)| {
         check_signer_fields(
-            &roster,
+            roster,
             r.roster_version,
             &keys,
             r.signers(),
@@ -1090,7 +1114,7 @@ fn load_inner(
     })
     .map_err(|e| VerifyError {
         code: Code::RecordInvalid,
-        detail: format!("{}: {e}", registry::record_path(&project_name)),
+        detail: format!("{}: {e}", registry::record_path(project_name)),
     })?;
     if record.roster_version != roster.latest().version {
         return fail(
@@ -1177,8 +1201,29 @@ fn load_inner(
             ),
         );
     }
+    Ok(record)
+}
 
-    // 4. The manifest the record pins.
+/// Where step 4 reads the pinned manifest from: the working tree when it
+/// holds exactly the pinned bytes, otherwise the pinned commit's objects
+/// (with a rollback or a stale registry told apart first). Bytes only:
+/// nothing here is trusted until [`verify_pinned_manifest`].
+struct ManifestFound {
+    source: Source,
+    bytes: Vec<u8>,
+    sig: Vec<u8>,
+    approvals: Vec<u8>,
+}
+
+fn locate_manifest(
+    project: &Project,
+    registry: &Registry,
+    roster: &RosterChain,
+    pin: &Pin,
+    record: &Record,
+    notes: &mut Vec<(Code, String)>,
+) -> Result<ManifestFound, VerifyError> {
+    let project_name = &project.config.project;
     let root = project.root.clone();
     let wt_manifest =
         read_worktree_file(&root, MANIFEST_PATH, yaml::MAX_SIGNED_BYTES).map_err(|e| {
@@ -1197,7 +1242,7 @@ fn load_inner(
     // While a signed record names a change as pending, the work tree may be
     // anywhere between the two states (a write interrupted part-way), so
     // reads serve the last complete state from the pinned commit's objects.
-    let (source, mbytes, msig, approvals) = if wt_is_pinned && record.pending.is_none() {
+    let (source, bytes, sig, approvals) = if wt_is_pinned && record.pending.is_none() {
         let sig = read_worktree_file(&root, MANIFEST_SIG_PATH, 1 << 20)
             .ok()
             .flatten()
@@ -1222,8 +1267,8 @@ fn load_inner(
                 .flatten()
                 .unwrap_or_default();
             // Not pinned by the record: only current admins' signatures count.
-            match verify_manifest(&roster, b, &String::from_utf8_lossy(&wt_sig), Approvals::NotRequired, SignerRule::StillAdmin) {
-                Ok(m) if m.project != project_name => {
+            match verify_manifest(roster, b, &String::from_utf8_lossy(&wt_sig), Approvals::NotRequired, SignerRule::StillAdmin) {
+                Ok(m) if m.project != *project_name => {
                     return fail(
                         Code::ManifestInvalid,
                         format!(
@@ -1299,10 +1344,30 @@ fn load_inner(
         ));
         (Source::PinnedCommit, b, sig, approvals)
     };
-    let msig = String::from_utf8_lossy(&msig);
+    Ok(ManifestFound {
+        source,
+        bytes,
+        sig,
+        approvals,
+    })
+}
+
+/// Step 4: the manifest the record pins, signed by an admin, with the
+/// approvals the thresholds in force require (ADR 0017), naming this
+/// project, the record's counter and audit head.
+fn verify_pinned_manifest(
+    roster: &RosterChain,
+    record: &Record,
+    found: &ManifestFound,
+    project_name: &str,
+    allow: Allow,
+    notes: &mut Vec<(Code, String)>,
+) -> Result<Verified<Manifest>, VerifyError> {
+    let mbytes = &found.bytes;
+    let msig = String::from_utf8_lossy(&found.sig);
     let manifest = verify_manifest(
-        &roster,
-        &mbytes,
+        roster,
+        mbytes,
         &msig,
         Approvals::NotRequired,
         SignerRule::AdminThen,
@@ -1311,7 +1376,7 @@ fn load_inner(
         code: Code::ManifestInvalid,
         detail: format!("{MANIFEST_PATH}: {e}"),
     })?;
-    if !record.manifest_sha512.is_empty() && sha512_hex(&mbytes) != record.manifest_sha512 {
+    if !record.manifest_sha512.is_empty() && sha512_hex(mbytes) != record.manifest_sha512 {
         return fail(
             Code::ManifestNotPinned,
             "the manifest does not match the record's manifest_sha512 (the record's two digests name different manifests)",
@@ -1321,10 +1386,10 @@ fn load_inner(
     // signature, its approvals file and the record's approvals, counted
     // for admins of the newest roster version.
     let count = count_approvals(
-        &roster,
-        &mbytes,
+        roster,
+        mbytes,
         &msig,
-        &String::from_utf8_lossy(&approvals),
+        &String::from_utf8_lossy(&found.approvals),
         &record.approvals,
     );
     if count.short() {
@@ -1358,39 +1423,19 @@ fn load_inner(
             "the manifest's audit head differs from the registry record's",
         );
     }
+    Ok(manifest)
+}
 
-    let recipients = manifest
-        .members
-        .iter()
-        .map(|m| {
-            (
-                m.name.clone(),
-                AgeRecipient::parse(&m.recipient).expect("verified manifest"),
-            )
-        })
-        .collect();
-    let mut state = State {
-        project,
-        registry,
-        pin,
-        pin_stored,
-        roster,
-        record,
-        manifest,
-        audit: Vec::new(),
-        recipients,
-        source,
-        notes,
-        seen,
-    };
-
-    // The audit log, chained up to the head the manifest records.
+/// Step 5: the audit log, hash-chained up to the head the manifest
+/// records, each entry signed by the admin it names as an admin of the
+/// roster version it names.
+fn verify_audit(state: &State) -> Result<Vec<audit::Verified>, VerifyError> {
     let audit_bytes = state.read_owned(audit::PATH, 64 << 20)?.unwrap_or_default();
     let keys = state.all_admin_keys();
-    state.audit = audit::verify_log(
+    let log = audit::verify_log(
         &String::from_utf8_lossy(&audit_bytes),
         &keys,
-        &project_name,
+        &state.manifest.project,
         Some(&state.manifest.audit_head),
     )
     .map_err(|e| VerifyError {
@@ -1399,7 +1444,7 @@ fn load_inner(
     })?;
     // Each entry is signed by the admin it names, as an admin of the roster
     // version it names.
-    for v in &state.audit {
+    for v in &log {
         let e = &v.entry;
         let ok = state.roster.version(e.roster_version).is_some_and(|r| {
             r.admins.iter().any(|a| {
@@ -1420,8 +1465,59 @@ fn load_inner(
             );
         }
     }
+    Ok(log)
+}
 
-    // 5. The files under secrets/.
+/// Verification, one step after another, each handing the next a checked
+/// value; the state is built last, from checked values only.
+fn load_inner(
+    home: &Home,
+    project: Project,
+    registry: Registry,
+    run: RunPin,
+    allow: Allow,
+) -> Result<State, VerifyError> {
+    let mut notes = Vec::new();
+    let r = verify_roster(home, &project, &registry, run)?;
+    let project_name = project.config.project.clone();
+    let record = verify_record(
+        &registry,
+        &r.roster,
+        &project_name,
+        &r.pin,
+        r.project_from_user,
+        allow,
+        &mut notes,
+    )?;
+    let found = locate_manifest(&project, &registry, &r.roster, &r.pin, &record, &mut notes)?;
+    let manifest =
+        verify_pinned_manifest(&r.roster, &record, &found, &project_name, allow, &mut notes)?;
+    let recipients = manifest
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                AgeRecipient::parse(&m.recipient).expect("verified manifest"),
+            )
+        })
+        .collect();
+    let mut state = State {
+        project,
+        registry,
+        pin: r.pin,
+        pin_stored: r.pin_stored,
+        roster: r.roster,
+        record,
+        manifest,
+        audit: Vec::new(),
+        recipients,
+        source: found.source,
+        notes,
+        seen: r.seen,
+    };
+    state.audit = verify_audit(&state)?;
+    // 6. The files under secrets/.
     state.check_listing()?;
     Ok(state)
 }
