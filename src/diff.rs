@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::agefile;
-use crate::documents::Manifest;
-use crate::keys::AgeIdentity;
+use crate::documents::{Manifest, Member};
+use crate::keys::{AgeIdentity, AgeRecipient};
 use crate::names;
 use crate::signed::sha256_hex;
 use crate::verify::{self, SignerRule, State, VerifyError, MANIFEST_PATH, MANIFEST_SIG_PATH};
@@ -265,7 +265,233 @@ pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<
         from_counter: old.counter,
         to_commit: pinned,
         to_counter: new.counter,
-        readers: crate::rotation::describe_change(&old, new),
+        readers: describe_change(&old, new),
         envs: out,
     })
+}
+
+/// What a line of [`change_lines`] changes, so a reviewer can tell a
+/// change of values from one of who reads them (ADR 0018).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Touches {
+    /// A secrets file's bytes, or a new environment read by exactly the
+    /// current default readers: what `set`, `edit`, `import` change.
+    Values,
+    /// Members, their keys and fingerprints, readers, default readers:
+    /// who can decrypt.
+    Recipients,
+    /// A member's key or listed fingerprint under the same name: a
+    /// recipient change that no byreis command makes (a new key is a
+    /// removal and an addition), so never part of an honest proposal.
+    MemberKey,
+    /// Names `exec` passes although a family refuses them.
+    ExecAllow,
+    /// The manifest's format or the branch signed writes land on.
+    Settings,
+}
+
+/// One difference between two manifests, as a reviewer reads it.
+#[derive(Debug, Clone)]
+pub struct ChangeLine {
+    pub touches: Touches,
+    pub text: String,
+}
+
+/// A member's key as a reviewer compares it: parsed, so two spellings of
+/// one key are one key; its fingerprint computed from the key, never
+/// taken from the manifest's own `fingerprint` field.
+fn key_of(m: &Member) -> (Option<AgeRecipient>, String) {
+    match AgeRecipient::parse(&m.recipient) {
+        Ok(k) => {
+            let fp = k.fingerprint();
+            (Some(k), fp)
+        }
+        Err(_) => (None, format!("unparsable key, listed as {}", m.fingerprint)),
+    }
+}
+
+/// Every difference between manifest `old` and `new` except the chain
+/// fields (counter, previous, signer, time, audit head): members added,
+/// removed or given another key or fingerprint under the same name,
+/// readers, default readers, `exec_allow` (per environment and
+/// manifest-wide), environments and their files, the write branch and the
+/// format. Fingerprints shown are computed from the keys.
+pub fn change_lines(old: &Manifest, new: &Manifest) -> Vec<ChangeLine> {
+    let mut out = Vec::new();
+    let mut push = |touches, text: String| out.push(ChangeLine { touches, text });
+    if old.format != new.format {
+        push(
+            Touches::Settings,
+            format!("manifest format: {} -> {}", old.format, new.format),
+        );
+    }
+    if old.branch.is_some() && old.branch != new.branch {
+        push(
+            Touches::Settings,
+            format!(
+                "signed writes move from branch {} to {}",
+                old.branch.as_deref().unwrap_or("(none)"),
+                new.branch.as_deref().unwrap_or("(none)")
+            ),
+        );
+    }
+    for m in &new.members {
+        let (key, fp) = key_of(m);
+        match old.member(&m.name) {
+            None => push(Touches::Recipients, format!("new member {} ({fp})", m.name)),
+            Some(o) => {
+                let (okey, ofp) = key_of(o);
+                if okey.is_none() || key.is_none() || okey != key {
+                    push(
+                        Touches::MemberKey,
+                        format!(
+                            "member {}: KEY CHANGED under the same name, {ofp} -> {fp}: whoever holds the new key reads what {} reads, and the old key no longer does",
+                            m.name, m.name
+                        ),
+                    );
+                } else if o.fingerprint != m.fingerprint {
+                    push(
+                        Touches::MemberKey,
+                        format!(
+                            "member {}: listed fingerprint changed ({} -> {}; the key, {fp}, is the same)",
+                            m.name, o.fingerprint, m.fingerprint
+                        ),
+                    );
+                }
+            }
+        }
+        if key.is_some() && m.fingerprint != fp {
+            push(
+                Touches::MemberKey,
+                format!(
+                    "member {}: its listed fingerprint {} is not its key's ({fp})",
+                    m.name, m.fingerprint
+                ),
+            );
+        }
+    }
+    for m in &old.members {
+        if new.member(&m.name).is_none() {
+            push(
+                Touches::Recipients,
+                format!("member {} removed ({})", m.name, key_of(m).1),
+            );
+        }
+    }
+    let set = |list: &[String]| -> BTreeSet<String> { list.iter().cloned().collect() };
+    let (dbefore, dafter) = (set(&old.default_readers), set(&new.default_readers));
+    let added: Vec<&str> = dafter.difference(&dbefore).map(String::as_str).collect();
+    let removed: Vec<&str> = dbefore.difference(&dafter).map(String::as_str).collect();
+    if !added.is_empty() {
+        push(
+            Touches::Recipients,
+            format!(
+                "default readers (of environments made later) added: {}",
+                added.join(", ")
+            ),
+        );
+    }
+    if !removed.is_empty() {
+        push(
+            Touches::Recipients,
+            format!(
+                "default readers (of environments made later) removed: {}",
+                removed.join(", ")
+            ),
+        );
+    }
+    let (gbefore, gafter) = (set(&old.exec_allow), set(&new.exec_allow));
+    for n in gafter.difference(&gbefore) {
+        push(
+            Touches::ExecAllow,
+            format!("exec_allow in every environment added: {n}"),
+        );
+    }
+    for n in gbefore.difference(&gafter) {
+        push(
+            Touches::ExecAllow,
+            format!("exec_allow in every environment removed: {n}"),
+        );
+    }
+    let envs: BTreeSet<&String> = old
+        .environments
+        .keys()
+        .chain(new.environments.keys())
+        .collect();
+    for env in envs {
+        let (o, n) = (old.environments.get(env), new.environments.get(env));
+        let before: BTreeSet<String> = o.map(|e| set(&e.readers)).unwrap_or_default();
+        let after: BTreeSet<String> = n.map(|e| set(&e.readers)).unwrap_or_default();
+        // A new environment read by exactly the current default readers is
+        // what a value change makes; any other reader set is a recipient
+        // change.
+        let readers_touch = if o.is_none() && after == dbefore {
+            Touches::Values
+        } else {
+            Touches::Recipients
+        };
+        if o.is_none() {
+            push(
+                readers_touch,
+                format!(
+                    "{env}: new environment, read by {}",
+                    after.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        } else if n.is_none() {
+            push(Touches::Recipients, format!("{env}: environment removed"));
+        } else {
+            let added: Vec<&str> = after.difference(&before).map(String::as_str).collect();
+            let removed: Vec<&str> = before.difference(&after).map(String::as_str).collect();
+            if !added.is_empty() {
+                push(
+                    Touches::Recipients,
+                    format!("{env}: readers added: {}", added.join(", ")),
+                );
+            }
+            if !removed.is_empty() {
+                push(
+                    Touches::Recipients,
+                    format!("{env}: readers removed: {}", removed.join(", ")),
+                );
+            }
+        }
+        if n.is_some() && o.map(|e| &e.sha256) != n.map(|e| &e.sha256) {
+            push(Touches::Values, format!("{env}: file changes"));
+        }
+        if n.is_some() {
+            let before: BTreeSet<String> = old.exec_allow_for(env).into_iter().collect();
+            let after: BTreeSet<String> = new.exec_allow_for(env).into_iter().collect();
+            for name in after.difference(&before) {
+                let why = crate::exec::family_of(name)
+                    .map(|f| format!(" although {f}"))
+                    .unwrap_or_default();
+                push(
+                    Touches::ExecAllow,
+                    format!(
+                        "{env}: exec_allow added: {name} (`byreis exec {env}` will pass it to programs{why})"
+                    ),
+                );
+            }
+            for name in before.difference(&after) {
+                push(
+                    Touches::ExecAllow,
+                    format!(
+                        "{env}: exec_allow removed: {name} (`byreis exec {env}` refuses it again)"
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Lines describing how two manifests differ ([`change_lines`]), or one
+/// saying nothing but the chain did.
+pub fn describe_change(old: &Manifest, new: &Manifest) -> Vec<String> {
+    let mut out: Vec<String> = change_lines(old, new).into_iter().map(|l| l.text).collect();
+    if out.is_empty() {
+        out.push("no reader or file changes".into());
+    }
+    out
 }
