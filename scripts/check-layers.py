@@ -27,7 +27,7 @@ LAYERS = {
     "formats": ["documents", "signed", "audit"],
     "local": ["git", "registry", "trust"],
     "verify": ["verify"],
-    "read": ["diff", "doctor", "history", "exposure", "exec"],
+    "read": ["diff", "doctor", "history", "exposure", "exec", "export"],
     "write": ["store", "rotation", "proposal", "roster_approval", "submission", "request"],
     "edge": ["remote", "editor", "github", "pulls"],
     "cli": ["cli"],

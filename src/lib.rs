@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod documents;
 pub mod editor;
 pub mod exec;
+pub mod export;
 pub mod exposure;
 pub mod failpoint;
 pub mod git;
