@@ -11,11 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=""
-for tool in git age ssh-keygen ssh-agent python3; do
+for tool in git age ssh-keygen ssh-agent python3 zsh kubectl; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
-  echo "scripts/test.sh: missing tools:$missing (Debian: apt-get install age git openssh-client python3)" >&2
+  echo "scripts/test.sh: missing tools:$missing (Debian: apt-get install age git openssh-client python3 zsh kubernetes-client)" >&2
+  exit 1
+fi
+if ! python3 -c 'import dotenv' 2>/dev/null; then
+  echo "scripts/test.sh: missing python-dotenv, the reference reader of export --format dotenv (python3 -m pip install python-dotenv)" >&2
   exit 1
 fi
 

@@ -239,7 +239,8 @@ pub fn k8s_secret(secrets: &Secrets, meta: &SecretMeta) -> Result<Zeroizing<Stri
             out.push_str(": ");
             let mut encoded = Zeroizing::new(String::new());
             b64.encode_string(value.expose().as_bytes(), &mut encoded);
-            out.push_str(&encoded);
+            // An empty value is `""`, not YAML's null (as kubectl writes it).
+            out.push_str(if encoded.is_empty() { "\"\"" } else { &encoded });
             out.push('\n');
         }
     }

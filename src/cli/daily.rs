@@ -16,7 +16,7 @@ use crate::verify::{self, Context, State};
 use crate::yaml::{self, Secrets};
 
 /// Loads and verifies the state, prints its notes, and remembers counters.
-fn verified(ctx: &Context) -> Result<State, CliError> {
+pub(super) fn verified(ctx: &Context) -> Result<State, CliError> {
     let mut state = verify::load(ctx)?;
     print_notes(&state.notes);
     remember(ctx, &mut state);
@@ -31,7 +31,7 @@ pub(super) fn remember(ctx: &Context, state: &mut State) {
     }
 }
 
-fn check_env(env: &str) -> CliResult {
+pub(super) fn check_env(env: &str) -> CliResult {
     names::check(Kind::Environment, env)?;
     Ok(())
 }
@@ -56,7 +56,7 @@ fn warn_exec_refuses<'a>(state: &State, env: &str, names: impl IntoIterator<Item
 }
 
 /// An environment that must already exist (for reads).
-fn require_env(state: &State, env: &str) -> CliResult {
+pub(super) fn require_env(state: &State, env: &str) -> CliResult {
     if state.manifest.environments.contains_key(env) {
         return Ok(());
     }

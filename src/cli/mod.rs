@@ -3,6 +3,7 @@
 //! done by the library modules.
 
 mod daily;
+mod deploy;
 mod pinned;
 mod render;
 mod requests;
@@ -118,6 +119,27 @@ pub enum Command {
         key: String,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
+    },
+    /// Print every value of an environment (or `--only` some) in a format
+    /// a deploy reads, after verifying exactly as `get` does; a refusal
+    /// prints nothing on stdout. Example: `byreis export prod --format
+    /// k8s-secret --name app-secrets --namespace prod | kubectl apply -f -`
+    Export {
+        env: String,
+        #[arg(long, value_enum)]
+        format: deploy::ExportFormat,
+        /// Only these names (repeat, or separate with commas)
+        #[arg(long, value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+        only: Vec<String>,
+        /// The Secret's metadata.name (k8s-secret)
+        #[arg(long)]
+        name: Option<String>,
+        /// The Secret's metadata.namespace (k8s-secret)
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The Secret's type (k8s-secret; default Opaque)
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
     },
     /// List secret names (never values).
     List {
@@ -559,6 +581,24 @@ pub fn main() -> i32 {
         } => setup::trust(&ctx, anchor, registry, project, show),
         Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
         Command::Get { env, key, format } => daily::get(&ctx, &env, &key, format),
+        Command::Export {
+            env,
+            format,
+            only,
+            name,
+            namespace,
+            kind,
+        } => deploy::export(
+            &ctx,
+            &env,
+            format,
+            &only,
+            deploy::SecretArgs {
+                name,
+                namespace,
+                kind,
+            },
+        ),
         Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),
         Command::Import { file } => daily::import(&ctx, file.as_deref()),
         Command::Unset { env, key } => daily::unset(&ctx, &env, &key),

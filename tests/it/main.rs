@@ -13,6 +13,7 @@ mod canary;
 mod cctv;
 mod crash;
 mod edit_signals;
+mod export;
 mod exposure;
 mod github;
 mod interop;
