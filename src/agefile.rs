@@ -38,6 +38,22 @@ pub enum AgeFileError {
     Plaintext(#[from] yaml::YamlError),
 }
 
+impl AgeFileError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        use crate::diag::Refusal as R;
+        match self {
+            AgeFileError::NotArmored
+            | AgeFileError::TooLarge
+            | AgeFileError::Malformed(_)
+            | AgeFileError::Plaintext(_) => R::BadSecretsFile,
+            AgeFileError::NotRecipient => R::NotAReader,
+            AgeFileError::Decrypt(_) => R::DecryptFailed,
+            AgeFileError::Encrypt(_) => R::EncryptFailed,
+        }
+    }
+}
+
 /// Encrypts `secrets` to exactly `recipients` with a fresh file key, armored.
 pub fn encrypt(secrets: &Secrets, recipients: &[AgeRecipient]) -> Result<Vec<u8>, AgeFileError> {
     let plaintext = yaml::emit_secrets(secrets);

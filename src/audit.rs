@@ -75,6 +75,16 @@ pub enum AuditError {
     Sign(String),
 }
 
+impl AuditError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            AuditError::Line(..) | AuditError::Head { .. } => crate::diag::Refusal::AuditInvalid,
+            AuditError::Sign(_) => crate::diag::Refusal::SigningFailed,
+        }
+    }
+}
+
 /// `sha256:HEX` of one line (without its newline).
 pub fn line_hash(line: &str) -> String {
     format!("sha256:{}", sha256_hex(line.as_bytes()))

@@ -4,6 +4,10 @@
 //! carries one of these codes. They are part of byreis's interface: scripts
 //! match on them, `docs/diagnostics.md` explains each one (a test keeps the
 //! two in step), and a code is never renamed or reused.
+//!
+//! Every other refusal carries a [`Refusal`], from a second table kept
+//! apart from the first: verification codes mean exit 3 and `doctor`
+//! findings, refusals are ordinary errors (exit 1).
 
 macro_rules! codes {
     ($( $variant:ident => $code:literal, $what:literal, $fix:literal; )*) => {
@@ -171,6 +175,177 @@ impl std::fmt::Display for Code {
     }
 }
 
+/// Stable codes for every refusal that is not a verification failure
+/// (bad input, missing keys, a failed git operation, …). They are kept
+/// apart from [`Code`]: a [`Code`] means verification refused (exit 3) and
+/// drives `doctor`; a [`Refusal`] is an ordinary error (exit 1). Like codes,
+/// refusals are part of byreis's interface: `docs/diagnostics.md` lists each
+/// one (a test keeps the two in step), and one is never renamed or reused.
+macro_rules! refusals {
+    ($( $variant:ident => $code:literal, $what:literal; )*) => {
+        /// A stable, kebab-case code for a refusal that is not a
+        /// verification failure.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Refusal { $( $variant, )* }
+
+        impl Refusal {
+            /// Every refusal code, in documentation order.
+            pub const ALL: &'static [Refusal] = &[ $( Refusal::$variant, )* ];
+
+            /// The code as users see it, e.g. `not-an-admin`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Refusal::$variant => $code, )* }
+            }
+
+            /// One line: what the refusal means.
+            pub fn what(self) -> &'static str {
+                match self { $( Refusal::$variant => $what, )* }
+            }
+        }
+    };
+}
+
+refusals! {
+    // Who may do what.
+    NotAnAdmin => "not-an-admin",
+        "the command needs an admin's signing key, and yours is not an admin key in the newest roster version";
+    NotAMember => "not-a-member",
+        "your key is not a member of this project";
+    NotAReader => "not-a-reader",
+        "you do not read this environment (or your identity is not among a file's recipients), so you cannot do this";
+    IdentityMismatch => "identity-mismatch",
+        "your age identity is not the one the roster lists for your admin entry";
+    // What was asked.
+    Usage => "usage",
+        "a flag or argument is missing, malformed, or does not go with another (the argument parser's own errors exit 2 instead)";
+    BadName => "bad-name",
+        "a project, environment, member or secret name uses characters its kind does not allow";
+    BadLocation => "bad-location",
+        "a registry location is neither a git URL nor an absolute path";
+    BadInput => "bad-input",
+        "a value or file given to byreis is too large or not in the form expected";
+    Unrepresentable => "unrepresentable",
+        "a value cannot be written in the chosen export format so that every reader of it reads the same bytes";
+    BadYaml => "bad-yaml",
+        "YAML given to byreis (import, edit) cannot be parsed, or is not a flat mapping of secret names to strings";
+    NotInteractive => "not-interactive",
+        "a confirmation is needed but the run is not interactive: pass the flag the message names";
+    Cancelled => "cancelled",
+        "you declined a confirmation; nothing was changed";
+    NothingToDo => "nothing-to-do",
+        "the command would change nothing: no change was given, or the state already is as asked";
+    AlreadyExists => "already-exists",
+        "what the command would create (a key, a directory, a project, an admin, a member) already exists; byreis never overwrites it";
+    AlreadyApproved => "already-approved",
+        "you already approved this; each admin's key counts once";
+    UnknownEnvironment => "unknown-environment",
+        "the project has no environment of that name";
+    UnknownKey => "unknown-key",
+        "the environment has no secret of that name";
+    UnknownMember => "unknown-member",
+        "no member or admin has that name";
+    UnknownReference => "unknown-reference",
+        "the branch, proposal, submission, request or pull request named does not exist, or is not of the kind the command takes";
+    ReservedName => "reserved-name",
+        "names starting with BYREIS_ are reserved for byreis";
+    NoReaders => "no-readers",
+        "the change would leave an environment without readers";
+    NoAdminReader => "no-admin-reader",
+        "the change would leave an environment without an admin who can decrypt it";
+    RosterRule => "roster-rule",
+        "the roster change breaks a rule of the roster (removing yourself, removing the last admin, a malformed roster version)";
+    // Changes in flight.
+    ChangeInProgress => "change-in-progress",
+        "a signed change is pending; finish it (`byreis rotate --resume`) or abandon it (`--abort`) first";
+    NoPendingChange => "no-pending-change",
+        "no change is pending, so there is nothing to resume or abort";
+    CannotResume => "cannot-resume",
+        "the pending change does not check out, so it cannot be resumed; `byreis rotate --abort` abandons it";
+    Stale => "stale",
+        "what you named was made on an older state, or changed after you confirmed it: make or confirm it again";
+    BranchMoved => "branch-moved",
+        "a branch moved while byreis was writing (someone else committed or approved); nothing of this run landed, run it again";
+    ProposalInvalid => "proposal-invalid",
+        "a proposal, submission or roster proposal fails byreis's checks, so it is not approved or applied";
+    DraftFull => "draft-full",
+        "your draft holds as many changes as a draft may; submit it first";
+    // Access requests.
+    BadRequest => "bad-request",
+        "an access request (a file, a branch or a pull request) is malformed, for another project or name, or quotes its own fingerprint";
+    RequestDecided => "request-decided",
+        "the access request was already absorbed, rejected or superseded";
+    FingerprintMismatch => "fingerprint-mismatch",
+        "the fingerprint you typed does not match the requested key";
+    PullRequestUnusable => "pull-request-unusable",
+        "the pull request is closed, comes from a fork, or is not from a byreis branch";
+    NotOnGithub => "not-on-github",
+        "the registry is not on GitHub, so a pull request cannot be used";
+    // Repositories.
+    RecordUnusable => "record-unusable",
+        "the project's registry record cannot be used for this write (malformed, not verifying, stale, or not matching the project)";
+    RegistryUnusable => "registry-unusable",
+        "the registry is empty, lacks a file, or a roster version or signed file in it does not verify";
+    GitLocked => "git-locked",
+        "git lock files left by an interrupted git or byreis process block the write";
+    NotAWorkTree => "not-a-work-tree",
+        "the directory is not a git work tree (or is a bare repository, or not its root where the root is needed)";
+    DetachedHead => "detached-head",
+        "the project has no current branch for byreis's writes to land on";
+    UncommittedChanges => "uncommitted-changes",
+        "byreis's paths have untracked or changed files";
+    NotARegularFile => "not-a-regular-file",
+        "a path in a commit is a symlink, a submodule or a directory";
+    // Keys and signatures.
+    KeyMissing => "key-missing",
+        "no age identity or signing key is available";
+    KeyPermissions => "key-permissions",
+        "a key file is readable by group or others";
+    BadKey => "bad-key",
+        "a key, recipient or identity is malformed, of a type byreis refuses, or cannot be used (ssh-agent)";
+    BadSignature => "bad-signature",
+        "a signature is malformed, for another namespace, by a signer who is not allowed, or does not verify";
+    SigningFailed => "signing-failed",
+        "signing failed (a commit, a document or an audit entry)";
+    // Files and encryption.
+    BadSecretsFile => "bad-secrets-file",
+        "a secrets file is not a well-formed age file, or its plaintext is not valid secrets YAML";
+    DecryptFailed => "decrypt-failed",
+        "decryption failed";
+    EncryptFailed => "encrypt-failed",
+        "encryption failed";
+    AuditInvalid => "audit-invalid",
+        "the audit log does not verify, or an entry for it could not be made";
+    // Other programs.
+    IoFailed => "io-failed",
+        "a file, a directory or the terminal could not be read or written";
+    GitFailed => "git-failed",
+        "a git operation failed";
+    PushFailed => "push-failed",
+        "git push failed; what was written stays in this clone";
+    RemoteFailed => "remote-failed",
+        "a git clone, pull, fetch or reset of a remote failed";
+    GithubAuth => "github-auth",
+        "no GitHub token is set, or GitHub refused it";
+    GithubFailed => "github-failed",
+        "a GitHub API call failed or gave an unexpected answer";
+    EditorFailed => "editor-failed",
+        "the editor could not be started, or exited with an error";
+    Interrupted => "interrupted",
+        "a signal interrupted the command; nothing was changed";
+    ExecRefused => "exec-refused",
+        "exec refused a secret whose name would change how the program loads code, whom it trusts or where it sends data";
+    InheritedVariable => "inherited-variable",
+        "a secret would replace an inherited variable of the same name, and --override does not allow it";
+    ExecFailed => "exec-failed",
+        "the command given to exec could not be started";
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +373,42 @@ mod tests {
                 doc.contains(&format!("`{}`", c.as_str())),
                 "docs/diagnostics.md does not document {}",
                 c.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_are_unique_kebab_case_and_apart_from_codes() {
+        let codes: HashSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        let mut seen = HashSet::new();
+        for r in Refusal::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "duplicate refusal {s}");
+            assert!(
+                !s.is_empty()
+                    && !s.starts_with('-')
+                    && !s.ends_with('-')
+                    && !s.contains("--")
+                    && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s} is not kebab-case"
+            );
+            assert!(!codes.contains(s), "{s} is both a refusal and a code");
+            assert!(!r.what().is_empty());
+        }
+    }
+
+    #[test]
+    fn refusals_are_documented() {
+        let doc = include_str!("../docs/diagnostics.md");
+        let section = doc
+            .split_once("## Refusal codes")
+            .expect("docs/diagnostics.md has a section ## Refusal codes")
+            .1;
+        for r in Refusal::ALL {
+            assert!(
+                section.contains(&format!("`{}`", r.as_str())),
+                "docs/diagnostics.md does not document refusal {}",
+                r.as_str()
             );
         }
     }

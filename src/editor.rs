@@ -66,6 +66,17 @@ pub enum EditError {
     },
 }
 
+impl EditError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            EditError::Temp(_) => crate::diag::Refusal::IoFailed,
+            EditError::Interrupted { .. } => crate::diag::Refusal::Interrupted,
+            _ => crate::diag::Refusal::EditorFailed,
+        }
+    }
+}
+
 /// Stops core dumps of this process (they could hold plaintext).
 pub fn disable_core_dumps() {
     let _ = rustix::process::setrlimit(

@@ -353,6 +353,17 @@ pub enum ExecError {
     Inherited(String),
 }
 
+impl ExecError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            ExecError::Refused { .. } => crate::diag::Refusal::ExecRefused,
+            ExecError::Reserved(_) => crate::diag::Refusal::ReservedName,
+            ExecError::Inherited(_) => crate::diag::Refusal::InheritedVariable,
+        }
+    }
+}
+
 /// Builds the child's environment from `inherited` and the secrets of
 /// `env`, where `exec_allow` lists the names the signed manifest allows
 /// there. Returns the environment and the names where a secret replaced an

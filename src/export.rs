@@ -155,29 +155,32 @@ fn dns_label(s: &str, max: usize) -> bool {
 
 /// Checks the fields of a `Secret` as the Kubernetes API would.
 pub fn check_meta(meta: &SecretMeta) -> Result<(), ExportError> {
-    if meta.name.len() > 253 || !meta.name.split('.').all(|l| dns_label(l, 63)) {
+    check_names(meta.name, meta.namespace, meta.kind)
+}
+
+/// [`check_meta`] of the fields the user gives (`--name`, `--namespace`,
+/// `--type`), before anything is verified or decrypted.
+pub fn check_names(name: &str, namespace: Option<&str>, kind: &str) -> Result<(), ExportError> {
+    if name.len() > 253 || !name.split('.').all(|l| dns_label(l, 63)) {
         return refuse(format!(
-            "--name {:?} is not a Kubernetes object name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
-            meta.name
+            "--name {name:?} is not a Kubernetes object name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters"
         ));
     }
-    if let Some(ns) = meta.namespace {
+    if let Some(ns) = namespace {
         if !dns_label(ns, 63) {
             return refuse(format!(
                 "--namespace {ns:?} is not a Kubernetes namespace: lower-case letters, digits and '-', at most 63 characters"
             ));
         }
     }
-    let type_ok = !meta.kind.is_empty()
-        && meta.kind.len() <= 253
-        && meta
-            .kind
+    let type_ok = !kind.is_empty()
+        && kind.len() <= 253
+        && kind
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"./-_".contains(&b));
     if !type_ok {
         return refuse(format!(
-            "--type {:?} is not a Secret type (for example Opaque or kubernetes.io/tls)",
-            meta.kind
+            "--type {kind:?} is not a Secret type (for example Opaque or kubernetes.io/tls)"
         ));
     }
     Ok(())

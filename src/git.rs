@@ -27,6 +27,19 @@ pub enum GitError {
     Sign(String),
 }
 
+impl GitError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            GitError::NotARepo(_) => crate::diag::Refusal::NotAWorkTree,
+            GitError::Git(_) => crate::diag::Refusal::GitFailed,
+            GitError::Raced => crate::diag::Refusal::BranchMoved,
+            GitError::NotRegular { .. } => crate::diag::Refusal::NotARegularFile,
+            GitError::Sign(_) => crate::diag::Refusal::SigningFailed,
+        }
+    }
+}
+
 /// Kind of tree entry at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

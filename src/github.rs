@@ -40,6 +40,16 @@ pub enum GitHubError {
     Shape(String, &'static str),
 }
 
+impl GitHubError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            GitHubError::NoToken | GitHubError::Unauthorized(_) => crate::diag::Refusal::GithubAuth,
+            _ => crate::diag::Refusal::GithubFailed,
+        }
+    }
+}
+
 /// A repository on GitHub (or GitHub Enterprise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoId {
@@ -232,6 +242,16 @@ pub enum PullReadError {
     Api(#[from] GitHubError),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl PullReadError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            PullReadError::Api(e) => e.code(),
+            PullReadError::Invalid(_) => crate::diag::Refusal::BadRequest,
+        }
+    }
 }
 
 /// What `request-access` did on GitHub.

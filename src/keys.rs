@@ -46,6 +46,20 @@ pub enum KeyError {
     },
 }
 
+impl KeyError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            KeyError::Permissions { .. } => crate::diag::Refusal::KeyPermissions,
+            KeyError::Exists(_) => crate::diag::Refusal::AlreadyExists,
+            KeyError::NoIdentity | KeyError::NoSigningKey => crate::diag::Refusal::KeyMissing,
+            KeyError::BadIdentity(_) | KeyError::BadKey { .. } => crate::diag::Refusal::BadKey,
+            KeyError::Name(e) => e.code(),
+            KeyError::Io { .. } => crate::diag::Refusal::IoFailed,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     move |source| KeyError::Io {
         path: path.display().to_string(),

@@ -44,6 +44,13 @@ pub struct NameError {
     rule: &'static str,
 }
 
+impl NameError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        crate::diag::Refusal::BadName
+    }
+}
+
 /// Checks `name` against the alphabet of `kind`.
 pub fn check(kind: Kind, name: &str) -> Result<(), NameError> {
     let ok = match kind {

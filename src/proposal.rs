@@ -14,6 +14,7 @@
 //! counts distinct admins of the manifest's roster version who signed or
 //! approved those bytes (`verify::verify_manifest`).
 
+use crate::diag::Refusal;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
@@ -54,8 +55,8 @@ pub struct Proposal {
     pub pull_request: Option<String>,
 }
 
-fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError::Refused(msg.into()))
+fn refuse<T>(code: Refusal, msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(code, msg.into()))
 }
 
 /// Turns a change that needs `need` admins into a proposal branch, signed
@@ -177,7 +178,7 @@ pub fn review(
     let repo = &state.project.repo;
     let name = crate::remote::short_branch(reference);
     if !name.starts_with(BRANCH_PREFIX) || names::escape(name) != name {
-        return refuse(format!(
+        return refuse(Refusal::UnknownReference, format!(
             "{} is not a proposal branch (they are named {BRANCH_PREFIX}COUNTER-HASH; `git branch --list '{BRANCH_PREFIX}*'` lists them)",
             names::quoted(reference)
         ));
@@ -185,7 +186,10 @@ pub fn review(
     let fetch_note = crate::remote::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
     let local_branch = repo.local_branch(name)?.is_some();
     let Some(tip) = repo.branch_commit(name)? else {
-        return refuse(format!("no proposal branch {name}{fetch_note}"));
+        return refuse(
+            Refusal::UnknownReference,
+            format!("no proposal branch {name}{fetch_note}"),
+        );
     };
     // First parents from the tip: approval commits (changing only
     // approvals.sig), then the proposal commit. Its parent, the base, must
@@ -201,7 +205,10 @@ pub fn review(
     let (base, paths) = loop {
         let last = chain.last().expect("non-empty").clone();
         let Some(parent) = repo.parent_of(&last)? else {
-            return refuse(format!("proposal {name} has no base commit"));
+            return refuse(
+                Refusal::ProposalInvalid,
+                format!("proposal {name} has no base commit"),
+            );
         };
         let parent = parent.to_string();
         let changed = repo.changed_paths(&parent, &last)?;
@@ -217,10 +224,13 @@ pub fn review(
         .map(|p| names::escape(p))
         .collect();
     if !outside.is_empty() {
-        return refuse(format!(
-            "proposal {name} changes files that are not byreis's to change: {}; refused",
-            outside.join(", ")
-        ));
+        return refuse(
+            Refusal::ProposalInvalid,
+            format!(
+                "proposal {name} changes files that are not byreis's to change: {}; refused",
+                outside.join(", ")
+            ),
+        );
     }
     let on_pinned = base == pinned
         || (repo.contains(
@@ -228,7 +238,7 @@ pub fn review(
             &pinned,
         ) && !repo.changed_paths(&pinned, &base)?.iter().any(owned));
     if !on_pinned {
-        return refuse(format!(
+        return refuse(Refusal::Stale, format!(
             "proposal {name} is stale: it was not made on the current state (counter {}, commit {}); its author must make the change again",
             state.record.counter,
             &pinned[..12.min(pinned.len())]
@@ -238,12 +248,20 @@ pub fn review(
     let read =
         |path: &str| -> Result<Option<Vec<u8>>, StoreError> { Ok(repo.read_file(&tip_s, path)?) };
     let Some(mbytes) = read(MANIFEST_PATH)? else {
-        return refuse(format!("proposal {name} has no manifest"));
+        return refuse(
+            Refusal::ProposalInvalid,
+            format!("proposal {name} has no manifest"),
+        );
     };
     let msig = String::from_utf8_lossy(&read(MANIFEST_SIG_PATH)?.unwrap_or_default()).into_owned();
     let approvals_text =
         String::from_utf8_lossy(&read(APPROVALS_PATH)?.unwrap_or_default()).into_owned();
-    let bad = |m: String| StoreError::Refused(format!("proposal {name}: {m}; refused"));
+    let bad = |m: String| {
+        StoreError::Refused(
+            Refusal::ProposalInvalid,
+            format!("proposal {name}: {m}; refused"),
+        )
+    };
     let v = verify::verify_manifest(
         &state.roster,
         &mbytes,
@@ -409,7 +427,7 @@ pub fn review(
         }
     }
     if approvers.contains(&actor.signer.public) {
-        return refuse(format!(
+        return refuse(Refusal::AlreadyApproved, format!(
             "you have already approved proposal {name} (each key counts once); it needs {} more admin(s)",
             verify::required_approvals(&latest.thresholds).saturating_sub(approvers.len())
         ));
@@ -536,7 +554,7 @@ pub fn approve(
         if review.local_branch {
             repo.move_named_branch(&review.branch, review.tip, commit)
                 .map_err(|e| match e {
-                    crate::git::GitError::Raced => StoreError::Refused(format!(
+                    crate::git::GitError::Raced => StoreError::Refused(Refusal::BranchMoved, format!(
                         "proposal {} moved while you approved it (another approval?); run `byreis approve {}` again",
                         review.branch, review.branch
                     )),
@@ -673,7 +691,7 @@ pub fn is_landed(state: &State, branch: &str) -> bool {
 pub fn remove_branch_of_landed(state: &State) -> Result<(), StoreError> {
     let branch = branch_name(state.manifest.counter, state.manifest.bytes());
     remove_landed_branch(&state.project.repo, &branch).map_err(|e| {
-        StoreError::Refused(format!(
+        StoreError::Refused(Refusal::GitFailed, format!(
             "proposal {branch} landed (counter {}), but its branch could not be removed: {e}. `byreis doctor` names a stale lock if that is why; remove it and run this again",
             state.manifest.counter
         ))

@@ -6,6 +6,7 @@
 //! it reviewed is the pull request's head, and closes the pull request
 //! with a comment once the change landed. Nothing is ever merged.
 
+use crate::diag::Refusal;
 use crate::git::Repo;
 use crate::github::{self, Client, RepoId};
 use crate::store::StoreError;
@@ -24,8 +25,8 @@ pub struct Pull {
     client: Client,
 }
 
-fn refuse<T>(m: String) -> Result<T, StoreError> {
-    Err(StoreError::Refused(m))
+fn refuse<T>(code: Refusal, m: String) -> Result<T, StoreError> {
+    Err(StoreError::Refused(code, m))
 }
 
 /// `reference` as a pull request of the project's GitHub `origin` (`N`,
@@ -42,23 +43,23 @@ pub fn resolve(
     };
     let number = match github::pull_number(reference, &gh) {
         None => return Ok(None),
-        Some(n) => n.map_err(StoreError::Refused)?,
+        Some(n) => n.map_err(|m| StoreError::Refused(Refusal::UnknownReference, m))?,
     };
-    let client = Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
-    let head = github::pull_branch(&client, &gh, number)
-        .map_err(|e| StoreError::Refused(e.to_string()))?;
+    let client = Client::from_env().map_err(StoreError::from)?;
+    let head = github::pull_branch(&client, &gh, number).map_err(StoreError::from)?;
     if !head.open {
-        return refuse(format!(
-            "pull request #{number} of {gh} is closed; nothing was changed"
-        ));
+        return refuse(
+            Refusal::PullRequestUnusable,
+            format!("pull request #{number} of {gh} is closed; nothing was changed"),
+        );
     }
     let Some(branch) = head.branch else {
-        return refuse(format!(
+        return refuse(Refusal::PullRequestUnusable, format!(
             "pull request #{number} of {gh} comes from a fork; byreis approves only branches of the project repository (push the branch there); nothing was changed"
         ));
     };
     if !prefixes.iter().any(|p| branch.starts_with(p)) {
-        return refuse(format!(
+        return refuse(Refusal::PullRequestUnusable, format!(
             "pull request #{number} of {gh} is from branch {}, which is not a byreis proposal or submission; nothing was changed",
             crate::names::quoted(&branch)
         ));
@@ -81,7 +82,7 @@ impl Pull {
         if tip == self.sha || !self.by_number {
             return Ok(());
         }
-        refuse(format!(
+        refuse(Refusal::Stale, format!(
             "pull request #{} is stale: its head is {} but branch {} is at {} here; run the command again (nothing was changed)",
             self.number,
             &self.sha[..12.min(self.sha.len())],

@@ -71,6 +71,17 @@ pub enum RegistryError {
     Remote(String),
 }
 
+impl RegistryError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            RegistryError::Git(e) => e.code(),
+            RegistryError::Remote(_) => crate::diag::Refusal::PushFailed,
+            _ => crate::diag::Refusal::RegistryUnusable,
+        }
+    }
+}
+
 /// The verified roster chain, version 1 to the newest.
 #[derive(Debug)]
 pub struct RosterChain {

@@ -17,6 +17,18 @@ pub struct RemoteError {
     detail: String,
 }
 
+impl RemoteError {
+    /// The refusal code this error is reported with: `push-failed` for a
+    /// push, `remote-failed` for anything else.
+    pub fn code(&self) -> crate::diag::Refusal {
+        if self.what == "push" {
+            crate::diag::Refusal::PushFailed
+        } else {
+            crate::diag::Refusal::RemoteFailed
+        }
+    }
+}
+
 /// Configuration every git subprocess gets on its command line, which
 /// overrides any file (ADR 0015 lists each key and why): nothing a
 /// repository's own `config` says can make git run a program, use another

@@ -8,6 +8,7 @@
 //! signed in namespace `request@byreis.dev`, in an admin-signed commit: the
 //! contributor's commit is never merged.
 
+use crate::diag::Refusal;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -81,8 +82,8 @@ pub fn decision_path(project: &str, name: &str) -> String {
     format!("requests/{project}/{name}.decision.yaml")
 }
 
-fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError::Refused(msg.into()))
+fn refuse<T>(code: Refusal, msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(code, msg.into()))
 }
 
 fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
@@ -219,11 +220,11 @@ pub fn load(
         .unwrap_or(reference)
         .strip_prefix(BRANCH_PREFIX)
     {
-        names::check(Kind::Member, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::Member, name).map_err(StoreError::from)?;
         let branch = format!("{BRANCH_PREFIX}{name}");
         fetch_requests(reg);
         let Some(commit) = reg.repo.branch_commit(&branch)? else {
-            return refuse(format!(
+            return refuse(Refusal::UnknownReference, format!(
                 "no request branch {branch} in the registry: withdrawn, or never pushed (state: withdrawn)"
             ));
         };
@@ -241,26 +242,31 @@ pub fn load(
             {
                 let changed = reg.repo.changed_paths(&p, &tip)?;
                 if changed != [expected.clone()] {
-                    return refuse(format!(
+                    return refuse(
+                        Refusal::BadRequest,
+                        format!(
                         "request branch {branch} must change exactly {expected}; it changes: {}",
                         changed
                             .iter()
                             .map(|c| names::escape(c))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    ));
+                    ),
+                    );
                 }
             }
             _ => {
-                return refuse(format!(
+                return refuse(
+                    Refusal::BadRequest,
+                    format!(
                     "request branch {branch} must be one commit on top of the registry's history"
-                ))
+                ),
+                )
             }
         }
-        let bytes = reg
-            .repo
-            .read_file(&tip, &expected)?
-            .ok_or_else(|| StoreError::Refused(format!("{branch} has no {expected}")))?;
+        let bytes = reg.repo.read_file(&tip, &expected)?.ok_or_else(|| {
+            StoreError::Refused(Refusal::BadRequest, format!("{branch} has no {expected}"))
+        })?;
         (
             bytes,
             Source::Branch {
@@ -270,27 +276,29 @@ pub fn load(
         )
     } else if let Some(n) = github.and_then(|repo| crate::github::pull_number(reference, repo)) {
         let repo = github.expect("checked").clone();
-        let number = n.map_err(StoreError::Refused)?;
-        let client =
-            crate::github::Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
-        let pr = crate::github::read_request(&client, &repo, number)
-            .map_err(|e| StoreError::Refused(e.to_string()))?;
+        let number = n.map_err(|m| StoreError::Refused(Refusal::UnknownReference, m))?;
+        let client = crate::github::Client::from_env().map_err(StoreError::from)?;
+        let pr = crate::github::read_request(&client, &repo, number).map_err(StoreError::from)?;
         if !pr.open {
-            return refuse(format!(
+            return refuse(Refusal::PullRequestUnusable, format!(
                 "pull request #{number} is closed: withdrawn by its author, or already handled (state: withdrawn)"
             ));
         }
         let path = pr.path.clone();
         let bytes = pr.bytes;
-        let (doc, _) = parse(&bytes)
-            .map_err(|e| StoreError::Refused(format!("pull request #{number}: {e}")))?;
+        let (doc, _) = parse(&bytes).map_err(|e| {
+            StoreError::Refused(Refusal::BadRequest, format!("pull request #{number}: {e}"))
+        })?;
         if path != request_path(&doc.project, &doc.name) {
-            return refuse(format!(
-                "pull request #{number} adds {} but a request for {} must be {}",
-                names::escape(&path),
-                names::quoted(&doc.name),
-                request_path(&doc.project, &doc.name)
-            ));
+            return refuse(
+                Refusal::BadRequest,
+                format!(
+                    "pull request #{number} adds {} but a request for {} must be {}",
+                    names::escape(&path),
+                    names::quoted(&doc.name),
+                    request_path(&doc.project, &doc.name)
+                ),
+            );
         }
         (
             bytes,
@@ -301,38 +309,58 @@ pub fn load(
             },
         )
     } else if reference.bytes().all(|b| b.is_ascii_digit()) || reference.contains("/pull/") {
-        return refuse(
+        return refuse(Refusal::NotOnGithub,
             "this registry is not on GitHub (or BYREIS_GITHUB_API_URL points elsewhere): use a request file or a request branch (byreis/request/NAME)",
         );
     } else {
         let path = PathBuf::from(reference);
         let meta = std::fs::symlink_metadata(&path).map_err(|e| {
-            StoreError::Refused(format!("request {}: {e}", names::quoted(reference)))
+            StoreError::Refused(
+                Refusal::IoFailed,
+                format!("request {}: {e}", names::quoted(reference)),
+            )
         })?;
         if !meta.is_file() || meta.len() > MAX_REQUEST_BYTES as u64 {
-            return refuse(format!(
-                "request {} is not a regular file of at most {MAX_REQUEST_BYTES} bytes",
-                names::quoted(reference)
-            ));
+            return refuse(
+                Refusal::BadRequest,
+                format!(
+                    "request {} is not a regular file of at most {MAX_REQUEST_BYTES} bytes",
+                    names::quoted(reference)
+                ),
+            );
         }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| StoreError::Refused(format!("{}: {e}", names::quoted(reference))))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            StoreError::Refused(
+                Refusal::IoFailed,
+                format!("{}: {e}", names::quoted(reference)),
+            )
+        })?;
         (bytes, Source::File(path))
     };
-    let (doc, key) = parse(&bytes)
-        .map_err(|e| StoreError::Refused(format!("request {}: {e}", names::quoted(reference))))?;
+    let (doc, key) = parse(&bytes).map_err(|e| {
+        StoreError::Refused(
+            Refusal::BadRequest,
+            format!("request {}: {e}", names::quoted(reference)),
+        )
+    })?;
     if doc.project != project {
-        return refuse(format!(
-            "the request is for project {}, this is {project}",
-            names::quoted(&doc.project)
-        ));
+        return refuse(
+            Refusal::BadRequest,
+            format!(
+                "the request is for project {}, this is {project}",
+                names::quoted(&doc.project)
+            ),
+        );
     }
     if let Source::Branch { name, .. } = &source {
         if name.strip_prefix(BRANCH_PREFIX) != Some(doc.name.as_str()) {
-            return refuse(format!(
-                "branch {name} holds a request for {}",
-                names::quoted(&doc.name)
-            ));
+            return refuse(
+                Refusal::BadRequest,
+                format!(
+                    "branch {name} holds a request for {}",
+                    names::quoted(&doc.name)
+                ),
+            );
         }
     }
     Ok(Loaded {
@@ -379,7 +407,9 @@ pub fn decision(
         1,
         crate::signed::parse_yaml::<Decision>,
     )
-    .map_err(|e| StoreError::Refused(format!("{path} does not verify: {e}")))?;
+    .map_err(|e| {
+        StoreError::Refused(Refusal::BadRequest, format!("{path} does not verify: {e}"))
+    })?;
     Ok(Some(v.value().clone()))
 }
 
@@ -402,14 +432,14 @@ pub fn state_of(loaded: &Loaded, decision: Option<&Decision>) -> State {
 pub fn require_requested(state: State, d: Option<&Decision>, what: &str) -> Result<(), StoreError> {
     match (state, d) {
         (State::Requested, _) => Ok(()),
-        (State::Absorbed, Some(d)) => refuse(format!(
+        (State::Absorbed, Some(d)) => refuse(Refusal::RequestDecided, format!(
             "cannot {what}: this request was absorbed by {} at counter {} ({}); to take access away, `byreis rotate --remove {}`",
             d.by,
             d.counter.unwrap_or_default(),
             d.time,
             d.name
         )),
-        (State::Rejected, Some(d)) => refuse(format!(
+        (State::Rejected, Some(d)) => refuse(Refusal::RequestDecided, format!(
             "cannot {what}: this request was rejected by {} ({}){}; the contributor must make a new request",
             d.by,
             d.time,
@@ -418,10 +448,10 @@ pub fn require_requested(state: State, d: Option<&Decision>, what: &str) -> Resu
                 .map(|r| format!(": {}", names::escape(r)))
                 .unwrap_or_default()
         )),
-        (State::Superseded, _) => refuse(format!(
+        (State::Superseded, _) => refuse(Refusal::RequestDecided, format!(
             "cannot {what}: this request was superseded (an admin decided on a later request for the same name)"
         )),
-        (_, None) => refuse(format!("cannot {what}: state {state}")),
+        (_, None) => refuse(Refusal::RequestDecided, format!("cannot {what}: state {state}")),
     }
 }
 
@@ -432,7 +462,7 @@ pub fn confirm_fingerprint(loaded: &Loaded, typed: &str) -> Result<(), StoreErro
     let computed = keys::normalise_fingerprint(&loaded.key.fingerprint());
     let typed = keys::normalise_fingerprint(typed);
     if typed.is_empty() || !ct_eq(typed.as_bytes(), computed.as_bytes()) {
-        return refuse(
+        return refuse(Refusal::FingerprintMismatch,
             "the fingerprint you typed does not match the requested key: do not absorb this request; ask the contributor, over another channel, for the fingerprint `request-access` printed (nothing was changed)",
         );
     }
@@ -455,7 +485,7 @@ pub fn refuse_quoted_fingerprint(loaded: &Loaded) -> Result<(), StoreError> {
     .concat();
     // Any 8 consecutive characters of the fingerprint (40 bits) is a quote.
     if (0..=fp.len() - 8).any(|i| text.contains(&fp[i..i + 8])) {
-        return refuse(
+        return refuse(Refusal::BadRequest,
             "the request quotes part of its own key's fingerprint; a request must never carry it (the admin types what the contributor sent over another channel): refused, nothing was changed",
         );
     }
@@ -468,7 +498,7 @@ pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError
         Source::Branch { name, commit } => {
             let now = reg.repo.branch_commit(name)?;
             if now != Some(*commit) {
-                return refuse(format!(
+                return refuse(Refusal::Stale, format!(
                     "request branch {name} changed after you confirmed it (stale): nothing was changed; run the command again and confirm the new request"
                 ));
             }
@@ -478,12 +508,11 @@ pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError
             number,
             head_sha,
         } => {
-            let client = crate::github::Client::from_env()
-                .map_err(|e| StoreError::Refused(e.to_string()))?;
-            let (open, now) = crate::github::pull_head(&client, repo, *number)
-                .map_err(|e| StoreError::Refused(e.to_string()))?;
+            let client = crate::github::Client::from_env().map_err(StoreError::from)?;
+            let (open, now) =
+                crate::github::pull_head(&client, repo, *number).map_err(StoreError::from)?;
             if !open || now != *head_sha {
-                return refuse(format!(
+                return refuse(Refusal::Stale, format!(
                     "pull request #{number} changed after you confirmed it (stale: {}): nothing was changed; run the command again and confirm the new request",
                     if open { "new commits" } else { "closed" }
                 ));
@@ -498,10 +527,9 @@ pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError
 /// (never merges it). Nothing to do for branches and files.
 pub fn close_pull(loaded: &Loaded, comment: &str) -> Result<(), StoreError> {
     if let Source::PullRequest { repo, number, .. } = &loaded.source {
-        let client =
-            crate::github::Client::from_env().map_err(|e| StoreError::Refused(e.to_string()))?;
+        let client = crate::github::Client::from_env().map_err(StoreError::from)?;
         crate::github::close_with_comment(&client, repo, *number, comment)
-            .map_err(|e| StoreError::Refused(e.to_string()))?;
+            .map_err(StoreError::from)?;
     }
     Ok(())
 }

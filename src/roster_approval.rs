@@ -6,6 +6,7 @@
 //! **and** of N+1 have signed the exact bytes (each key once): the same
 //! rule every verifier applies when it walks the roster chain.
 
+use crate::diag::Refusal;
 use crate::documents::{Record, Roster};
 use crate::git::{Change, Oid};
 use crate::keys::SigningPub;
@@ -34,8 +35,8 @@ pub struct RosterReview {
     new_keys: Vec<SigningPub>,
 }
 
-fn refuse<T>(m: String) -> Result<T, StoreError> {
-    Err(StoreError::Refused(m))
+fn refuse<T>(code: Refusal, m: String) -> Result<T, StoreError> {
+    Err(StoreError::Refused(code, m))
 }
 
 /// Distinct keys among `keys` with a valid signature over `bytes` in `sig`.
@@ -62,19 +63,26 @@ fn name_of(roster: &Roster, key: &SigningPub) -> String {
 /// Checks the roster proposal on `branch` against the verified state.
 pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
     let reg: &Registry = &state.registry;
-    let bad = |m: String| StoreError::Refused(format!("{branch}: {m} (nothing was changed)"));
+    let bad = |m: String| {
+        StoreError::Refused(
+            Refusal::ProposalInvalid,
+            format!("{branch}: {m} (nothing was changed)"),
+        )
+    };
     // A registry with a remote: its proposals are fetched first.
     let fetch_note =
         crate::remote::fetch_branches(&reg.repo, Some(&reg.dir), registry::ROSTER_BRANCH_PREFIX);
-    let tip = reg
-        .repo
-        .branch_commit(branch)?
-        .ok_or_else(|| bad(format!("no such branch in the registry{fetch_note}")))?;
+    let tip = reg.repo.branch_commit(branch)?.ok_or_else(|| {
+        StoreError::Refused(
+            Refusal::UnknownReference,
+            format!("{branch}: no such branch in the registry{fetch_note} (nothing was changed)"),
+        )
+    })?;
     let head = reg.head();
     // Built on the registry's current state (approvals add commits on
     // top of the proposal; the registry must not have moved meanwhile).
     if tip.to_string() == head || !reg.repo.contains(tip, &head) {
-        return refuse(format!(
+        return refuse(Refusal::Stale, format!(
             "{branch} does not build on the registry's current state (stale): the proposer must propose the change again (nothing was changed)"
         ));
     }
@@ -243,6 +251,7 @@ pub fn approve(
     let me = &actor.signer.public;
     if !r.old_keys.contains(me) && !r.new_keys.contains(me) {
         return refuse(
+            Refusal::NotAnAdmin,
             "your signing key is not an admin key of either roster version (nothing was changed)"
                 .into(),
         );
@@ -254,10 +263,13 @@ pub fn approve(
     if (before.0.contains(me) || !r.old_keys.contains(me))
         && (before.1.contains(me) || !r.new_keys.contains(me))
     {
-        return refuse(format!(
-            "you already approved {} (each key counts once; nothing was changed)",
-            r.branch
-        ));
+        return refuse(
+            Refusal::AlreadyApproved,
+            format!(
+                "you already approved {} (each key counts once; nothing was changed)",
+                r.branch
+            ),
+        );
     }
     let block = sshsig::sign_armored(&actor.signer, Namespace::Roster, &r.bytes)?;
     let mut sig = r.sig.clone();
@@ -335,7 +347,7 @@ pub fn approve(
     }
     if reg.repo.has_origin() {
         crate::remote::push_ref(&reg.dir, &format!("refs/heads/{}", r.branch))
-            .map_err(|e| StoreError::Refused(e.to_string()))?;
+            .map_err(StoreError::from)?;
     }
     Ok(None)
 }

@@ -7,6 +7,7 @@
 //! (each with the caller's own stanza tried first) and re-encrypted on all
 //! cores, then [`crate::store`] lands the change all or nothing.
 
+use crate::diag::Refusal;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -58,11 +59,11 @@ pub struct Plan {
     pub readded: Vec<String>,
 }
 
-fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError::Refused(format!(
-        "{}; nothing was changed",
-        msg.into()
-    )))
+fn refuse<T>(code: Refusal, msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(
+        code,
+        format!("{}; nothing was changed", msg.into()),
+    ))
 }
 
 /// The member list and reader sets after the rotation.
@@ -78,36 +79,40 @@ pub struct NewReaders {
 pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
     let m = &state.manifest;
     if req.add.is_empty() && req.remove.is_empty() {
-        return refuse("nothing to do: give --add NAME=RECIPIENT and/or --remove NAME");
+        return refuse(
+            Refusal::NothingToDo,
+            "nothing to do: give --add NAME=RECIPIENT and/or --remove NAME",
+        );
     }
     for e in &req.envs {
-        names::check(Kind::Environment, e).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::Environment, e).map_err(StoreError::from)?;
         if !m.environments.contains_key(e) {
-            return refuse(format!("no environment {e}"));
+            return refuse(Refusal::UnknownEnvironment, format!("no environment {e}"));
         }
     }
     let mut members = m.members.clone();
     let mut seen = BTreeSet::new();
     for (name, key) in &req.add {
-        names::check(Kind::Member, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::Member, name).map_err(StoreError::from)?;
         if !seen.insert(name.clone()) || req.remove.contains(name) {
-            return refuse(format!("{name} is named twice"));
+            return refuse(Refusal::Usage, format!("{name} is named twice"));
         }
         if let Some(other) = members
             .iter()
             .find(|mem| AgeRecipient::parse(&mem.recipient).is_ok_and(|r| r == *key))
         {
             if other.name != *name {
-                return refuse(format!("that key already belongs to member {} (keys are compared as bytes, whatever their spelling)", other.name));
+                return refuse(Refusal::AlreadyExists, format!("that key already belongs to member {} (keys are compared as bytes, whatever their spelling)", other.name));
             }
         }
         match members.iter().find(|mem| mem.name == *name) {
             Some(existing)
                 if AgeRecipient::parse(&existing.recipient).ok().as_ref() != Some(key) =>
             {
-                return refuse(format!(
-                    "member {name} already exists with another key; remove them first"
-                ));
+                return refuse(
+                    Refusal::AlreadyExists,
+                    format!("member {name} already exists with another key; remove them first"),
+                );
             }
             Some(_) => {}
             None => members.push(Member {
@@ -118,9 +123,9 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
         }
     }
     for name in &req.remove {
-        names::check(Kind::Member, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::Member, name).map_err(StoreError::from)?;
         if m.member(name).is_none() {
-            return refuse(format!("{name} is not a member"));
+            return refuse(Refusal::UnknownMember, format!("{name} is not a member"));
         }
     }
     let targets: Vec<String> = if req.envs.is_empty() {
@@ -174,9 +179,10 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
                 }
             }
             if !r.iter().any(|n| is_admin(n)) {
-                return refuse(format!(
-                    "{env} would be left without an admin who can decrypt it"
-                ));
+                return refuse(
+                    Refusal::NoAdminReader,
+                    format!("{env} would be left without an admin who can decrypt it"),
+                );
             }
             if !r.iter().eq(e.readers.iter()) {
                 plan.files.push(names::env_file(env));
@@ -198,13 +204,16 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
             default_readers.remove(name);
         }
         if !default_readers.iter().any(|n| is_admin(n)) {
-            return refuse("new environments would have no admin reader");
+            return refuse(
+                Refusal::NoAdminReader,
+                "new environments would have no admin reader",
+            );
         }
     }
     if plan.files.is_empty()
         && default_readers.iter().cloned().collect::<Vec<_>>() == m.default_readers
     {
-        return refuse("the readers would not change");
+        return refuse(Refusal::NothingToDo, "the readers would not change");
     }
     // Who may stay a member: anyone still reading something.
     members.retain(|mem| {
@@ -409,7 +418,7 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
             .project
             .repo
             .entry_ids(&state.record.project_commit, &paths)
-            .map_err(|e| StoreError::Refused(e.to_string()))?
+            .map_err(StoreError::from)?
             .into_iter()
             .flatten()
             .collect();

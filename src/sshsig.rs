@@ -55,6 +55,16 @@ pub enum SigError {
     Signing(String),
 }
 
+impl SigError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            SigError::Signing(_) => crate::diag::Refusal::SigningFailed,
+            _ => crate::diag::Refusal::BadSignature,
+        }
+    }
+}
+
 /// Signs `msg` and returns the binary SSHSIG blob.
 pub fn sign(signer: &Signer, ns: Namespace, msg: &[u8]) -> Result<SshSig, SigError> {
     let sig = signer

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::agefile;
 use crate::audit;
-use crate::diag::Code;
+use crate::diag::{Code, Refusal};
 use crate::documents::{
     self, Admin, Config, Environment, Manifest, Member, Pending, Readers, Record, CONFIG_FORMAT,
     MANIFEST_FORMAT, RECORD_FORMAT,
@@ -45,8 +45,45 @@ pub enum StoreError {
     Sign(#[from] sshsig::SigError),
     #[error("{0}")]
     Remote(#[from] crate::remote::RemoteError),
-    #[error("{0}")]
-    Refused(String),
+    /// Any other refusal: its code and the message shown.
+    #[error("{1}")]
+    Refused(Refusal, String),
+}
+
+impl StoreError {
+    /// The refusal code this error is reported with; `None` for a
+    /// verification failure, which carries a [`Code`] instead.
+    pub fn code(&self) -> Option<Refusal> {
+        Some(match self {
+            StoreError::Verify(_) => return None,
+            StoreError::Key(e) => e.code(),
+            StoreError::Git(e) => e.code(),
+            StoreError::Registry(e) => e.code(),
+            StoreError::Encrypt(e) => e.code(),
+            StoreError::Audit(e) => e.code(),
+            StoreError::Sign(e) => e.code(),
+            StoreError::Remote(e) => e.code(),
+            StoreError::Refused(code, _) => *code,
+        })
+    }
+}
+
+impl From<names::NameError> for StoreError {
+    fn from(e: names::NameError) -> Self {
+        StoreError::Refused(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::github::PullReadError> for StoreError {
+    fn from(e: crate::github::PullReadError) -> Self {
+        StoreError::Refused(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::github::GitHubError> for StoreError {
+    fn from(e: crate::github::GitHubError) -> Self {
+        StoreError::Refused(e.code(), e.to_string())
+    }
 }
 
 /// The admin making a change: identity, signing key and roster entry.
@@ -105,7 +142,7 @@ pub fn registry_init(
             .map(|mut d| d.next().is_some())
             .unwrap_or(true)
     {
-        return Err(StoreError::Refused(format!(
+        return Err(StoreError::Refused(Refusal::AlreadyExists, format!(
             "{} exists and is not empty; `registry init` creates a new registry in an empty or new directory",
             dir.display()
         )));
@@ -118,16 +155,16 @@ pub fn registry_init(
         age_recipient: actor.identity.recipient().as_str().to_string(),
     };
     if let Some(loc) = location {
-        registry::check_location(loc).map_err(StoreError::Refused)?;
+        registry::check_location(loc).map_err(|m| StoreError::Refused(Refusal::BadLocation, m))?;
     }
     std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::Refused(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| StoreError::Refused(Refusal::IoFailed, format!("{}: {e}", dir.display())))?;
     // Without --location the registry lives where it was made.
     let location = match location {
         Some(l) => l.to_string(),
         None => dir
             .canonicalize()
-            .map_err(|e| StoreError::Refused(format!("{}: {e}", dir.display())))?
+            .map_err(|e| StoreError::Refused(Refusal::IoFailed, format!("{}: {e}", dir.display())))?
             .display()
             .to_string(),
     };
@@ -218,7 +255,7 @@ fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, Sto
     check_branch(state)?;
     let latest = state.roster.latest();
     let Some(admin) = actor.admin_in(latest) else {
-        return Err(StoreError::Refused(format!(
+        return Err(StoreError::Refused(Refusal::NotAnAdmin, format!(
             "your signing key {} is not an admin key in roster version {}; only admins sign changes (a member's `set`, `unset`, `edit` or `import` makes a proposal for an admin to approve: `byreis submit`)",
             actor.signer.public.fingerprint(),
             latest.version
@@ -279,14 +316,17 @@ pub fn commit_changes_with(
 ) -> Result<Landed, StoreError> {
     let admin = check_writable(&state, actor)?.clone();
     if changes.is_empty() {
-        return Err(StoreError::Refused("nothing to change".into()));
+        return Err(StoreError::Refused(
+            Refusal::NothingToDo,
+            "nothing to change".into(),
+        ));
     }
     let old = &state.manifest;
     let mut jobs = Vec::with_capacity(changes.len());
     let mut env_details = Vec::new();
     for change in &changes {
         let env = &change.env;
-        names::check(Kind::Environment, env).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::Environment, env).map_err(StoreError::from)?;
         // Old values, for the name-level audit detail.
         let old_secrets = if old.environments.contains_key(env) {
             state.secrets(env, &actor.identity)?
@@ -298,9 +338,10 @@ pub fn commit_changes_with(
             None => old.default_readers.clone().into(),
         };
         if readers.is_empty() {
-            return Err(StoreError::Refused(format!(
-                "environment {env} would have no readers"
-            )));
+            return Err(StoreError::Refused(
+                Refusal::NoReaders,
+                format!("environment {env} would have no readers"),
+            ));
         }
         let mut d = name_diff(&old_secrets, &change.secrets);
         d["env"] = serde_json::Value::String(env.clone());
@@ -530,9 +571,10 @@ pub(crate) fn with_proof(
     };
     let bytes = read(MANIFEST_PATH)?;
     if registry::tagged_hash(&bytes) != record.manifest {
-        return Err(StoreError::Refused(format!(
-            "commit {commit} does not hold the manifest the record names"
-        )));
+        return Err(StoreError::Refused(
+            Refusal::RecordUnusable,
+            format!("commit {commit} does not hold the manifest the record names"),
+        ));
     }
     let keys = registry::admin_keys(roster);
     let sha512 = verify::sha512_hex(&bytes);
@@ -692,7 +734,7 @@ fn land_signed(
         .repo
         .advance_branch(old_head, commit, &changes)
         .map_err(|e| match e {
-            crate::git::GitError::Raced => StoreError::Refused(
+            crate::git::GitError::Raced => StoreError::Refused(Refusal::BranchMoved,
                 "the project branch moved while this change was landing (someone committed); the change is recorded as pending: run `byreis rotate --abort`, then make it again".into(),
             ),
             e => e.into(),
@@ -757,14 +799,16 @@ pub fn verify_pending(
 ) -> Result<(Pending, crate::signed::Verified<Manifest>), StoreError> {
     let Some(p) = state.record.pending.clone() else {
         return Err(StoreError::Refused(
+            Refusal::NoPendingChange,
             "no change is pending: nothing to resume or abort".into(),
         ));
     };
     let repo = &state.project.repo;
     let bad = |m: String| {
-        StoreError::Refused(format!(
-            "the pending change cannot be resumed: {m}; run `byreis rotate --abort`"
-        ))
+        StoreError::Refused(
+            Refusal::CannotResume,
+            format!("the pending change cannot be resumed: {m}; run `byreis rotate --abort`"),
+        )
     };
     if !repo.has_commit(&p.project_commit) {
         return Err(bad(format!(
@@ -833,7 +877,7 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
         // work tree and the index (either may be partly written).
         repo.restore_from_head(OWNED_PATHS)?;
     } else {
-        return Err(StoreError::Refused(
+        return Err(StoreError::Refused(Refusal::BranchMoved,
             "the project branch is neither at the current state nor at the pending commit (someone committed since); run `byreis rotate --abort`".into(),
         ));
     }
@@ -865,6 +909,7 @@ pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Stor
     check_branch(&state)?;
     let Some(pending) = state.record.pending.clone() else {
         return Err(StoreError::Refused(
+            Refusal::NoPendingChange,
             "no change is pending: nothing to abort".into(),
         ));
     };
@@ -961,7 +1006,7 @@ fn refuse_stale_locks(repo: &Repo) -> Result<(), StoreError> {
     if locks.is_empty() {
         return Ok(());
     }
-    Err(StoreError::Refused(format!(
+    Err(StoreError::Refused(Refusal::GitLocked, format!(
         "lock files left by an interrupted git or byreis process remain: {}. If no git or byreis command is running in this repository, remove them (rm {}) and run this again",
         locks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         locks.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
@@ -973,10 +1018,13 @@ fn admin_of(state: &State, actor: &Actor) -> Result<Admin, StoreError> {
         .admin_in(state.roster.latest())
         .cloned()
         .ok_or_else(|| {
-            StoreError::Refused(format!(
-                "your signing key {} is not an admin key; only admins finish or abort changes",
-                actor.signer.public.fingerprint()
-            ))
+            StoreError::Refused(
+                Refusal::NotAnAdmin,
+                format!(
+                    "your signing key {} is not an admin key; only admins finish or abort changes",
+                    actor.signer.public.fingerprint()
+                ),
+            )
         })
 }
 
@@ -991,27 +1039,36 @@ pub fn init_project(
     project_name: &str,
     registry_arg: &str,
 ) -> Result<String, StoreError> {
-    names::check(Kind::Project, project_name).map_err(|e| StoreError::Refused(e.to_string()))?;
+    names::check(Kind::Project, project_name).map_err(StoreError::from)?;
     let repo = Repo::discover(&ctx.dir)?;
     let root = repo
         .workdir()
         .ok_or_else(|| {
-            StoreError::Refused("the repository is bare; run init in a work tree".into())
+            StoreError::Refused(
+                Refusal::NotAWorkTree,
+                "the repository is bare; run init in a work tree".into(),
+            )
         })?
         .to_path_buf();
     let here = ctx.dir.canonicalize().unwrap_or_else(|_| ctx.dir.clone());
     if here != root.canonicalize().unwrap_or_else(|_| root.clone()) {
-        return Err(StoreError::Refused(format!(
-            "run `byreis init` at the root of the work tree ({}), or pass -C {}",
-            root.display(),
-            root.display()
-        )));
+        return Err(StoreError::Refused(
+            Refusal::NotAWorkTree,
+            format!(
+                "run `byreis init` at the root of the work tree ({}), or pass -C {}",
+                root.display(),
+                root.display()
+            ),
+        ));
     }
     if root.join(CONFIG_PATH).exists() || root.join(".byreis").exists() {
-        return Err(StoreError::Refused(format!(
-            "{} already has {CONFIG_PATH} or .byreis/; this project is initialised",
-            root.display()
-        )));
+        return Err(StoreError::Refused(
+            Refusal::AlreadyExists,
+            format!(
+                "{} already has {CONFIG_PATH} or .byreis/; this project is initialised",
+                root.display()
+            ),
+        ));
     }
     let actor = Actor::load(&ctx.home)?;
 
@@ -1020,8 +1077,9 @@ pub fn init_project(
     let (config_location, location) = if verify::is_url(registry_arg) {
         (registry_arg.to_string(), registry_arg.to_string())
     } else {
-        let abs = std::fs::canonicalize(registry_arg)
-            .map_err(|e| StoreError::Refused(format!("registry {registry_arg}: {e}")))?;
+        let abs = std::fs::canonicalize(registry_arg).map_err(|e| {
+            StoreError::Refused(Refusal::IoFailed, format!("registry {registry_arg}: {e}"))
+        })?;
         let rel = relative_to(&abs, &root.canonicalize().unwrap_or(root.clone()));
         (rel, abs.display().to_string())
     };
@@ -1034,19 +1092,23 @@ pub fn init_project(
     let chain = registry.roster_chain(&anchor)?;
     let latest = chain.latest();
     let Some(admin) = actor.admin_in(latest).cloned() else {
-        return Err(StoreError::Refused(format!(
-            "your signing key {} is not an admin in this registry; `byreis init` is for admins",
-            actor.signer.public.fingerprint()
-        )));
+        return Err(StoreError::Refused(
+            Refusal::NotAnAdmin,
+            format!(
+                "your signing key {} is not an admin in this registry; `byreis init` is for admins",
+                actor.signer.public.fingerprint()
+            ),
+        ));
     };
     if registry.record_raw(project_name)?.is_some() {
-        return Err(StoreError::Refused(format!(
-            "the registry already has a project named {project_name}; pick another name"
-        )));
+        return Err(StoreError::Refused(
+            Refusal::AlreadyExists,
+            format!("the registry already has a project named {project_name}; pick another name"),
+        ));
     }
     let my_recipient = actor.identity.recipient();
     if keys::AgeRecipient::parse(&admin.age_recipient)? != my_recipient {
-        return Err(StoreError::Refused(format!(
+        return Err(StoreError::Refused(Refusal::IdentityMismatch, format!(
             "your age identity ({}) is not the one the roster lists for {} ({}); use the matching identity",
             my_recipient.as_str(),
             admin.name,
@@ -1088,7 +1150,7 @@ pub fn init_project(
         environments: BTreeMap::new(),
         exec_allow: Vec::new(),
         branch: Some(repo.current_branch().ok_or_else(|| {
-            StoreError::Refused(
+            StoreError::Refused(Refusal::DetachedHead,
                 "the project has no current branch (a detached HEAD?); check out the branch byreis writes should land on (usually main) and run init again".into(),
             )
         })?),
@@ -1122,10 +1184,10 @@ pub fn init_project(
     };
     let dirty = repo.dirty_paths(OWNED_PATHS)?;
     if !dirty.is_empty() {
-        return Err(StoreError::Refused(format!(
-            "untracked or changed byreis paths: {}",
-            dirty.join(", ")
-        )));
+        return Err(StoreError::Refused(
+            Refusal::UncommittedChanges,
+            format!("untracked or changed byreis paths: {}", dirty.join(", ")),
+        ));
     }
     let mut pin = pin;
     let target = Target {
@@ -1192,7 +1254,7 @@ pub fn approve_pinned(
 ) -> Result<(verify::ApprovalCount, verify::ApprovalCount), StoreError> {
     let admin = check_writable(&state, actor)?.clone();
     if let Some(p) = &state.record.pending {
-        return Err(StoreError::Refused(format!(
+        return Err(StoreError::Refused(Refusal::ChangeInProgress, format!(
             "a change to counter {} is pending: finish it (`byreis rotate --resume`) or abandon it (`--abort`) first, then approve what is pinned",
             p.counter
         )));
@@ -1202,7 +1264,7 @@ pub fn approve_pinned(
     with_proof(&state.project.repo, &latest, &mut record)?;
     let before = verify::count_record_approvals(&latest, &record).expect("with_proof sets it");
     if before.by.contains(&admin.name) {
-        return Err(StoreError::Refused(format!(
+        return Err(StoreError::Refused(Refusal::AlreadyApproved, format!(
             "you have already approved the pinned state (counter {}); each admin counts once. It is approved by {} of {} needed",
             record.counter,
             before.by.len(),
@@ -1248,9 +1310,10 @@ fn vouch_for_pinned(
         && new.admins.iter().any(|a| a.name == admin)
     {
         let digest = crate::signed::unhex64(&r.manifest_sha512).ok_or_else(|| {
-            StoreError::Refused(format!(
-                "the record of {project} has a malformed manifest_sha512"
-            ))
+            StoreError::Refused(
+                Refusal::RecordUnusable,
+                format!("the record of {project} has a malformed manifest_sha512"),
+            )
         })?;
         r.approvals.push(sshsig::sign_base64_sha512(
             &actor.signer,
@@ -1306,21 +1369,21 @@ pub fn change_roster(
     ));
     let (action, who) = match &change {
         AdminChange::Add(a) => {
-            names::check(Kind::Member, &a.name).map_err(|e| StoreError::Refused(e.to_string()))?;
+            names::check(Kind::Member, &a.name).map_err(StoreError::from)?;
             let key = keys::SigningPub::parse(&a.signing_key)?;
             keys::AgeRecipient::parse(&a.age_recipient)?;
             if old.admins.iter().any(|x| x.name == a.name) {
-                return Err(StoreError::Refused(format!(
-                    "{} is already an admin (nothing was changed)",
-                    a.name
-                )));
+                return Err(StoreError::Refused(
+                    Refusal::AlreadyExists,
+                    format!("{} is already an admin (nothing was changed)", a.name),
+                ));
             }
             if old
                 .admins
                 .iter()
                 .any(|x| keys::SigningPub::parse(&x.signing_key).is_ok_and(|k| k == key))
             {
-                return Err(StoreError::Refused("that signing key already belongs to an admin (keys are compared as bytes; nothing was changed)".into()));
+                return Err(StoreError::Refused(Refusal::AlreadyExists, "that signing key already belongs to an admin (keys are compared as bytes; nothing was changed)".into()));
             }
             new.admins.push(Admin {
                 name: a.name.clone(),
@@ -1334,18 +1397,20 @@ pub fn change_roster(
         }
         AdminChange::Remove(name) => {
             if !old.admins.iter().any(|x| &x.name == name) {
-                return Err(StoreError::Refused(format!(
-                    "{name} is not an admin (nothing was changed)"
-                )));
+                return Err(StoreError::Refused(
+                    Refusal::UnknownMember,
+                    format!("{name} is not an admin (nothing was changed)"),
+                ));
             }
             if *name == admin.name {
-                return Err(StoreError::Refused(
+                return Err(StoreError::Refused(Refusal::RosterRule,
                     "you cannot remove yourself: version N+1 must be signed by one of its own admins, so another admin removes you (nothing was changed)".into(),
                 ));
             }
             new.admins.retain(|x| &x.name != name);
             if new.admins.is_empty() {
                 return Err(StoreError::Refused(
+                    Refusal::RosterRule,
                     "a registry needs at least one admin (nothing was changed)".into(),
                 ));
             }
@@ -1354,6 +1419,7 @@ pub fn change_roster(
         AdminChange::Thresholds(t) => {
             if *t == old.thresholds {
                 return Err(StoreError::Refused(
+                    Refusal::NothingToDo,
                     "the thresholds would not change (nothing was changed)".into(),
                 ));
             }
@@ -1367,12 +1433,16 @@ pub fn change_roster(
             )
         }
         AdminChange::Location(loc) => {
-            registry::check_location(loc).map_err(StoreError::Refused)?;
+            registry::check_location(loc)
+                .map_err(|m| StoreError::Refused(Refusal::BadLocation, m))?;
             if old.location.as_deref() == Some(loc.as_str()) {
-                return Err(StoreError::Refused(format!(
-                    "the roster already states location {} (nothing was changed)",
-                    names::quoted(loc)
-                )));
+                return Err(StoreError::Refused(
+                    Refusal::NothingToDo,
+                    format!(
+                        "the roster already states location {} (nothing was changed)",
+                        names::quoted(loc)
+                    ),
+                ));
             }
             new.location = Some(loc.clone());
             ("location", loc.clone())
@@ -1390,7 +1460,8 @@ pub fn change_roster(
             *t = (*t).min(new.admins.len());
         }
     }
-    registry::check_roster(&new, new.version).map_err(StoreError::Refused)?;
+    registry::check_roster(&new, new.version)
+        .map_err(|m| StoreError::Refused(Refusal::RosterRule, m))?;
 
     // Every project record, verified under the old roster, re-signed under
     // the new one (records must name the newest version).
@@ -1401,13 +1472,13 @@ pub fn change_roster(
         };
         let keys = registry::admin_keys(old);
         let v = crate::signed::verify(&bytes, &sig, Namespace::Record, &keys, 1, crate::signed::parse_yaml::<Record>)
-            .map_err(|e| StoreError::Refused(format!("the record of {project} does not verify ({e}); fix it before changing the roster (nothing was changed)")))?;
+            .map_err(|e| StoreError::Refused(Refusal::RecordUnusable, format!("the record of {project} does not verify ({e}); fix it before changing the roster (nothing was changed)")))?;
         let mut r = v.value().clone();
         // Readers accept only records naming the newest version; one that
         // names an older one was put back (a registry pusher needs no key
         // to do that), and re-signing it would revive it.
         if r.roster_version != old.version {
-            return Err(StoreError::Refused(format!(
+            return Err(StoreError::Refused(Refusal::RecordUnusable, format!(
                 "the record of {project} names roster version {}, not the newest ({}): it is stale or was put back; restore the current one from a trusted clone before changing the roster (nothing was changed)",
                 r.roster_version, old.version
             )));
@@ -1476,7 +1547,7 @@ pub fn change_roster(
         let mut pull_request = None;
         if state.registry.repo.has_origin() {
             crate::remote::push_ref(&state.registry.dir, &format!("refs/heads/{branch}"))
-                .map_err(|e| StoreError::Refused(e.to_string()))?;
+                .map_err(StoreError::from)?;
             pull_request = crate::pulls::open_for(
                 &state.registry.repo,
                 &branch,
@@ -1562,15 +1633,16 @@ pub fn ack_exposure(
     note: &str,
 ) -> Result<Landed, StoreError> {
     let admin = check_writable(&state, actor)?.clone();
-    names::check(Kind::Member, member).map_err(|e| StoreError::Refused(e.to_string()))?;
+    names::check(Kind::Member, member).map_err(StoreError::from)?;
     if let Some(e) = env {
-        names::check(Kind::Environment, e).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::Environment, e).map_err(StoreError::from)?;
     }
     for k in keys {
-        names::check(Kind::SecretKey, k).map_err(|e| StoreError::Refused(e.to_string()))?;
+        names::check(Kind::SecretKey, k).map_err(StoreError::from)?;
     }
     if note.trim().is_empty() || note.len() > 1000 || note.chars().any(char::is_control) {
         return Err(StoreError::Refused(
+            Refusal::Usage,
             "--note must say how the old values were revoked (one line, at most 1000 characters)"
                 .into(),
         ));
@@ -1615,11 +1687,11 @@ pub fn exec_allow(
     name: &str,
     remove: bool,
 ) -> Result<ExecAllowed, StoreError> {
-    let refuse = |m: String| Err(StoreError::Refused(m));
-    names::check(Kind::Environment, env).map_err(|e| StoreError::Refused(e.to_string()))?;
-    names::check(Kind::SecretKey, name).map_err(|e| StoreError::Refused(e.to_string()))?;
+    let refuse = |c: Refusal, m: String| Err(StoreError::Refused(c, m));
+    names::check(Kind::Environment, env).map_err(StoreError::from)?;
+    names::check(Kind::SecretKey, name).map_err(StoreError::from)?;
     if actor.admin_in(state.roster.latest()).is_none() {
-        return refuse(format!(
+        return refuse(Refusal::NotAnAdmin, format!(
             "only admins can run `byreis exec-allow`: your signing key {} is not an admin key in roster version {}. Which names exec passes is part of the signed manifest; ask an admin (nothing was changed)",
             actor.signer.public.fingerprint(),
             state.roster.latest().version
@@ -1627,13 +1699,13 @@ pub fn exec_allow(
     }
     let admin = check_writable(&state, actor)?.clone();
     if name.starts_with(crate::exec::RESERVED_PREFIX) {
-        return refuse(format!(
+        return refuse(Refusal::ReservedName, format!(
             "names starting with {} are reserved for byreis: exec never passes them and they cannot be allowed (nothing was changed)",
             crate::exec::RESERVED_PREFIX
         ));
     }
     let Some(current) = state.manifest.environments.get(env) else {
-        return refuse(format!(
+        return refuse(Refusal::UnknownEnvironment, format!(
             "no environment {env} in project {}; exec-allow applies to an existing environment (nothing was changed)",
             state.manifest.project
         ));

@@ -18,6 +18,7 @@
 //! Nothing of the submission's files is ever served by `get` or `exec`:
 //! they are not in any manifest.
 
+use crate::diag::Refusal;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -47,8 +48,8 @@ const MAX_CHANGES: usize = 999;
 /// `was` of a name that did not exist when the member made the change.
 const ABSENT: &str = "absent";
 
-fn refuse<T>(msg: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError::Refused(msg.into()))
+fn refuse<T>(code: Refusal, msg: impl Into<String>) -> Result<T, StoreError> {
+    Err(StoreError::Refused(code, msg.into()))
 }
 
 /// One change a member proposes to one environment.
@@ -326,7 +327,7 @@ pub fn add_to_draft(
     changes: Vec<DraftChange>,
 ) -> Result<Drafted, StoreError> {
     let Some(author) = member_name(state, actor) else {
-        return refuse(format!(
+        return refuse(Refusal::NotAMember, format!(
             "your key {} is not a member of project {}; ask for access with `byreis request-access` (nothing was changed)",
             actor.identity.recipient().fingerprint(),
             state.manifest.project
@@ -334,7 +335,7 @@ pub fn add_to_draft(
     };
     let changes: Vec<DraftChange> = changes.into_iter().filter(|c| !c.is_empty()).collect();
     if changes.is_empty() {
-        return refuse("nothing to change");
+        return refuse(Refusal::NothingToDo, "nothing to change");
     }
     let repo = &state.project.repo;
     let branch = format!("{DRAFT_PREFIX}{author}");
@@ -346,9 +347,12 @@ pub fn add_to_draft(
     let dir = format!("{DIR}/{author}");
     let existing = repo.list_dir(&parent.to_string(), &dir)?.len();
     if existing + changes.len() > MAX_CHANGES {
-        return refuse(format!(
+        return refuse(
+            Refusal::DraftFull,
+            format!(
             "your draft holds {existing} changes; submit it (`byreis submit`) before making more"
-        ));
+        ),
+        );
     }
     // Every change is checked and encrypted before anything is written.
     let mut files = Vec::with_capacity(changes.len());
@@ -356,14 +360,14 @@ pub fn add_to_draft(
     for (i, change) in changes.into_iter().enumerate() {
         let env = change.env.clone();
         if !state.manifest.environments.contains_key(&env) {
-            return refuse(format!(
+            return refuse(Refusal::UnknownEnvironment, format!(
                 "no environment {env} in project {}; only an admin creates environments (nothing was changed)",
                 state.manifest.project
             ));
         }
         let to = admin_readers(state, &env);
         if to.is_empty() {
-            return refuse(format!(
+            return refuse(Refusal::NoAdminReader, format!(
                 "no admin reads {env}, so no admin could check or approve a change to it; ask an admin (nothing was changed)"
             ));
         }
@@ -444,7 +448,7 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
     if repo.has_origin() {
         if let Some(dir) = repo.workdir() {
             crate::remote::push_ref(dir, &format!("refs/heads/{branch}")).map_err(|e| {
-                StoreError::Refused(format!(
+                StoreError::Refused(Refusal::PushFailed, format!(
                     "your submission is branch {branch} in this clone, but pushing it failed: {e}. Push it with `git push origin {branch}` (your draft is closed; new changes start a new one)"
                 ))
             })?;
@@ -556,15 +560,18 @@ struct Draft {
 
 fn draft_of(state: &State, actor: &Actor) -> Result<Draft, StoreError> {
     let Some(author) = member_name(state, actor) else {
-        return refuse(format!(
-            "your key is not a member of project {}; there is nothing of yours to submit",
-            state.manifest.project
-        ));
+        return refuse(
+            Refusal::NotAMember,
+            format!(
+                "your key is not a member of project {}; there is nothing of yours to submit",
+                state.manifest.project
+            ),
+        );
     };
     let draft = format!("{DRAFT_PREFIX}{author}");
     let repo = &state.project.repo;
     let Some(tip) = repo.local_branch(&draft)? else {
-        return refuse(format!(
+        return refuse(Refusal::NothingToDo, format!(
             "you have no draft ({draft} does not exist); `byreis set`, `unset` or `edit` as a member who is not an admin makes one"
         ));
     };
@@ -659,10 +666,13 @@ pub fn review(
     let repo = &state.project.repo;
     let name = crate::remote::short_branch(reference);
     let Some(rest) = name.strip_prefix(BRANCH_PREFIX) else {
-        return refuse(format!(
-            "{} is not a submission branch (they are named {BRANCH_PREFIX}NAME-HASH)",
-            names::quoted(reference)
-        ));
+        return refuse(
+            Refusal::UnknownReference,
+            format!(
+                "{} is not a submission branch (they are named {BRANCH_PREFIX}NAME-HASH)",
+                names::quoted(reference)
+            ),
+        );
     };
     let author = match rest.rsplit_once('-') {
         Some((a, h))
@@ -673,17 +683,28 @@ pub fn review(
             a.to_string()
         }
         _ => {
-            return refuse(format!(
-                "{} is not a submission branch (they are named {BRANCH_PREFIX}NAME-HASH)",
-                names::quoted(reference)
-            ))
+            return refuse(
+                Refusal::UnknownReference,
+                format!(
+                    "{} is not a submission branch (they are named {BRANCH_PREFIX}NAME-HASH)",
+                    names::quoted(reference)
+                ),
+            )
         }
     };
     let fetch_note = crate::remote::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
     let Some(tip) = repo.branch_commit(name)? else {
-        return refuse(format!("no submission branch {name}{fetch_note}"));
+        return refuse(
+            Refusal::UnknownReference,
+            format!("no submission branch {name}{fetch_note}"),
+        );
     };
-    let bad = |m: String| StoreError::Refused(format!("submission {name}: {m}; refused"));
+    let bad = |m: String| {
+        StoreError::Refused(
+            Refusal::ProposalInvalid,
+            format!("submission {name}: {m}; refused"),
+        )
+    };
     // The author must be a member now; what they may read comes from the
     // manifest, never from the proposal.
     let Some(author_key) = state.recipients.get(&author).cloned() else {

@@ -48,6 +48,16 @@ pub enum YamlError {
     Shape(String),
 }
 
+impl YamlError {
+    /// The refusal code this error is reported with.
+    pub fn code(&self) -> crate::diag::Refusal {
+        match self {
+            YamlError::Name(e) => e.code(),
+            _ => crate::diag::Refusal::BadYaml,
+        }
+    }
+}
+
 fn syntax(e: saphyr_parser::ScanError) -> YamlError {
     YamlError::Syntax(e.to_string())
 }

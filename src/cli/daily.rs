@@ -6,6 +6,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{print_notes, CliError, CliResult, Format};
+use crate::diag::Refusal;
 use crate::doctor;
 use crate::keys::AgeIdentity;
 use crate::names::{self, Kind};
@@ -66,7 +67,7 @@ pub(super) fn require_env(state: &State, env: &str) -> CliResult {
         .keys()
         .map(String::as_str)
         .collect();
-    Err(CliError::Other(format!(
+    Err(CliError::Refused(Refusal::UnknownEnvironment, format!(
         "no environment {env} in project {} (known: {}); an admin creates one with `byreis set {env} NAME`",
         state.manifest.project,
         if known.is_empty() { "none yet".into() } else { known.join(", ") }
@@ -84,16 +85,24 @@ fn read_value(value: Option<String>) -> Result<Zeroizing<String>, CliError> {
             .with_prompt("Value")
             .allow_empty_password(true)
             .interact()
-            .map_err(|e| CliError::Other(e.to_string()))?;
+            .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?;
         return Ok(Zeroizing::new(v));
     }
     let mut buf = Zeroizing::new(String::new());
     std::io::stdin()
         .take(yaml::MAX_SECRETS_BYTES as u64 + 1)
         .read_to_string(&mut buf)
-        .map_err(|e| CliError::Other(format!("reading the value from stdin: {e}")))?;
+        .map_err(|e| {
+            CliError::Refused(
+                Refusal::IoFailed,
+                format!("reading the value from stdin: {e}"),
+            )
+        })?;
     if buf.len() > yaml::MAX_SECRETS_BYTES {
-        return Err(CliError::Other("the value is larger than 1 MiB".into()));
+        return Err(CliError::Refused(
+            Refusal::BadInput,
+            "the value is larger than 1 MiB".into(),
+        ));
     }
     if buf.ends_with('\n') {
         buf.pop();
@@ -141,7 +150,7 @@ fn for_write(ctx: &Context) -> Result<(State, Actor), CliError> {
             .into());
         }
         crate::remote::refresh_registry(&ctx.home, &location).map_err(|e| {
-            CliError::Other(format!(
+            CliError::Refused(e.code(), format!(
                 "{e}; a proposal is encrypted to the registry's current admins, so it needs a current copy (nothing was changed)"
             ))
         })?;
@@ -153,9 +162,10 @@ fn for_write(ctx: &Context) -> Result<(State, Actor), CliError> {
 /// `what` it.
 fn must_read(state: &State, env: &str, actor: &Actor, what: &str) -> Result<Secrets, CliError> {
     readable(state, env, actor)?.ok_or_else(|| {
-        CliError::Other(format!(
-            "you do not read {env}, so you cannot {what}; nothing was changed"
-        ))
+        CliError::Refused(
+            Refusal::NotAReader,
+            format!("you do not read {env}, so you cannot {what}; nothing was changed"),
+        )
     })
 }
 
@@ -271,9 +281,10 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
             let before = must_read(state, env, &actor, "propose removing from it")?;
             let mut after = before.clone();
             if after.remove(key).is_none() {
-                return Err(CliError::Other(format!(
-                    "{env} has no secret named {key}; nothing was changed"
-                )));
+                return Err(CliError::Refused(
+                    Refusal::UnknownKey,
+                    format!("{env} has no secret named {key}; nothing was changed"),
+                ));
             }
             Ok(vec![DraftChange::between(env, &before, &after)])
         });
@@ -281,9 +292,10 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
     store::check_writable(&state, &actor)?;
     let mut secrets = current(&state, env, &actor)?;
     if secrets.remove(key).is_none() {
-        return Err(CliError::Other(format!(
-            "{env} has no secret named {key}; nothing was changed"
-        )));
+        return Err(CliError::Refused(
+            Refusal::UnknownKey,
+            format!("{env} has no secret named {key}; nothing was changed"),
+        ));
     }
     let landed = store::commit_change(
         ctx,
@@ -359,9 +371,10 @@ pub fn get(ctx: &Context, env: &str, key: &str, format: Format) -> CliResult {
     let identity = AgeIdentity::load(&ctx.home)?;
     let secrets = state.secrets(env, &identity)?;
     let Some(value) = secrets.get(key) else {
-        return Err(CliError::Other(format!(
-            "{env} has no secret named {key} (`byreis list {env}` shows the names)"
-        )));
+        return Err(CliError::Refused(
+            Refusal::UnknownKey,
+            format!("{env} has no secret named {key} (`byreis list {env}` shows the names)"),
+        ));
     };
     let mut out = std::io::stdout().lock();
     let text = match format {
@@ -488,15 +501,21 @@ fn edit_secrets(ctx: &Context, env: &str, before: &Secrets) -> Result<Option<Sec
                     .with_prompt("Edit again? (no discards your changes)")
                     .default(true)
                     .interact()
-                    .map_err(|e| CliError::Other(e.to_string()))?;
+                    .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?;
                 if !again {
-                    return Err(CliError::Other(
+                    return Err(CliError::Refused(
+                        Refusal::Cancelled,
                         "edit cancelled; nothing was changed".into(),
                     ));
                 }
                 text = edited.text;
             }
-            Err(e) => return Err(CliError::Other(format!("{e}; nothing was changed"))),
+            Err(e) => {
+                return Err(CliError::Refused(
+                    e.code(),
+                    format!("{e}; nothing was changed"),
+                ))
+            }
         }
     };
     if after == *before {
@@ -537,10 +556,10 @@ pub fn exec(
         .env_clear()
         .envs(&child_env)
         .exec();
-    Err(CliError::Other(format!(
-        "could not run {}: {err}",
-        program.to_string_lossy()
-    )))
+    Err(CliError::Refused(
+        Refusal::ExecFailed,
+        format!("could not run {}: {err}", program.to_string_lossy()),
+    ))
 }
 
 /// `byreis exec-allow ENV NAME [--remove]` (admin).
@@ -600,7 +619,7 @@ pub fn registry_verify(
 ) -> CliResult {
     let dir = path.unwrap_or_else(|| ctx.dir.clone());
     let reg = crate::registry::Registry::open(&dir)
-        .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| CliError::Refused(e.code(), format!("{}: {e}", dir.display())))?;
     report(&doctor::registry_checks(&reg, anchor), format)
 }
 
@@ -611,7 +630,9 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
         Some(p) => {
             std::fs::File::open(p)
                 .and_then(|f| f.take(limit as u64 + 1).read_to_string(&mut text))
-                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+                .map_err(|e| {
+                    CliError::Refused(Refusal::IoFailed, format!("{}: {e}", p.display()))
+                })?;
         }
         None => {
             std::io::stdin()
@@ -620,7 +641,7 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
         }
     }
     let envs = yaml::parse_import(&text, limit)
-        .map_err(|e| CliError::Other(format!("{e}; nothing was changed")))?;
+        .map_err(|e| CliError::Refused(e.code(), format!("{e}; nothing was changed")))?;
     let (state, actor) = for_write(ctx)?;
     for (env, new) in &envs {
         warn_exec_refuses(&state, env, new.keys());
@@ -669,7 +690,7 @@ pub fn rotation_history(ctx: &Context, since: Option<&str>, format: Format) -> C
         let ok = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
             || (s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok());
         if !ok {
-            return Err(CliError::Other(format!(
+            return Err(CliError::Refused(Refusal::Usage, format!(
                 "--since takes YYYY-MM-DD or an RFC 3339 UTC time like 2026-11-22T10:00:00Z, got {}",
                 names::quoted(s)
             )));
@@ -808,7 +829,8 @@ pub fn exposure(ctx: &Context, name: &str, require_ack: bool, format: Format) ->
     names::check(Kind::Member, name)?;
     let state = verified(ctx)?;
     let identity = AgeIdentity::load(&ctx.home)?;
-    let report = crate::exposure::inventory(&state, &identity, name).map_err(CliError::Other)?;
+    let report = crate::exposure::inventory(&state, &identity, name)
+        .map_err(|m| CliError::Refused(Refusal::GitFailed, m))?;
     match format {
         Format::Json => println!("{}", json!(report)),
         Format::Text => {

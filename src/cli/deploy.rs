@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 
+use crate::diag::Refusal;
 use crate::export::{self, SecretMeta};
 use crate::keys::AgeIdentity;
 use crate::verify::Context;
@@ -43,18 +44,25 @@ pub fn export(
     if !matches!(format, ExportFormat::K8sSecret)
         && (secret.name.is_some() || secret.namespace.is_some() || secret.kind.is_some())
     {
-        return Err(CliError::Other(
+        return Err(CliError::Refused(
+            Refusal::Usage,
             "--name, --namespace and --type belong to --format k8s-secret".into(),
         ));
     }
     let name = match (format, &secret.name) {
         (ExportFormat::K8sSecret, None) => {
-            return Err(CliError::Other(
+            return Err(CliError::Refused(
+                Refusal::Usage,
                 "--format k8s-secret needs --name NAME (the Secret's metadata.name)".into(),
             ))
         }
         (_, n) => n.clone(),
     };
+    if let Some(n) = &name {
+        let kind = secret.kind.as_deref().unwrap_or("Opaque");
+        export::check_names(n, secret.namespace.as_deref(), kind)
+            .map_err(|e| CliError::Refused(Refusal::Usage, e.to_string()))?;
+    }
     let state = super::daily::verified(ctx)?;
     super::daily::require_env(&state, env)?;
     let identity = AgeIdentity::load(&ctx.home)?;
@@ -68,7 +76,7 @@ pub fn export(
             .map(String::as_str)
             .collect();
         if !missing.is_empty() {
-            return Err(CliError::Other(format!(
+            return Err(CliError::Refused(Refusal::UnknownKey, format!(
                 "{env} has no secret named {} (`byreis list {env}` shows the names); nothing was written",
                 missing.join(", ")
             )));
@@ -100,7 +108,12 @@ pub fn export(
             )
         }
     }
-    .map_err(|e| CliError::Other(format!("{e}; nothing was written")))?;
+    .map_err(|e| {
+        CliError::Refused(
+            Refusal::Unrepresentable,
+            format!("{e}; nothing was written"),
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::diag::Code;
+use crate::diag::{Code, Refusal};
 use crate::keys::Home;
 use crate::verify::{Context, VerifyError};
 
@@ -296,6 +296,51 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The `--format` the verb was given (text for verbs without one), so
+    /// that [`main`] renders an error in it too.
+    pub fn format(&self) -> Format {
+        match self {
+            Command::Whoami { format }
+            | Command::Get { format, .. }
+            | Command::List { format, .. }
+            | Command::Diff { format, .. }
+            | Command::Verify { format }
+            | Command::Doctor { format, .. }
+            | Command::Submit { format, .. }
+            | Command::Approve { format, .. }
+            | Command::Registry {
+                command: RegistryCommand::Verify { format, .. },
+            }
+            | Command::Admin {
+                command: AdminCommand::List { format },
+            }
+            | Command::Request {
+                command: RequestCommand::List { format },
+            } => *format,
+            Command::Rotate(args) => args.format,
+            // No --format (listed, not `_`, so that a new verb is decided).
+            Command::Keygen { .. }
+            | Command::Registry { .. }
+            | Command::Admin { .. }
+            | Command::Init { .. }
+            | Command::Trust { .. }
+            | Command::Set { .. }
+            | Command::Import { .. }
+            | Command::Unset { .. }
+            | Command::Edit { .. }
+            | Command::Exec { .. }
+            | Command::ExecAllow { .. }
+            | Command::RequestAccess { .. }
+            | Command::Request { .. }
+            | Command::Exposure { .. } => Format::Text,
+            // Its --format is the output's; a refusal writes nothing to
+            // stdout (a pipe into `kubectl apply` must receive nothing).
+            Command::Export { .. } => Format::Text,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
     /// Create a new admin registry repository at PATH, with you as first admin.
@@ -419,8 +464,8 @@ pub enum AdminCommand {
 pub enum CliError {
     /// Verification refused: code, detail and the code's fix.
     Verify(VerifyError),
-    /// Anything else, with its message.
-    Other(String),
+    /// Any other refusal: its code and message.
+    Refused(Refusal, String),
     /// Exit quietly with this code (already reported).
     Exit(i32),
 }
@@ -435,19 +480,24 @@ impl From<crate::store::StoreError> for CliError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Verify(v) => CliError::Verify(v),
-            other => CliError::Other(other.to_string()),
+            other => CliError::Refused(
+                other
+                    .code()
+                    .expect("every store error but Verify has a refusal code"),
+                other.to_string(),
+            ),
         }
     }
 }
 
-macro_rules! other_from {
+macro_rules! refused_from {
     ($($t:ty),*) => {$(
         impl From<$t> for CliError {
-            fn from(e: $t) -> Self { CliError::Other(e.to_string()) }
+            fn from(e: $t) -> Self { CliError::Refused(e.code(), e.to_string()) }
         }
     )*};
 }
-other_from!(
+refused_from!(
     crate::keys::KeyError,
     crate::git::GitError,
     crate::registry::RegistryError,
@@ -456,8 +506,15 @@ other_from!(
     crate::exec::ExecError,
     crate::remote::RemoteError,
     crate::yaml::YamlError,
-    std::io::Error
+    crate::github::GitHubError,
+    crate::github::PullReadError
 );
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Refused(Refusal::IoFailed, e.to_string())
+    }
+}
 
 pub type CliResult = Result<(), CliError>;
 
@@ -511,6 +568,7 @@ pub fn main() -> i32 {
     crate::timing::init();
     let cli = Cli::parse();
     let ctx = context(cli.dir);
+    let format = cli.command.format();
     let result = match cli.command {
         Command::Keygen {
             name,
@@ -664,15 +722,37 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(()) => 0,
-        Err(CliError::Exit(code)) => code,
-        Err(CliError::Verify(e)) => {
-            eprintln!("byreis: error[{}]: {}", e.code, e.detail);
-            eprintln!("  fix: {}", e.code.fix());
-            EXIT_VERIFY
-        }
-        Err(CliError::Other(msg)) => {
-            eprintln!("byreis: error: {msg}");
-            1
-        }
+        Err(e) => render_error(&e, format),
     }
+}
+
+/// Prints an error the one way every error is shown and returns the exit
+/// code: `byreis: error[CODE]: message` on stderr (and `  fix: …` for a
+/// verification code); with `--format json`, also one JSON object
+/// `{"error": {"code", "message", "fix" (verification codes only),
+/// "exit"}}` on stdout. [`CliError::Exit`] prints nothing: the verb
+/// reported it already.
+fn render_error(err: &CliError, format: Format) -> i32 {
+    let (code, message, fix, exit) = match err {
+        CliError::Exit(code) => return *code,
+        CliError::Verify(e) => (
+            e.code.as_str(),
+            e.detail.as_str(),
+            Some(e.code.fix()),
+            EXIT_VERIFY,
+        ),
+        CliError::Refused(r, msg) => (r.as_str(), msg.as_str(), None, 1),
+    };
+    eprintln!("byreis: error[{code}]: {message}");
+    if let Some(fix) = fix {
+        eprintln!("  fix: {fix}");
+    }
+    if format == Format::Json {
+        let mut obj = serde_json::json!({ "code": code, "message": message, "exit": exit });
+        if let Some(fix) = fix {
+            obj["fix"] = serde_json::json!(fix);
+        }
+        println!("{}", serde_json::json!({ "error": obj }));
+    }
+    exit
 }

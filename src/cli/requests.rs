@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::{CliError, CliResult, Format};
+use crate::diag::Refusal;
 use crate::keys::{AgeIdentity, KeyError, Profile, Signer};
 use crate::names;
 use crate::request::{self, Decision, Loaded, State};
@@ -31,9 +32,10 @@ pub fn request_access(
                 ))
                 .default(true)
                 .interact()
-                .map_err(|e| CliError::Other(e.to_string()))?;
+                .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?;
             if !create {
-                return Err(CliError::Other(
+                return Err(CliError::Refused(
+                    Refusal::KeyMissing,
                     "no identity: run `byreis keygen --name NAME` first; nothing was sent".into(),
                 ));
             }
@@ -41,9 +43,10 @@ pub fn request_access(
             AgeIdentity::load(&ctx.home)?
         }
         Err(KeyError::NoIdentity) => {
-            return Err(CliError::Other(format!(
-                "no identity: run `byreis keygen --name {name}` first; nothing was sent"
-            )))
+            return Err(CliError::Refused(
+                Refusal::KeyMissing,
+                format!("no identity: run `byreis keygen --name {name}` first; nothing was sent"),
+            ))
         }
         Err(e) => return Err(e.into()),
     };
@@ -60,7 +63,7 @@ pub fn request_access(
         &key,
         signer.as_ref().map(|s| &s.public),
     )
-    .map_err(CliError::Other)?;
+    .map_err(|m| CliError::Refused(Refusal::Usage, m))?;
     match out {
         Some(path) => {
             use std::io::Write as _;
@@ -69,10 +72,15 @@ pub fn request_access(
                 .create_new(true)
                 .open(&path)
                 .map_err(|e| {
-                    CliError::Other(format!(
-                        "{}: {e} (byreis does not overwrite files)",
-                        path.display()
-                    ))
+                    let code = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Refusal::AlreadyExists
+                    } else {
+                        Refusal::IoFailed
+                    };
+                    CliError::Refused(
+                        code,
+                        format!("{}: {e} (byreis does not overwrite files)", path.display()),
+                    )
                 })?;
             f.write_all(&bytes)?;
             eprintln!(
@@ -83,8 +91,7 @@ pub fn request_access(
         None if crate::github::registry_repo(&project.registry_location()?).is_some() => {
             let location = project.registry_location()?;
             let repo = crate::github::registry_repo(&location).expect("checked");
-            let client =
-                crate::github::Client::from_env().map_err(|e| CliError::Other(e.to_string()))?;
+            let client = crate::github::Client::from_env().map_err(CliError::from)?;
             let branch = format!("{}{name}", request::BRANCH_PREFIX);
             let title = format!("Access request: {name} for {}", doc.project);
             let body = format!(
@@ -100,7 +107,7 @@ pub fn request_access(
                 &title,
                 &body,
             )
-            .map_err(|e| CliError::Other(e.to_string()))?;
+            .map_err(CliError::from)?;
             eprintln!(
                 "byreis: request opened as pull request #{} on {repo} ({}), from your fork {}",
                 opened.number, opened.url, opened.fork
@@ -113,7 +120,7 @@ pub fn request_access(
                 crate::remote::clone(&ctx.home, &location)?;
             }
             let Some(signer) = signer else {
-                return Err(CliError::Other(
+                return Err(CliError::Refused(Refusal::KeyMissing,
                     "no signing key to sign the request commit: use --out FILE, or run `byreis keygen`".into(),
                 ));
             };
@@ -213,11 +220,8 @@ pub fn list(ctx: &Context, format: Format) -> CliResult {
     let state = verify::load(ctx)?;
     let mut refs = request::branches(&state.registry)?;
     if let Some(repo) = crate::github::registry_repo(&state.pin.registry) {
-        let client =
-            crate::github::Client::from_env().map_err(|e| CliError::Other(e.to_string()))?;
-        for (n, _) in crate::github::open_request_pulls(&client, &repo)
-            .map_err(|e| CliError::Other(e.to_string()))?
-        {
+        let client = crate::github::Client::from_env().map_err(CliError::from)?;
+        for (n, _) in crate::github::open_request_pulls(&client, &repo).map_err(CliError::from)? {
             refs.push(n.to_string());
         }
     }
@@ -234,7 +238,7 @@ pub fn list(ctx: &Context, format: Format) -> CliResult {
             })),
             Err(e) => rows.push(json!({"ref": branch, "state": "invalid", "error": match e {
                 CliError::Verify(v) => v.detail,
-                CliError::Other(m) => m,
+                CliError::Refused(_, m) => m,
                 CliError::Exit(c) => format!("exit {c}"),
             }})),
         }
@@ -321,7 +325,8 @@ pub fn show(ctx: &Context, reference: &str) -> CliResult {
 pub fn reject(ctx: &Context, reference: &str, reason: Option<String>) -> CliResult {
     if let Some(r) = &reason {
         if r.len() > 1000 || r.chars().any(char::is_control) {
-            return Err(CliError::Other(
+            return Err(CliError::Refused(
+                Refusal::Usage,
                 "--reason must be one line of at most 1000 characters".into(),
             ));
         }
@@ -389,8 +394,7 @@ fn reject_malformed_pull(
             .map(|r| format!(" {}", names::escape(&r)))
             .unwrap_or_default()
     );
-    crate::github::close_with_comment(&client, &repo, number, &comment)
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    crate::github::close_with_comment(&client, &repo, number, &comment).map_err(CliError::from)?;
     eprintln!(
         "byreis: pull request #{number} of {repo} is not a valid request ({}); closed it with a comment. Nothing was recorded in the registry",
         names::escape(&why)
@@ -427,9 +431,9 @@ pub fn confirm_request(
                 names::escape(&loaded.doc.name)
             ))
             .interact_text()
-            .map_err(|e| CliError::Other(e.to_string()))?,
+            .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?,
         None => {
-            return Err(CliError::Other(
+            return Err(CliError::Refused(Refusal::NotInteractive,
                 "non-interactive run: pass --confirm-fingerprint FP with the fingerprint the contributor sent you over another channel; nothing was changed".into(),
             ))
         }

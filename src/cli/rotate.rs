@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::{print_notes, CliError, CliResult, Format};
+use crate::diag::Refusal;
 use crate::keys::AgeRecipient;
 use crate::rotation::{self, Request};
 use crate::store::Actor;
@@ -62,7 +63,8 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     } = args;
     if let Some(r) = &reason {
         if r.len() > 1000 || r.chars().any(|c| c.is_control()) {
-            return Err(CliError::Other(
+            return Err(CliError::Refused(
+                Refusal::Usage,
                 "--reason must be one line of at most 1000 characters".into(),
             ));
         }
@@ -76,17 +78,21 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     for a in &add {
         if a.is_empty() {
             if from_request.is_none() {
-                return Err(CliError::Other(
+                return Err(CliError::Refused(
+                    Refusal::Usage,
                     "--add takes NAME=RECIPIENT (or use --add --from-request REF)".into(),
                 ));
             }
             continue;
         }
         let Some((name, key)) = a.split_once('=') else {
-            return Err(CliError::Other(format!(
-                "--add takes NAME=RECIPIENT, got {}",
-                crate::names::quoted(a)
-            )));
+            return Err(CliError::Refused(
+                Refusal::Usage,
+                format!(
+                    "--add takes NAME=RECIPIENT, got {}",
+                    crate::names::quoted(a)
+                ),
+            ));
         };
         req.add.push((name.to_string(), AgeRecipient::parse(key)?));
     }
@@ -191,7 +197,8 @@ pub(super) fn confirm(ctx: &Context, yes: bool, prompt: &str) -> CliResult {
         return Ok(());
     }
     if !ctx.interactive {
-        return Err(CliError::Other(
+        return Err(CliError::Refused(
+            Refusal::NotInteractive,
             "non-interactive run: pass --yes to confirm; nothing was changed".into(),
         ));
     }
@@ -199,11 +206,14 @@ pub(super) fn confirm(ctx: &Context, yes: bool, prompt: &str) -> CliResult {
         .with_prompt(prompt)
         .default(false)
         .interact()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+        .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?;
     if ok {
         Ok(())
     } else {
-        Err(CliError::Other("cancelled; nothing was changed".into()))
+        Err(CliError::Refused(
+            Refusal::Cancelled,
+            "cancelled; nothing was changed".into(),
+        ))
     }
 }
 

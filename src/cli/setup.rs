@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::{print_notes, CliError, CliResult, Format};
-use crate::diag::Code;
+use crate::diag::{Code, Refusal};
 use crate::keys::{self, AgeIdentity, Profile, Signer};
 use crate::names::{self, Kind};
 use crate::store;
@@ -21,10 +21,10 @@ pub fn keygen(
     names::check(Kind::Member, name)?;
     if let Some(e) = &email {
         if e.chars().any(|c| c.is_control() || c == '<' || c == '>') || e.len() > 254 {
-            return Err(CliError::Other(format!(
-                "invalid email {}",
-                names::quoted(e)
-            )));
+            return Err(CliError::Refused(
+                Refusal::Usage,
+                format!("invalid email {}", names::quoted(e)),
+            ));
         }
     }
     let home = &ctx.home;
@@ -45,9 +45,9 @@ pub fn keygen(
     }
     let signer_path = match &adopt {
         Some(p) => {
-            let abs = p
-                .canonicalize()
-                .map_err(|e| CliError::Other(format!("{}: {e}", p.display())))?;
+            let abs = p.canonicalize().map_err(|e| {
+                CliError::Refused(Refusal::IoFailed, format!("{}: {e}", p.display()))
+            })?;
             Signer::load(&abs)?;
             abs
         }
@@ -231,9 +231,9 @@ pub fn trust(
         None if ctx.interactive => dialoguer::Input::<String>::new()
             .with_prompt("Type the anchor fingerprint an admin gave you (over a channel other than this repository)")
             .interact_text()
-            .map_err(|e| CliError::Other(e.to_string()))?,
+            .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?,
         None => {
-            return Err(CliError::Other(
+            return Err(CliError::Refused(Refusal::NotInteractive,
                 "non-interactive run: pass --anchor FP with the fingerprint an admin gave you".into(),
             ))
         }
@@ -251,7 +251,7 @@ pub fn trust(
                     ))
                     .default(false)
                     .interact()
-                    .map_err(|e| CliError::Other(e.to_string()))?;
+                    .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?;
             if !agreed {
                 return Err(VerifyError {
                     code: Code::RegistryUnconfirmed,
@@ -447,7 +447,7 @@ pub fn admin_add(
     // is not ssh-ed25519 is refused with that reason, not as a missing file).
     let key_text = if std::path::Path::new(signing_key).is_file() {
         std::fs::read_to_string(signing_key)
-            .map_err(|e| CliError::Other(format!("{signing_key}: {e}")))?
+            .map_err(|e| CliError::Refused(Refusal::IoFailed, format!("{signing_key}: {e}")))?
     } else {
         signing_key.to_string()
     };
@@ -473,7 +473,8 @@ pub fn admin_thresholds(
     values: Option<usize>,
 ) -> CliResult {
     if roster.is_none() && recipients.is_none() && values.is_none() {
-        return Err(CliError::Other(
+        return Err(CliError::Refused(
+            Refusal::Usage,
             "give at least one of --roster, --recipients, --values".into(),
         ));
     }

@@ -979,3 +979,137 @@ fn edit_runs_the_editor_without_core_dumps() {
     assert_ok(&o, "edit");
     assert_eq!(fs::read_to_string(&limits).unwrap(), "0\n0\n");
 }
+
+/// docs/diagnostics.md: every error is `byreis: error[CODE]: message` on
+/// stderr. A refusal that is not a verification failure exits 1 and has no
+/// `fix:` line; a verification failure keeps its fix and exit 3.
+#[test]
+fn a_refusal_is_printed_with_its_code() {
+    let w = World::with_secrets();
+    let before = w.heads();
+    let leak = [PROD_DB, PROD_API, STAGING_DB];
+
+    let o = w.alice_run(&["get", "prod", "NOPE"]);
+    assert_exit(&o, 1, "get of an unknown key");
+    assert_stderr_contains(
+        &o,
+        "byreis: error[unknown-key]: prod has no secret named NOPE",
+        "get of an unknown key",
+    );
+    assert!(!stderr(&o).contains("  fix:"), "{}", dump(&o));
+    assert!(
+        stdout(&o).is_empty(),
+        "text errors stay off stdout\n{}",
+        dump(&o)
+    );
+    assert_no_leak(&o, &leak, "get of an unknown key");
+
+    let o = w.alice_run(&["unset", "prod", "NOPE"]);
+    assert_exit(&o, 1, "unset of an unknown key");
+    assert_stderr_contains(
+        &o,
+        "byreis: error[unknown-key]: ",
+        "unset of an unknown key",
+    );
+
+    // An error of a wrapped type (KeyError) carries its own code.
+    let empty_home = w.root.join("nobody");
+    let o = run_env(
+        &empty_home,
+        &w.proj,
+        &["get", "prod", "DB"],
+        None,
+        &[("BYREIS_ANCHOR", &w.anchor)],
+    );
+    assert_exit(&o, 1, "get without an identity");
+    assert_stderr_contains(
+        &o,
+        "byreis: error[key-missing]: no age identity",
+        "get without an identity",
+    );
+    let id = w.alice.home.join("identity.txt");
+    fs::set_permissions(&id, fs::Permissions::from_mode(0o640)).unwrap();
+    let o = w.alice_run(&["get", "prod", "DB"]);
+    fs::set_permissions(&id, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_exit(&o, 1, "get with a group-readable identity");
+    assert_stderr_contains(
+        &o,
+        "byreis: error[key-permissions]: ",
+        "get with a group-readable identity",
+    );
+    assert_no_leak(&o, &leak, "get with a group-readable identity");
+
+    // A verification failure is unchanged: its code, its fix, exit 3.
+    let o = run(&empty_home, &w.proj, &["get", "prod", "DB"], None);
+    assert_refused(&o, &["anchor-not-trusted"], "get with an empty home");
+    assert_stderr_contains(&o, "\n  fix: ", "get with an empty home");
+    assert_eq!(w.heads(), before);
+}
+
+/// docs/diagnostics.md: with `--format json`, an error is also one JSON
+/// object on stdout, `{"error": {"code", "message", "fix"?, "exit"}}`,
+/// and the text line still goes to stderr.
+#[test]
+fn a_refusal_under_format_json_is_one_json_object_on_stdout() {
+    let w = World::with_secrets();
+    let leak = [PROD_DB, PROD_API, STAGING_DB];
+    let parse = |o: &std::process::Output, what: &str| -> serde_json::Value {
+        let out = stdout(o);
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "{what}: one line of JSON\n{}",
+            dump(o)
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{what}: {e}\n{}", dump(o)))
+    };
+
+    let o = w.alice_run(&["get", "prod", "NOPE", "--format", "json"]);
+    assert_exit(&o, 1, "get --format json of an unknown key");
+    let v = parse(&o, "get --format json of an unknown key");
+    let e = &v["error"];
+    assert_eq!(e["code"], "unknown-key", "{v}");
+    assert_eq!(e["exit"], 1, "{v}");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("prod has no secret named NOPE")),
+        "{v}"
+    );
+    assert!(
+        e.get("fix").is_none(),
+        "only verification codes have a fix: {v}"
+    );
+    assert_stderr_contains(
+        &o,
+        &format!(
+            "byreis: error[unknown-key]: {}",
+            e["message"].as_str().unwrap()
+        ),
+        "get --format json of an unknown key",
+    );
+    assert_no_leak(&o, &leak, "get --format json of an unknown key");
+
+    // A refusal from a wrapped type, on another verb with --format.
+    let o = w.alice_run(&["list", "no_such_env", "--format", "json"]);
+    assert_exit(&o, 1, "list --format json of an unknown environment");
+    let v = parse(&o, "list --format json of an unknown environment");
+    assert_eq!(v["error"]["code"], "unknown-environment", "{v}");
+
+    // A verification failure carries its fix and exit 3.
+    let empty_home = w.root.join("nobody");
+    let o = run(
+        &empty_home,
+        &w.proj,
+        &["get", "prod", "DB", "--format", "json"],
+        None,
+    );
+    assert_refused(&o, &["anchor-not-trusted"], "get --format json, untrusted");
+    let v = parse(&o, "get --format json, untrusted");
+    assert_eq!(v["error"]["code"], "anchor-not-trusted", "{v}");
+    assert_eq!(v["error"]["exit"], 3, "{v}");
+    assert!(
+        v["error"]["fix"].as_str().is_some_and(|f| !f.is_empty()),
+        "{v}"
+    );
+}
