@@ -4,6 +4,8 @@
 //! actually get on a shared machine, where a second core is rarely a whole
 //! second core). Prints four numbers:
 //! `agreements derivations all_core_agreements all_core_derivations`.
+// An example program prints its result.
+#![allow(clippy::disallowed_macros)]
 
 use std::time::Instant;
 

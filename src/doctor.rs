@@ -158,7 +158,7 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
     let state = match verify::load(ctx) {
         Ok(mut s) => {
             if let Err(e) = s.remember(&ctx.home) {
-                eprintln!("byreis: warning: this machine could not record what it has verified ({e}); it cannot refuse a later rollback to an older state");
+                crate::notice::push(format!("warning: this machine could not record what it has verified ({e}); it cannot refuse a later rollback to an older state"));
             }
             s
         }

@@ -19,6 +19,7 @@ pub mod github;
 pub mod history;
 pub mod keys;
 pub mod names;
+pub mod notice;
 pub mod par;
 pub mod proposal;
 pub mod pulls;

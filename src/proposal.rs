@@ -614,10 +614,10 @@ pub fn approve(
         &message,
     )?;
     if let Err(e) = remove_landed_branch(&state.project.repo, &review.branch) {
-        eprintln!(
-            "byreis: warning: the change landed, but its proposal branch {} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {}` again",
+        crate::notice::push(format!(
+            "warning: the change landed, but its proposal branch {} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {}` again",
             review.branch, review.branch
-        );
+        ));
     }
     Ok(Landed::Done(counter))
 }

@@ -315,10 +315,10 @@ pub fn approve(
             );
         }
         if let Err(e) = reg.repo.delete_branch(&r.branch) {
-            eprintln!(
-                "byreis: warning: roster version {} landed, but its proposal branch {} could not be removed ({e})",
+            crate::notice::push(format!(
+                "warning: roster version {} landed, but its proposal branch {} could not be removed ({e})",
                 r.version, r.branch
-            );
+            ));
         }
         if reg.repo.has_origin() {
             let _ = crate::remote::push_ref(&reg.dir, &format!(":refs/heads/{}", r.branch));

@@ -1298,9 +1298,9 @@ fn vouch_for_pinned(
     admin: &str,
 ) -> Result<(), StoreError> {
     let Some(before) = verify::count_record_approvals(new, r) else {
-        eprintln!(
-            "byreis: note: the record of {project} does not yet carry its approvals (made by an older byreis); `byreis registry refresh` in a checkout of {project} adds them"
-        );
+        crate::notice::push(format!(
+            "note: the record of {project} does not yet carry its approvals (made by an older byreis); `byreis registry refresh` in a checkout of {project} adds them"
+        ));
         return Ok(());
     };
     let mut count = before.clone();
@@ -1321,19 +1321,19 @@ fn vouch_for_pinned(
             &digest,
         )?);
         count = verify::count_record_approvals(new, r).expect("checked above");
-        eprintln!(
-            "byreis: {project}: its pinned state (counter {}) was approved by {} of the {} admins roster version {} requires; your approval is added as the admin making this change",
+        crate::notice::push(format!(
+            "{project}: its pinned state (counter {}) was approved by {} of the {} admins roster version {} requires; your approval is added as the admin making this change",
             r.counter,
             before.by.len(),
             count.need,
             new.version
-        );
+        ));
     }
     if count.short() {
-        eprintln!(
-            "byreis: warning: approvals-short: {project}: {}",
+        crate::notice::push(format!(
+            "warning: approvals-short: {project}: {}",
             count.explain(&format!("its pinned state (counter {})", r.counter))
-        );
+        ));
     }
     Ok(())
 }
@@ -1608,12 +1608,12 @@ impl RosterChange {
                 need_new,
                 pull_request,
             } => {
-                eprintln!(
-                    "byreis: roster version {version} proposed, not landed: it needs the signatures of {need_old} admin(s) of version {} and {need_new} of version {version} (yours counts for each); other admins run `byreis approve {branch}`",
+                crate::notice::push(format!(
+                    "roster version {version} proposed, not landed: it needs the signatures of {need_old} admin(s) of version {} and {need_new} of version {version} (yours counts for each); other admins run `byreis approve {branch}`",
                     version - 1
-                );
+                ));
                 if let Some(line) = pull_request {
-                    eprintln!("byreis: {line}");
+                    crate::notice::push(line.to_string());
                 }
                 None
             }

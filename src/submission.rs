@@ -1000,9 +1000,9 @@ pub fn approve(
 pub fn remove_branch(branch: &str, dir: Option<&std::path::Path>, has_origin: bool) {
     let Some(dir) = dir else { return };
     if let Err(e) = crate::git::Repo::open(dir).and_then(|r| r.delete_branch(branch)) {
-        eprintln!(
-            "byreis: warning: branch {branch} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {branch}` again"
-        );
+        crate::notice::push(format!(
+            "warning: branch {branch} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {branch}` again"
+        ));
         return;
     }
     if has_origin {

@@ -596,6 +596,7 @@ pub fn doctor(ctx: &Context, decrypt: bool, format: Format) -> CliResult {
 
 /// Prints checks as text or JSON; exit 3 if any failed.
 fn report(checks: &[doctor::Check], format: Format) -> CliResult {
+    super::print_queued();
     let failed = doctor::failed(checks);
     match format {
         Format::Json => println!("{}", json!({"ok": !failed, "checks": checks})),

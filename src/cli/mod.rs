@@ -1,6 +1,8 @@
 //! The command line: clap definitions, terminal I/O and exit codes. Each
 //! verb is a function taking its arguments and a [`Context`]; the work is
 //! done by the library modules.
+// The cli owns the terminal: the one place (with the edge) that prints.
+#![allow(clippy::disallowed_macros)]
 
 mod daily;
 mod deploy;
@@ -531,6 +533,7 @@ fn context(dir: Option<PathBuf>) -> Context {
 /// Prints what a signed change came to: `done(counter)` when it landed, or
 /// where its proposal waits for approvals.
 pub(crate) fn report(landed: crate::store::Landed, done: impl FnOnce(u64) -> String) {
+    print_queued();
     match landed {
         crate::store::Landed::Done(counter) => eprintln!("{}", done(counter)),
         crate::store::Landed::Proposed(p) => eprintln!("{}", describe_proposal(&p)),
@@ -557,6 +560,13 @@ pub(crate) fn describe_proposal(p: &crate::proposal::Proposal) -> String {
 }
 
 /// Prints notes that come with a verified state (stale copy, old checkout).
+/// Prints what the core queued for the user ([`crate::notice`]), in order.
+pub(crate) fn print_queued() {
+    for line in crate::notice::take() {
+        eprintln!("byreis: {line}");
+    }
+}
+
 pub(crate) fn print_notes(notes: &[(Code, String)]) {
     for (code, msg) in notes {
         eprintln!("byreis: note[{code}]: {msg}");
@@ -720,6 +730,7 @@ pub fn main() -> i32 {
                 },
         } => daily::exposure_ack(&ctx, &name, env.as_deref(), &keys, &note),
     };
+    print_queued();
     match result {
         Ok(()) => 0,
         Err(e) => render_error(&e, format),

@@ -2,6 +2,8 @@
 //! the library instead of one per file): each file of this folder is a
 //! module. Run one with `cargo test --test it MODULE::` (for example
 //! `cargo test --test it crash::`).
+// Tests print what they found.
+#![allow(clippy::disallowed_macros)]
 
 mod common;
 
