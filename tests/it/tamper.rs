@@ -908,7 +908,20 @@ fn audit_entry_edited_is_refused() {
         &["audit-broken"],
         "rotation history over an edited audit log",
     );
-    assert!(o.stdout.is_empty(), "no row printed\n{}", dump(&o));
+    // No row: stdout holds only the error (docs/diagnostics.md).
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON error");
+    assert_eq!(
+        v["error"]["code"],
+        "audit-broken",
+        "no row printed\n{}",
+        dump(&o)
+    );
+    assert_eq!(
+        v.as_object().map(|m| m.len()),
+        Some(1),
+        "no row printed\n{}",
+        dump(&o)
+    );
 }
 
 // An audit entry carrying another entry's signature.
