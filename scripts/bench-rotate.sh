@@ -54,7 +54,7 @@ for i in range(n):
     for k in range(8):
         print(f'  KEY_{k}: "{secrets.token_hex(12)}"')
 PY
-  (cd "$dir/app" && "$BYREIS" import "$dir/import.yaml" 2>/dev/null)
+  (cd "$dir/app" && "$BYREIS" import "$dir/import.yaml" --new-env "$(sed -n 's/^\([^ #][^:]*\):$/\1/p' "$dir/import.yaml" | paste -sd, -)" 2>/dev/null)
   local adds=()
   for i in $(seq -w 1 $((R - 1))); do
     age-keygen -o "$dir/m$i.key" 2>/dev/null

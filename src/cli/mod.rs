@@ -122,9 +122,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Print every value of an environment (or `--only` some) in a format
-    /// a deploy reads, after verifying exactly as `get` does; a refusal
-    /// prints nothing on stdout. Example: `byreis export prod --format
+    /// Print an environment's values for a deploy: dotenv, JSON, shell or a Kubernetes Secret
+    ///
+    /// Every value (or `--only` some), after verifying exactly as `get`
+    /// does; a refusal prints nothing on stdout. Example: `byreis export prod --format
     /// k8s-secret --name app-secrets --namespace prod | kubectl apply -f -`
     Export {
         env: String,
@@ -149,12 +150,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
-    /// Set many secrets in many environments in one signed change, from a
-    /// YAML file (or stdin): `ENV: {NAME: value, …}`. Existing names are
-    /// replaced; names not in the file are kept.
+    /// Set many secrets in one signed change, from YAML, dotenv or JSON
+    ///
+    /// From a file (or stdin): YAML `ENV: {NAME: value, …}`, or one environment
+    /// (`--env ENV`) as dotenv (read as python-dotenv reads it), JSON or
+    /// flat YAML. Existing names are replaced; names not in the file are
+    /// kept. A new environment needs `--new-env ENV`. Example: `sops -d
+    /// --output-type dotenv app.env | byreis import --format dotenv --env prod`
     Import {
         /// The file to read; stdin when omitted.
         file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ImportFormat::Yaml)]
+        format: ImportFormat,
+        /// The one environment a dotenv, JSON or flat YAML file holds
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        /// Create this environment (repeat, or separate with commas); an
+        /// import never creates one it was not asked to
+        #[arg(long = "new-env", value_name = "ENV", value_delimiter = ',')]
+        new_env: Vec<String>,
     },
     /// Remove a secret.
     Unset { env: String, key: String },
@@ -461,6 +475,27 @@ pub enum AdminCommand {
     },
 }
 
+/// `byreis import --format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImportFormat {
+    /// `ENV: {NAME: value}` (or, with --env, `NAME: value`)
+    Yaml,
+    /// `NAME=value` lines, as python-dotenv reads them (needs --env)
+    Dotenv,
+    /// One JSON object of strings (needs --env)
+    Json,
+}
+
+impl From<ImportFormat> for crate::import::Format {
+    fn from(f: ImportFormat) -> Self {
+        match f {
+            ImportFormat::Yaml => crate::import::Format::Yaml,
+            ImportFormat::Dotenv => crate::import::Format::Dotenv,
+            ImportFormat::Json => crate::import::Format::Json,
+        }
+    }
+}
+
 /// An error as the user sees it.
 #[derive(Debug)]
 pub enum CliError {
@@ -668,7 +703,18 @@ pub fn main() -> i32 {
             },
         ),
         Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),
-        Command::Import { file } => daily::import(&ctx, file.as_deref()),
+        Command::Import {
+            file,
+            format,
+            env,
+            new_env,
+        } => daily::import(
+            &ctx,
+            file.as_deref(),
+            format.into(),
+            env.as_deref(),
+            &new_env,
+        ),
         Command::Unset { env, key } => daily::unset(&ctx, &env, &key),
         Command::Edit { env } => daily::edit(&ctx, &env),
         Command::Exec {

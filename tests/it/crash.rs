@@ -63,7 +63,7 @@ impl Big {
                 yaml.push_str(&format!("  KEY_{k}: \"{}\"\n", value(i, k)));
             }
         }
-        w.import(&yaml);
+        w.import(&yaml, &(0..ENVS).map(env_name).collect::<Vec<_>>());
         let mut members = Vec::new();
         let mut args = vec!["rotate".to_string()];
         for name in ["bob", "carol", "dave"] {

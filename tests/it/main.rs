@@ -18,6 +18,7 @@ mod edit_signals;
 mod export;
 mod exposure;
 mod github;
+mod import;
 mod interop;
 mod race;
 mod registry_ci;

@@ -802,10 +802,16 @@ impl World {
     }
 
     /// `byreis import` as alice of a YAML document.
-    pub fn import(&self, yaml: &str) {
+    /// `byreis import FILE --new-env E…` of `yaml`, creating `new_envs`.
+    pub fn import(&self, yaml: &str, new_envs: &[String]) {
         let file = self.root.join("import.yaml");
         fs::write(&file, yaml).expect("write import file");
-        let o = self.alice_run(&["import", file.to_str().unwrap()]);
+        let mut args = vec!["import".to_string(), file.to_str().unwrap().to_string()];
+        if !new_envs.is_empty() {
+            args.push(format!("--new-env={}", new_envs.join(",")));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = self.alice_run(&args);
         assert_ok(&o, "byreis import");
         let _ = fs::remove_file(&file);
     }
