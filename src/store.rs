@@ -190,6 +190,41 @@ pub fn name_diff(old: &Secrets, new: &Secrets) -> serde_json::Value {
     serde_json::json!({"keys_added": added, "keys_changed": changed, "keys_removed": removed})
 }
 
+/// How a change by an actor lands on a verified state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Not an admin of the newest roster version: the change is added to
+    /// the member's draft, encrypted to the admins only (ADR 0014).
+    Draft,
+    /// An admin, thresholds of one: signed and landed at once.
+    Direct,
+    /// An admin, thresholds above one: signed and left as a proposal for
+    /// `need` admins in all (ADR 0012, counted as in ADR 0017).
+    Proposal { need: usize },
+}
+
+/// The one place that decides how a change lands (issue 15): [`route`]
+/// for the verbs, [`land_state`] for every signed change.
+fn decide(state: &State, actor: &Actor) -> Route {
+    if actor.admin_in(state.roster.latest()).is_none() {
+        return Route::Draft;
+    }
+    match verify::required_approvals(&state.roster.latest().thresholds) {
+        need if need > 1 => Route::Proposal { need },
+        _ => Route::Direct,
+    }
+}
+
+/// How `actor`'s change to `state` lands; an admin's route also needs the
+/// state writable ([`check_writable`]), a member's draft does not.
+pub fn route(state: &State, actor: &Actor) -> Result<Route, StoreError> {
+    let r = decide(state, actor);
+    if r != Route::Draft {
+        check_writable(state, actor)?;
+    }
+    Ok(r)
+}
+
 /// Checks that `state` can be written: the working tree holds the pinned
 /// state, byreis's files are clean, and the actor is an admin.
 pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
@@ -467,10 +502,20 @@ pub(crate) fn land_state(
     changes: Vec<Change>,
     message: &str,
 ) -> Result<Landed, StoreError> {
-    let need = verify::required_approvals(&state.roster.latest().thresholds);
-    if need > 1 {
-        let p = crate::proposal::propose(state, actor, admin, manifest, changes, message, need)?;
-        return Ok(Landed::Proposed(p));
+    match decide(state, actor) {
+        Route::Proposal { need } => {
+            let p =
+                crate::proposal::propose(state, actor, admin, manifest, changes, message, need)?;
+            return Ok(Landed::Proposed(p));
+        }
+        Route::Draft => {
+            return Err(StoreError::Refused(
+                Refusal::NotAnAdmin,
+                "only an admin of the newest roster version signs a change; nothing was changed"
+                    .into(),
+            ))
+        }
+        Route::Direct => {}
     }
     let counter = manifest.counter;
     let signed = SignedManifest::sign(manifest, &actor.signer)?;

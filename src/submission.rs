@@ -280,12 +280,6 @@ pub fn registry_to_refresh(ctx: &Context, actor: &Actor) -> Option<String> {
         .then_some(pin.registry)
 }
 
-/// Whether this actor must propose rather than sign: not an admin of the
-/// newest roster.
-pub fn must_propose(state: &State, actor: &Actor) -> bool {
-    actor.admin_in(state.roster.latest()).is_none()
-}
-
 /// The readers of `env` who are admins of the newest roster (a reader
 /// counts when an admin's age recipient is that member's key): the only
 /// parties a proposal for `env` is encrypted to.

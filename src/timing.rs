@@ -1,6 +1,6 @@
 //! Phase timings (and the peak resident set so far) on stderr when `BYREIS_TIMINGS` is set (for
 //! `scripts/bench-rotate.sh`; never on by default).
-// A benchmark hook: prints phase timings to stderr when BYREIS_TIMING is set.
+// A benchmark hook: prints phase timings to stderr when BYREIS_TIMINGS is set.
 #![allow(clippy::disallowed_macros)]
 
 use std::sync::OnceLock;

@@ -265,6 +265,9 @@ pub struct State {
     pub notes: Vec<(Code, String)>,
     /// This machine's marks for the project as read before verifying.
     seen: trust::Seen,
+    /// Environments already decrypted in this run, by (environment,
+    /// reader): a write decrypts each environment once (issue 15).
+    decrypted: std::sync::Mutex<std::collections::BTreeMap<(String, String), Secrets>>,
 }
 
 /// A secrets file read but not yet checked against the verified manifest.
@@ -1515,6 +1518,7 @@ fn load_inner(
         source: found.source,
         notes,
         seen: r.seen,
+        decrypted: Default::default(),
     };
     state.audit = verify_audit(&state)?;
     // 6. The files under secrets/.
@@ -1719,14 +1723,22 @@ impl State {
             );
         }
         let me = identity.recipient();
+        let memo_key = (env.to_string(), me.as_str().to_string());
+        let mut memo = self.decrypted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = memo.get(&memo_key) {
+            return Ok(s.clone());
+        }
         let hint = self.readers(env).iter().position(|r| *r == me);
-        agefile::decrypt_hinted(&bytes, identity, hint).map_err(|e| VerifyError {
+        crate::timing::phase(&format!("decrypt {env}"));
+        let secrets = agefile::decrypt_hinted(&bytes, identity, hint).map_err(|e| VerifyError {
             code: match e {
                 agefile::AgeFileError::NotRecipient => Code::RecipientsMismatch,
                 _ => Code::FileMalformed,
             },
             detail: format!("{}: {e}", names::env_file(env)),
-        })
+        })?;
+        memo.insert(memo_key, secrets.clone());
+        Ok(secrets)
     }
 
     /// Remembers the highest roster version, record revision and counter

@@ -235,7 +235,9 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
     names::check(Kind::SecretKey, key)?;
     let (state, actor) = for_write(ctx)?;
     warn_exec_refuses(&state, env, [&key.to_string()]);
-    if submission::must_propose(&state, &actor) {
+    // The one decision of how the change lands (store::route); an
+    // admin's direct or proposed change goes on below.
+    if store::route(&state, &actor)? == store::Route::Draft {
         let value = SecretValue::new(read_value(value)?);
         return propose(state, &actor, |state| {
             let mut change = DraftChange::between(env, &Secrets::new(), &Secrets::new());
@@ -248,7 +250,6 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
             Ok(vec![change])
         });
     }
-    store::check_writable(&state, &actor)?;
     let value = read_value(value)?;
     let mut secrets = current(&state, env, &actor)?;
     let created = !state.manifest.environments.contains_key(env);
@@ -276,7 +277,9 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
     let (state, actor) = for_write(ctx)?;
-    if submission::must_propose(&state, &actor) {
+    // The one decision of how the change lands (store::route); an
+    // admin's direct or proposed change goes on below.
+    if store::route(&state, &actor)? == store::Route::Draft {
         return propose(state, &actor, |state| {
             let before = must_read(state, env, &actor, "propose removing from it")?;
             let mut after = before.clone();
@@ -289,7 +292,6 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
             Ok(vec![DraftChange::between(env, &before, &after)])
         });
     }
-    store::check_writable(&state, &actor)?;
     let mut secrets = current(&state, env, &actor)?;
     if secrets.remove(key).is_none() {
         return Err(CliError::Refused(
@@ -446,7 +448,9 @@ const EDIT_HEADER: &str = "# byreis: editing {ENV}. One `NAME: value` per line; 
 pub fn edit(ctx: &Context, env: &str) -> CliResult {
     check_env(env)?;
     let (state, actor) = for_write(ctx)?;
-    if submission::must_propose(&state, &actor) {
+    // The one decision of how the change lands (store::route); an
+    // admin's direct or proposed change goes on below.
+    if store::route(&state, &actor)? == store::Route::Draft {
         return propose(state, &actor, |state| {
             let before = must_read(
                 state,
@@ -461,7 +465,6 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
             Ok(vec![DraftChange::between(env, &before, &after)])
         });
     }
-    store::check_writable(&state, &actor)?;
     let before = current(&state, env, &actor)?;
     let Some(after) = edit_secrets(ctx, env, &before)? else {
         return Ok(());
@@ -703,7 +706,9 @@ pub fn import(
     for (env, new) in &envs {
         warn_exec_refuses(&state, env, new.keys());
     }
-    if submission::must_propose(&state, &actor) {
+    // The one decision of how the change lands (store::route); an
+    // admin's direct or proposed change goes on below.
+    if store::route(&state, &actor)? == store::Route::Draft {
         return propose(state, &actor, |state| {
             let mut changes = Vec::new();
             for (env, new) in envs {
@@ -721,7 +726,6 @@ pub fn import(
             Ok(changes)
         });
     }
-    store::check_writable(&state, &actor)?;
     let mut changes = Vec::new();
     let mut count = 0;
     for (env, new) in envs {

@@ -144,6 +144,15 @@ pub enum Command {
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
     },
+    /// Run as a kustomize KRM function: append a verified Secret
+    ///
+    /// Reads a `ResourceList` on stdin whose `functionConfig` is a
+    /// `ByreisSecret` (apiVersion byreis.dev/v1: metadata.name,
+    /// spec.environment, optional spec.namespace, spec.type, spec.only) and
+    /// writes it back with the `Secret` that `export --format k8s-secret`
+    /// prints appended; a refusal is reported in `results` (exit 1, or 3
+    /// when verification refuses).
+    Kustomize,
     /// List secret names (never values).
     List {
         env: Option<String>,
@@ -352,7 +361,7 @@ impl Command {
             | Command::Exposure { .. } => Format::Text,
             // Its --format is the output's; a refusal writes nothing to
             // stdout (a pipe into `kubectl apply` must receive nothing).
-            Command::Export { .. } => Format::Text,
+            Command::Export { .. } | Command::Kustomize => Format::Text,
         }
     }
 }
@@ -702,6 +711,7 @@ pub fn main() -> i32 {
                 kind,
             },
         ),
+        Command::Kustomize => deploy::kustomize(&ctx),
         Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),
         Command::Import {
             file,

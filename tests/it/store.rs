@@ -1113,3 +1113,36 @@ fn a_refusal_under_format_json_is_one_json_object_on_stdout() {
         "{v}"
     );
 }
+
+// Issue 15: a write decrypts each environment it changes once; the verified
+// state keeps what it decrypted for the run. BYREIS_TIMINGS names every
+// decryption (`decrypt ENV`).
+#[test]
+fn a_write_decrypts_the_environment_once() {
+    let w = World::with_secrets();
+    let decryptions = |o: &std::process::Output, env: &str| {
+        stderr(o)
+            .lines()
+            .filter(|l| l.starts_with("timing:") && l.ends_with(&format!("  decrypt {env}")))
+            .count()
+    };
+    let timings = [("BYREIS_TIMINGS", "1")];
+    let o = w.alice_run_env(&["set", "prod", "NEWKEY", "v1"], &timings);
+    assert_ok(&o, "set");
+    assert_eq!(
+        decryptions(&o, "prod"),
+        1,
+        "set decrypts prod once\n{}",
+        dump(&o)
+    );
+    let o = w.alice_run_env(&["unset", "prod", "NEWKEY"], &timings);
+    assert_ok(&o, "unset");
+    assert_eq!(
+        decryptions(&o, "prod"),
+        1,
+        "unset decrypts prod once\n{}",
+        dump(&o)
+    );
+    assert_eq!(decryptions(&o, "staging"), 0, "and nothing else");
+    w.assert_get("prod", "DB", PROD_DB);
+}

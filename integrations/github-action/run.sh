@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The steps of the byreis GitHub Action (action.yml), as one script so a
+# test can run them: verify, then hand an environment's values to the job.
+# Every value is masked (::add-mask::, line by line) before any value is
+# written anywhere; a refusal writes nothing.
+#
+# Inputs (environment): BYREIS_ACTION_ENV (required), BYREIS_ACTION_MODE
+# (github-env | dotenv), BYREIS_ACTION_DOTENV (path, for dotenv),
+# BYREIS_ACTION_ONLY (comma-separated names). Trust as for every byreis
+# read: BYREIS_ANCHOR, BYREIS_REGISTRY, BYREIS_PROJECT, BYREIS_IDENTITY(_FILE).
+set -euo pipefail
+env_name=${BYREIS_ACTION_ENV:?set the action input environment}
+mode=${BYREIS_ACTION_MODE:-github-env}
+only=()
+if [ -n "${BYREIS_ACTION_ONLY:-}" ]; then only=(--only "$BYREIS_ACTION_ONLY"); fi
+case "$mode" in
+  github-env) : "${GITHUB_ENV:?GITHUB_ENV is not set (not on GitHub Actions?)}" ;;
+  dotenv) : "${BYREIS_ACTION_DOTENV:?set the action input dotenv-path}" ;;
+  *) echo "byreis action: mode must be github-env or dotenv, not $mode" >&2; exit 2 ;;
+esac
+
+byreis verify >&2
+
+umask 077
+work=$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/byreis-action.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+byreis export "$env_name" --format json "${only[@]}" > "$work/values.json"
+
+# Masks first, for every line of every value; then the values.
+python3 - "$work/values.json" "$mode" <<'PY'
+import json, os, secrets, sys
+values = json.load(open(sys.argv[1]))
+mode = sys.argv[2]
+def esc(s):  # workflow-command data escaping
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+for v in values.values():
+    for line in v.splitlines():
+        if line.strip():
+            sys.stdout.write(f"::add-mask::{esc(line)}\n")
+sys.stdout.flush()
+if mode == "github-env":
+    with open(os.environ["GITHUB_ENV"], "a") as f:
+        for k, v in values.items():
+            while True:
+                d = f"ghadelimiter_{secrets.token_hex(16)}"
+                if d not in v:
+                    break
+            f.write(f"{k}<<{d}\n{v}\n{d}\n")
+PY
+if [ "$mode" = dotenv ]; then
+  byreis export "$env_name" --format dotenv "${only[@]}" > "$BYREIS_ACTION_DOTENV"
+  chmod 600 "$BYREIS_ACTION_DOTENV"
+fi
+echo "byreis action: $mode: values of $env_name handed over after verification" >&2
