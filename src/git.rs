@@ -17,6 +17,8 @@ use crate::sshsig::{self, Namespace};
 pub enum GitError {
     #[error("{0} is not inside a git work tree (run `git init` first, or use -C DIR)")]
     NotARepo(String),
+    #[error("{0} does not exist (-C DIR names the directory of a project checkout)")]
+    NoSuchDir(String),
     #[error("git: {0}")]
     Git(#[from] git2::Error),
     #[error("the branch moved while byreis was writing (someone else committed); nothing was changed by this run, run it again")]
@@ -27,11 +29,20 @@ pub enum GitError {
     Sign(String),
 }
 
+/// Why `dir` holds no repository: it is missing, or not in a work tree.
+fn not_a_repo(dir: &std::path::Path) -> GitError {
+    if dir.exists() {
+        GitError::NotARepo(dir.display().to_string())
+    } else {
+        GitError::NoSuchDir(dir.display().to_string())
+    }
+}
+
 impl GitError {
     /// The refusal code this error is reported with.
     pub fn code(&self) -> crate::diag::Refusal {
         match self {
-            GitError::NotARepo(_) => crate::diag::Refusal::NotAWorkTree,
+            GitError::NotARepo(_) | GitError::NoSuchDir(_) => crate::diag::Refusal::NotAWorkTree,
             GitError::Git(_) => crate::diag::Refusal::GitFailed,
             GitError::Raced => crate::diag::Refusal::BranchMoved,
             GitError::NotRegular { .. } => crate::diag::Refusal::NotARegularFile,
@@ -88,15 +99,13 @@ pub const PACK_BATCH: usize = 1024;
 impl Repo {
     /// Opens the repository whose work tree contains `dir`.
     pub fn discover(dir: &Path) -> Result<Repo, GitError> {
-        let repo =
-            Repository::discover(dir).map_err(|_| GitError::NotARepo(dir.display().to_string()))?;
+        let repo = Repository::discover(dir).map_err(|_| not_a_repo(dir))?;
         Self::wrap(repo)
     }
 
     /// Opens exactly the repository at `dir` (no search upwards).
     pub fn open(dir: &Path) -> Result<Repo, GitError> {
-        let repo =
-            Repository::open(dir).map_err(|_| GitError::NotARepo(dir.display().to_string()))?;
+        let repo = Repository::open(dir).map_err(|_| not_a_repo(dir))?;
         Self::wrap(repo)
     }
 

@@ -195,7 +195,7 @@ impl AgeRecipient {
     /// Parses `age1…` or `ssh-ed25519 AAAA… [comment]`.
     pub fn parse(s: &str) -> Result<AgeRecipient, KeyError> {
         let bad = |detail: &str| KeyError::BadKey {
-            what: format!("recipient {}", names::quoted(s)),
+            what: format!("recipient {}", shown_key(s)),
             detail: detail.to_string(),
         };
         let t = s.trim();
@@ -257,6 +257,23 @@ impl AgeRecipient {
     }
 }
 
+/// What an error may say of text given as a public key: the text itself
+/// only when it looks like one (`age1…`, `ssh-…`), never a private key
+/// (issue 17: a private key file given as `--signing-key` was echoed).
+pub fn shown_key(s: &str) -> String {
+    let t = s.trim();
+    if t.contains("PRIVATE KEY") || t.to_ascii_uppercase().contains("AGE-SECRET-KEY-") {
+        return "(a private key, not shown: give the public key instead, the .pub file or `ssh-keygen -y -f FILE` for ssh, `age-keygen -y FILE` for age)".into();
+    }
+    if (t.starts_with("age1") || t.starts_with("ssh-")) && !t.contains('\n') {
+        return names::quoted(t);
+    }
+    format!(
+        "({} characters, not shown: not an `age1…` or `ssh-ed25519 AAAA…` public key)",
+        t.chars().count()
+    )
+}
+
 /// An ssh-ed25519 public key used to verify byreis signatures.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningPub {
@@ -273,7 +290,7 @@ impl SigningPub {
     /// Parses `ssh-ed25519 AAAA… [comment]`.
     pub fn parse(s: &str) -> Result<SigningPub, KeyError> {
         let key = PublicKey::from_openssh(s.trim()).map_err(|e| KeyError::BadKey {
-            what: format!("signing key {}", names::quoted(s)),
+            what: format!("signing key {}", shown_key(s)),
             detail: format!("{e} (expected an `ssh-ed25519 AAAA…` public key)"),
         })?;
         Self::from_ssh(&key)
@@ -742,5 +759,29 @@ mod tests {
         let p = SigningPub::parse(&s.public.to_openssh()).unwrap();
         assert_eq!(p, s.public);
         assert!(p.fingerprint().starts_with("SHA256:"));
+    }
+}
+
+#[cfg(test)]
+mod shown_key_tests {
+    use super::*;
+
+    #[test]
+    fn private_keys_are_never_shown() {
+        let ssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9u\n-----END OPENSSH PRIVATE KEY-----\n";
+        let age = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        for k in [ssh, age] {
+            for e in [
+                SigningPub::parse(k).unwrap_err().to_string(),
+                AgeRecipient::parse(k).unwrap_err().to_string(),
+            ] {
+                assert!(e.contains("a private key, not shown"), "{e}");
+                assert!(!e.contains("b3Blbn") && !e.contains("QQQQ"), "{e}");
+            }
+        }
+        let e = SigningPub::parse("sOmEtHiNg-secret")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret") && e.contains("not shown"), "{e}");
     }
 }

@@ -318,8 +318,29 @@ pub fn unset(ctx: &Context, env: &str, key: &str) -> CliResult {
 /// `byreis diff [REV]`: the name-level change from the state at REV.
 pub fn diff(ctx: &Context, rev: Option<&str>, format: Format) -> CliResult {
     let state = verified(ctx)?;
+    // A revision that names no commit is a usage error (exit 2), not a
+    // verification failure (issue 17).
+    let rev = match rev {
+        Some(r) => match state.project.repo.resolve_commit(r) {
+            Ok(c) => Some(c),
+            Err(_) => {
+                super::render_error(
+                    &CliError::Refused(
+                        Refusal::Usage,
+                        format!(
+                            "{} names no commit of this repository (give a commit, tag or branch: `git log --oneline -- .byreis/manifest.yaml` lists the signed states)",
+                            names::quoted(r)
+                        ),
+                    ),
+                    format,
+                );
+                return Err(CliError::Exit(2));
+            }
+        },
+        None => None,
+    };
     let identity = AgeIdentity::load(&ctx.home)?;
-    let d = crate::diff::diff(&state, &identity, rev)?;
+    let d = crate::diff::diff(&state, &identity, rev.as_deref())?;
     if format == Format::Json {
         println!("{}", json!(d));
         return Ok(());
@@ -559,10 +580,20 @@ pub fn exec(
         .env_clear()
         .envs(&child_env)
         .exec();
-    Err(CliError::Refused(
-        Refusal::ExecFailed,
-        format!("could not run {}: {err}", program.to_string_lossy()),
-    ))
+    // As env, sudo and docker do: 127 when the program is not found, 126
+    // when it is there but cannot be run.
+    let exit = match err.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    super::render_error(
+        &CliError::Refused(
+            Refusal::ExecFailed,
+            format!("could not run {}: {err}", program.to_string_lossy()),
+        ),
+        Format::Text,
+    );
+    Err(CliError::Exit(exit))
 }
 
 /// `byreis exec-allow ENV NAME [--remove]` (admin).
@@ -891,9 +922,96 @@ pub fn deploy_verify(ctx: &Context, format: Format) -> CliResult {
     Ok(())
 }
 
+/// Every name that has been a member of the project: today's members and
+/// every name the signed audit log records as added or removed.
+fn members_ever(state: &State) -> std::collections::BTreeSet<String> {
+    fn walk(
+        v: &serde_json::Value,
+        under: Option<&str>,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "name" {
+                        if let Some(s) = v.as_str() {
+                            out.insert(s.to_string());
+                        }
+                    }
+                    walk(v, Some(k), out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for v in a {
+                    if let (Some(s), Some(k)) = (v.as_str(), under) {
+                        if k.starts_with("members_") {
+                            out.insert(s.to_string());
+                        }
+                    }
+                    walk(v, under, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out: std::collections::BTreeSet<String> = state
+        .manifest
+        .members
+        .iter()
+        .map(|m| m.name.clone())
+        .collect();
+    for v in &state.audit {
+        walk(&v.entry.details.value(), None, &mut out);
+    }
+    out
+}
+
+/// The closest of `known` to `name`, within two edits: a "did you mean".
+fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    known
+        .into_iter()
+        .map(|k| (distance(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
 pub fn exposure(ctx: &Context, name: &str, require_ack: bool, format: Format) -> CliResult {
     names::check(Kind::Member, name)?;
     let state = verified(ctx)?;
+    // A typo must not give an auditor a clean "0 secret(s)" (issue 17).
+    let ever = members_ever(&state);
+    if !ever.contains(name) {
+        let hint = closest(name, &ever)
+            .map(|k| format!(" Did you mean {k}?"))
+            .unwrap_or_default();
+        super::render_error(
+            &CliError::Refused(
+                Refusal::UnknownMember,
+                format!(
+                    "{name} has never been a member of project {} (members now and in the signed audit log: {}).{hint}",
+                    state.manifest.project,
+                    ever.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            format,
+        );
+        return Err(CliError::Exit(2));
+    }
     let identity = AgeIdentity::load(&ctx.home)?;
     let report = crate::exposure::inventory(&state, &identity, name)
         .map_err(|m| CliError::Refused(Refusal::GitFailed, m))?;

@@ -617,12 +617,62 @@ pub(crate) fn print_notes(notes: &[(Code, String)]) {
     }
 }
 
+/// [`main`], with a closed stdout (`byreis list | head -0`) ending the run
+/// quietly with 141 (128 + SIGPIPE, as a shell reports a program killed
+/// by it) instead of a panic. The panic unwinds, so every guard (a private
+/// edit directory, a lock) is dropped and cleans up on the way.
+pub fn main_catching_broken_pipe() -> i32 {
+    fn broken_pipe(msg: &str) -> bool {
+        msg.contains("failed printing to stdout") && msg.contains("Broken pipe")
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !broken_pipe(msg) {
+            default(info);
+        }
+    }));
+    match std::panic::catch_unwind(main) {
+        Ok(code) => code,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if broken_pipe(msg) {
+                141
+            } else {
+                101
+            }
+        }
+    }
+}
+
 /// Entry point: parses arguments, runs the verb, returns the exit code.
 pub fn main() -> i32 {
     crate::timing::init();
     let cli = Cli::parse();
-    let ctx = context(cli.dir);
     let format = cli.command.format();
+    if let Some(dir) = cli.dir.as_ref().filter(|d| !d.is_dir()) {
+        render_error(
+            &CliError::Refused(
+                Refusal::Usage,
+                format!(
+                    "-C {}: no such directory (-C DIR names the directory of a project checkout)",
+                    dir.display()
+                ),
+            ),
+            format,
+        );
+        return 2;
+    }
+    let ctx = context(cli.dir);
     let result = match cli.command {
         Command::Keygen {
             name,
@@ -799,7 +849,7 @@ pub fn main() -> i32 {
 /// `{"error": {"code", "message", "fix" (verification codes only),
 /// "exit"}}` on stdout. [`CliError::Exit`] prints nothing: the verb
 /// reported it already.
-fn render_error(err: &CliError, format: Format) -> i32 {
+pub(crate) fn render_error(err: &CliError, format: Format) -> i32 {
     let (code, message, fix, exit) = match err {
         CliError::Exit(code) => return *code,
         CliError::Verify(e) => (

@@ -15,6 +15,7 @@ mod canary;
 mod cctv;
 mod crash;
 mod edit_signals;
+mod everyday;
 mod export;
 mod exposure;
 mod github;
