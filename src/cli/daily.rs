@@ -507,6 +507,24 @@ pub fn edit(ctx: &Context, env: &str) -> CliResult {
     Ok(())
 }
 
+/// The first line of the error a failed edit reopens with.
+const EDIT_ERROR_MARK: &str = "# byreis: this did not parse: ";
+
+/// `text` without the error lines a previous round put on top.
+fn strip_edit_error(text: &str) -> &str {
+    if !text.starts_with(EDIT_ERROR_MARK) {
+        return text;
+    }
+    let mut rest = text;
+    for _ in 0..3 {
+        match rest.split_once('\n') {
+            Some((line, tail)) if line.starts_with('#') => rest = tail,
+            _ => break,
+        }
+    }
+    rest
+}
+
 /// Opens `before` in the editor until it parses; `None` when nothing
 /// changed.
 fn edit_secrets(ctx: &Context, env: &str, before: &Secrets) -> Result<Option<Secrets>, CliError> {
@@ -519,25 +537,28 @@ fn edit_secrets(ctx: &Context, env: &str, before: &Secrets) -> Result<Option<Sec
         }
         match yaml::parse_secrets(&edited.text) {
             Ok(s) => break s,
+            // As `kubectl edit` does: the editor opens again on what was
+            // typed, the error on top, so nothing typed is lost (issue
+            // 17). Saving it unchanged cancels.
             Err(e) if ctx.interactive => {
-                eprintln!("byreis: {e}");
-                let again = dialoguer::Confirm::new()
-                    .with_prompt("Edit again? (no discards your changes)")
-                    .default(true)
-                    .interact()
-                    .map_err(|e| CliError::Refused(Refusal::IoFailed, e.to_string()))?;
-                if !again {
+                if *edited.text == *text && text.starts_with(EDIT_ERROR_MARK) {
                     return Err(CliError::Refused(
                         Refusal::Cancelled,
-                        "edit cancelled; nothing was changed".into(),
+                        format!("edit cancelled (saved unchanged after an error: {e}); nothing was changed"),
                     ));
                 }
-                text = edited.text;
+                eprintln!("byreis: {e}; reopening the editor with the error on top");
+                let mut again = Zeroizing::new(String::with_capacity(edited.text.len() + 256));
+                again.push_str(EDIT_ERROR_MARK);
+                again.push_str(&e.to_string().replace('\n', " "));
+                again.push_str("\n# Fix it and save to try again, or save it unchanged to cancel. Nothing is\n# changed until the file parses.\n");
+                again.push_str(strip_edit_error(&edited.text));
+                text = again;
             }
             Err(e) => {
                 return Err(CliError::Refused(
                     e.code(),
-                    format!("{e}; nothing was changed"),
+                    format!("{e}; nothing was changed (without a terminal the editor is not reopened: run `byreis edit` at a terminal to fix the file in place)"),
                 ))
             }
         }
@@ -966,6 +987,45 @@ fn members_ever(state: &State) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// Every secret name the signed audit log records as set, changed or
+/// removed, in `env` (or in any environment).
+fn names_ever(state: &State, env: Option<&str>) -> std::collections::BTreeSet<String> {
+    fn walk(
+        v: &serde_json::Value,
+        env: Option<&str>,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let here = m.get("env").and_then(|e| e.as_str());
+                if env.is_none() || here == env {
+                    for k in ["keys_added", "keys_changed", "keys_removed"] {
+                        for n in m.get(k).and_then(|a| a.as_array()).into_iter().flatten() {
+                            if let Some(n) = n.as_str() {
+                                out.insert(n.to_string());
+                            }
+                        }
+                    }
+                }
+                for v in m.values() {
+                    walk(v, env, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for v in a {
+                    walk(v, env, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for v in &state.audit {
+        walk(&v.entry.details.value(), env, &mut out);
+    }
+    out
+}
+
 /// The closest of `known` to `name`, within two edits: a "did you mean".
 fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
     fn distance(a: &str, b: &str) -> usize {
@@ -1070,6 +1130,39 @@ pub fn exposure_ack(
     note: &str,
 ) -> CliResult {
     let state = verified(ctx)?;
+    // Only what was ever there is acknowledged (issue 17: `NOPE` was signed
+    // into the audit log).
+    let ever = members_ever(&state);
+    if !ever.contains(name) {
+        let hint = closest(name, &ever)
+            .map(|k| format!(" Did you mean {k}?"))
+            .unwrap_or_default();
+        return Err(CliError::Refused(
+            Refusal::UnknownMember,
+            format!(
+                "{name} has never been a member of project {}; nothing was changed.{hint}",
+                state.manifest.project
+            ),
+        ));
+    }
+    if let Some(e) = env {
+        require_env(&state, e)?;
+    }
+    let known = names_ever(&state, env);
+    for k in keys {
+        if !known.contains(k) {
+            let hint = closest(k, &known)
+                .map(|c| format!(" Did you mean {c}?"))
+                .unwrap_or_default();
+            return Err(CliError::Refused(
+                Refusal::UnknownKey,
+                format!(
+                    "{k} was never a secret of {} (by the signed audit log); nothing was changed.{hint}",
+                    env.unwrap_or("any environment")
+                ),
+            ));
+        }
+    }
     let actor = Actor::load(&ctx.home)?;
     let landed = store::ack_exposure(ctx, state, &actor, name, env, keys, note)?;
     super::report(landed, |counter| {

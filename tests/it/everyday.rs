@@ -116,3 +116,111 @@ fn a_closed_pipe_ends_quietly() {
         "128 + SIGPIPE, as a shell reports it: {err}"
     );
 }
+
+/// Runs byreis in a real pseudo-terminal (tests/support/pty_drive.py) with
+/// no keys to type; returns the exit code and the screen.
+fn in_terminal(w: &World, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
+    let mut c = clean_command("python3", &w.root, &w.proj);
+    c.env("BYREIS_HOME", &w.alice.home).env("TERM", "xterm");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg(driver).arg("[]").arg(bin()).args(args);
+    let o = output(&mut c, None);
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", stdout(&o), stderr(&o)),
+    )
+}
+
+// issue 17: a failed edit threw the edits away. At a terminal the editor
+// opens again on what was typed, the error on top (as `kubectl edit`);
+// saving it unchanged cancels with nothing changed.
+#[test]
+fn a_failed_edit_reopens_on_what_was_typed() {
+    let w = World::with_secrets();
+    let round = w.root.join("round");
+    let seen = w.root.join("seen-on-reopen");
+    let editor = w.root.join("editor.sh");
+    write_script(
+        &editor,
+        &format!(
+            "if [ ! -e {round} ]; then touch {round}; printf 'TYPED: \"typed-by-hand\"\\nBROKEN: [unclosed\\n' >> \"$1\"; exit 0; fi\n\
+             cp \"$1\" {seen}\n\
+             sed -i 's/BROKEN: \\[unclosed/BROKEN: \"fixed\"/' \"$1\"\n",
+            round = round.display(),
+            seen = seen.display()
+        ),
+    );
+    let (code, screen) = in_terminal(
+        &w,
+        &["edit", "staging"],
+        &[("EDITOR", editor.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{screen}");
+    let reopened = fs::read_to_string(&seen).unwrap();
+    assert!(
+        reopened.starts_with("# byreis: this did not parse: "),
+        "error on top:\n{reopened}"
+    );
+    assert!(
+        reopened.contains("typed-by-hand"),
+        "what was typed is kept:\n{reopened}"
+    );
+    w.assert_get("staging", "BROKEN", "fixed");
+    assert!(
+        !fs::read_dir(&w.root).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("staging.yaml")),
+        "no edit file left behind"
+    );
+
+    // Saved unchanged after the error: cancelled, nothing changed.
+    let before = w.manifest_counter();
+    let _ = fs::remove_file(&round);
+    let cancel = w.root.join("cancel.sh");
+    write_script(
+        &cancel,
+        &format!(
+            "if [ ! -e {round} ]; then touch {round}; printf 'X: [unclosed\\n' >> \"$1\"; fi\n",
+            round = round.display()
+        ),
+    );
+    let (code, screen) = in_terminal(
+        &w,
+        &["edit", "staging"],
+        &[("EDITOR", cancel.to_str().unwrap())],
+    );
+    assert_ne!(code, 0, "{screen}");
+    assert!(screen.contains("edit cancelled"), "{screen}");
+    assert_eq!(w.manifest_counter(), before, "nothing was signed");
+}
+
+// issue 17: `exposure ack bob KEY NOPE` signed the nonexistent NOPE into the
+// audit log. Names that never existed are refused, with nothing signed.
+#[test]
+fn an_ack_of_what_never_existed_is_refused() {
+    let w = World::with_secrets();
+    let before = w.manifest_counter();
+    let ack = |args: &[&str]| {
+        let mut all = vec!["exposure", "ack"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--note", "revoked at the issuer"]);
+        w.alice_run(&all)
+    };
+    let o = ack(&["alice", "DB", "NOPE", "--env", "prod"]);
+    assert_failed(&o, "an ack of NOPE");
+    assert_stderr_contains(&o, "error[unknown-key]", "coded");
+    assert_stderr_contains(&o, "NOPE was never a secret of prod", "named");
+    let o = ack(&["alcie", "DB"]);
+    assert_failed(&o, "an ack for a typo of a member");
+    assert_stderr_contains(&o, "Did you mean alice?", "with a suggestion");
+    let o = ack(&["alice", "DBB", "--env", "prod"]);
+    assert_stderr_contains(&o, "Did you mean DB?", "a near name is suggested");
+    assert_eq!(w.manifest_counter(), before, "nothing was signed");
+    let o = ack(&["alice", "DB", "--env", "prod"]);
+    assert_ok(&o, "an ack of a real name");
+}
