@@ -16,6 +16,20 @@ use serde_json::{json, Value};
 /// The environment variable naming the API base URL (GitHub Enterprise:
 /// `https://HOST/api/v3`; tests: a fake on 127.0.0.1).
 pub const API_URL_ENV: &str = "BYREIS_GITHUB_API_URL";
+/// Seconds a GitHub API call may wait for an answer (default 30; the
+/// connection itself gets at most 10).
+pub const TIMEOUT_ENV: &str = "BYREIS_GITHUB_TIMEOUT";
+
+/// The read and write timeout of every API call (issue 17: a stalled
+/// connection hung byreis for ever).
+fn call_timeout() -> std::time::Duration {
+    let secs = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s))
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +161,19 @@ pub struct Client {
     gh: octocrab::Octocrab,
 }
 
+/// Whether an octocrab error is a timeout, anywhere in its chain.
+fn is_timeout(e: &octocrab::Error) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let text = format!("{err} {err:?}").to_lowercase();
+        if text.contains("timed out") || text.contains("timeout") || text.contains("elapsed") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 impl Client {
     /// A client for [`api_url`] with the token from the environment.
     pub fn from_env() -> Result<Client, GitHubError> {
@@ -161,8 +188,12 @@ impl Client {
         let api = api_url();
         let gh = {
             let _guard = rt.enter();
+            let timeout = call_timeout();
             octocrab::Octocrab::builder()
                 .personal_token(token)
+                .set_connect_timeout(Some(timeout.min(std::time::Duration::from_secs(10))))
+                .set_read_timeout(Some(timeout))
+                .set_write_timeout(Some(timeout))
                 .base_uri(api.as_str())
                 .and_then(|b| b.build())
                 .map_err(|e| GitHubError::Other(api.clone(), e.to_string()))?
@@ -197,6 +228,13 @@ impl Client {
                     _ => GitHubError::Other(route, format!("{status}: {msg}")),
                 }
             }
+            other if is_timeout(&other) => GitHubError::Other(
+                route,
+                format!(
+                    "GitHub gave no answer within {} s (timed out); nothing more was sent. Try again later, or set {TIMEOUT_ENV}=SECONDS for a slow link",
+                    call_timeout().as_secs()
+                ),
+            ),
             other => GitHubError::Other(route, other.to_string()),
         }
     }

@@ -740,3 +740,39 @@ fn a_roster_proposal_is_a_pull_request_on_a_github_registry() {
         assert!(c.contains("roster version 3 landed"), "{c}");
     });
 }
+
+// issue 17: with no read timeout a stalled API connection hung byreis for
+// ever. Every call has one (BYREIS_GITHUB_TIMEOUT, default 30 s), and the
+// error says which call timed out.
+#[test]
+fn a_stalled_api_call_times_out_and_names_the_call() {
+    let gh = setup();
+    // Stalled more times than the client retries.
+    gh.fake.with(|s| {
+        for _ in 0..8 {
+            s.faults.push(Fault {
+                matching: "/forks".into(),
+                status: 0,
+                message: String::new(),
+                rate_limited: false,
+            })
+        }
+    });
+    let started = std::time::Instant::now();
+    let o = gh.with_env(
+        &[
+            ("GITHUB_TOKEN", "dave-token"),
+            ("BYREIS_GITHUB_TIMEOUT", "2"),
+        ],
+        &gh.dave,
+        &["request-access", "--name", "dave"],
+    );
+    assert_failed(&o, "a stalled call");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the call gave up: {:?}",
+        started.elapsed()
+    );
+    assert_stderr_contains(&o, "timed out", "says it timed out");
+    assert_stderr_contains(&o, "forks", "and which call");
+}

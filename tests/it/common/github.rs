@@ -229,6 +229,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>, prefix: &str, port: u16) {
         let mut st = state.lock().unwrap();
         handle(&mut st, &method, &target, &headers, &body, prefix, port)
     };
+    // A fault with status 0: the server stalls and never answers.
+    if status == 0 {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+        return;
+    }
     let text = reply.to_string();
     let reason = match status {
         200 => "OK",
