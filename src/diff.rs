@@ -168,12 +168,12 @@ pub struct Diff {
 /// (signed by an admin of the roster version it names) and each file there
 /// must match its hash before it is decrypted.
 pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<Diff, VerifyError> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let bad = |m: String| VerifyError {
         code: crate::diag::Code::ManifestInvalid,
         detail: m,
     };
-    let pinned = state.record.project_commit.clone();
+    let pinned = state.record().project_commit.clone();
     let from = match rev {
         Some(r) => repo
             .resolve_commit(r)
@@ -192,7 +192,7 @@ pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<
         read(MANIFEST_PATH)?.ok_or_else(|| bad(format!("{from} has no signed manifest")))?;
     let msig = read(MANIFEST_SIG_PATH)?.unwrap_or_default();
     let old: Manifest = verify::verify_manifest(
-        &state.roster,
+        state.roster(),
         &mbytes,
         &String::from_utf8_lossy(&msig),
         verify::Approvals::NotRequired,
@@ -201,14 +201,14 @@ pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<
     .map_err(|e| bad(format!("the manifest at {from} does not verify: {e}")))?
     .value()
     .clone();
-    if old.project != state.manifest.project {
+    if old.project != state.manifest().project {
         return Err(bad(format!(
             "{from} holds project {}, not {}",
             names::quoted(&old.project),
-            state.manifest.project
+            state.manifest().project
         )));
     }
-    let new = &state.manifest;
+    let new = &state.manifest();
     let me = identity.recipient();
     let can_read = |m: &Manifest, env: &str| {
         m.environments.get(env).is_some_and(|e| {

@@ -181,19 +181,24 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
             return out;
         }
     };
-    let m = &state.manifest;
+    let m = &state.manifest();
     out.push(check(
         "config",
         Status::Ok,
         None,
         format!("project {}", m.project),
     ));
-    out.push(check("anchor", Status::Ok, None, state.pin.anchor.clone()));
+    out.push(check(
+        "anchor",
+        Status::Ok,
+        None,
+        state.pin().anchor.clone(),
+    ));
     out.push(check(
         "registry",
         Status::Ok,
         None,
-        state.registry.dir.display().to_string(),
+        state.registry().dir.display().to_string(),
     ));
     out.push(check(
         "roster",
@@ -201,11 +206,14 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
         None,
         format!(
             "version {}, {} admin(s)",
-            state.roster.latest().version,
-            state.roster.latest().admins.len()
+            state.roster().latest().version,
+            state.roster().latest().admins.len()
         ),
     ));
-    let expiring = state.notes.iter().find(|(c, _)| *c == Code::RecordExpiring);
+    let expiring = state
+        .notes()
+        .iter()
+        .find(|(c, _)| *c == Code::RecordExpiring);
     out.push(match expiring {
         Some((c, d)) => check("record", Status::Warn, Some(*c), d.clone()),
         None => check(
@@ -214,12 +222,13 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
             None,
             format!(
                 "counter {}, expires {}",
-                state.record.counter, state.record.expires
+                state.record().counter,
+                state.record().expires
             ),
         ),
     });
     let old_checkout = state
-        .notes
+        .notes()
         .iter()
         .find(|(c, _)| *c == Code::CheckoutNotCurrent);
     out.push(match old_checkout {
@@ -235,9 +244,12 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
         "audit",
         Status::Ok,
         None,
-        format!("{} entries, chain intact", state.audit.len()),
+        format!("{} entries, chain intact", state.audit().len()),
     ));
-    let pending = state.notes.iter().find(|(c, _)| *c == Code::ChangePending);
+    let pending = state
+        .notes()
+        .iter()
+        .find(|(c, _)| *c == Code::ChangePending);
     out.push(match pending {
         Some((c, d)) => check("transaction", Status::Fail, Some(*c), d.clone()),
         None => check("transaction", Status::Ok, None, "no change pending"),
@@ -270,8 +282,8 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
     out.extend(plaintexts);
 
     // allowed_signers as generated from the verified roster.
-    let expected = registry::render_allowed_signers(state.roster.latest());
-    out.push(match state.registry.allowed_signers() {
+    let expected = registry::render_allowed_signers(state.roster().latest());
+    out.push(match state.registry().allowed_signers() {
         Ok(Some(b)) if b == expected.as_bytes() => check("allowed-signers", Status::Ok, None, ""),
         Ok(_) => check(
             "allowed-signers",
@@ -282,8 +294,8 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
         Err(e) => check("allowed-signers", Status::Fail, Some(Code::AllowedSignersStale), e.to_string()),
     });
 
-    let mut locks = state.project.repo.stale_locks();
-    locks.extend(state.registry.repo.stale_locks());
+    let mut locks = state.project().repo.stale_locks();
+    locks.extend(state.registry().repo.stale_locks());
     out.push(if locks.is_empty() {
         check("git-locks", Status::Ok, None, "")
     } else {
@@ -298,7 +310,7 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
                 .join(", "),
         )
     });
-    if let Ok(d) = state.registry.repo.dirty_paths(registry::REGISTRY_OWNED) {
+    if let Ok(d) = state.registry().repo.dirty_paths(registry::REGISTRY_OWNED) {
         if !d.is_empty() {
             out.push(check(
                 "registry-worktree",
@@ -311,7 +323,7 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
             ));
         }
     }
-    out.push(match state.project.repo.dirty_paths(OWNED_PATHS) {
+    out.push(match state.project().repo.dirty_paths(OWNED_PATHS) {
         Ok(d) if d.is_empty() => check("worktree", Status::Ok, None, ""),
         Ok(d) => check(
             "worktree",
@@ -341,7 +353,7 @@ pub fn run(ctx: &Context, decrypt: Option<&crate::keys::AgeIdentity>) -> Vec<Che
 fn plaintext_check(state: &verify::State, identity: &crate::keys::AgeIdentity) -> Check {
     let me = identity.recipient();
     let envs: Vec<&String> = state
-        .manifest
+        .manifest()
         .environments
         .keys()
         .filter(|env| state.readers(env).contains(&me))
@@ -349,7 +361,7 @@ fn plaintext_check(state: &verify::State, identity: &crate::keys::AgeIdentity) -
     let failure = envs
         .iter()
         .find_map(|env| state.secrets(env, identity).err());
-    let total = state.manifest.environments.len();
+    let total = state.manifest().environments.len();
     match failure {
         Some(e) => check("plaintexts", Status::Fail, Some(e.code), e.detail),
         None => check(

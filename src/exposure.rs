@@ -108,7 +108,7 @@ struct Walk {
 /// left out unread (the caller has them already). Each distinct manifest
 /// is verified once and kept only as the environments `name` reads.
 fn walk(state: &State, name: &str, skip: &HashSet<Oid>) -> Result<Walk, String> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let mut incomplete = Vec::new();
     if repo.is_shallow() {
         incomplete.push(
@@ -131,9 +131,9 @@ fn walk(state: &State, name: &str, skip: &HashSet<Oid>) -> Result<Walk, String> 
     };
     // The pinned manifest is verified already (and at 10,000 files,
     // parsing it again would double the peak memory of a rotation).
-    if let Ok(ids) = repo.entry_ids(&state.record.project_commit, &[MANIFEST_PATH]) {
+    if let Ok(ids) = repo.entry_ids(&state.record().project_commit, &[MANIFEST_PATH]) {
         if let Some(pinned) = ids[0] {
-            manifests.insert(pinned, Some(reads_of(&state.manifest)));
+            manifests.insert(pinned, Some(reads_of(state.manifest())));
         }
     }
     // (manifest blob, secrets/ tree) pairs done: a commit that changed
@@ -164,7 +164,7 @@ fn walk(state: &State, name: &str, skip: &HashSet<Oid>) -> Result<Walk, String> 
                     .flatten()
                     .unwrap_or_default();
                 let m = verify::verify_manifest(
-                    &state.roster,
+                    state.roster(),
                     &bytes,
                     &String::from_utf8_lossy(&sig),
                     // Proposals count too: their files were encrypted to
@@ -177,7 +177,7 @@ fn walk(state: &State, name: &str, skip: &HashSet<Oid>) -> Result<Walk, String> 
                     verified_count += 1;
                 }
                 let reads = m
-                    .filter(|m| m.project == state.manifest.project)
+                    .filter(|m| m.project == state.manifest().project)
                     .map(|m| reads_of(&m));
                 manifests.entry(mblob).or_insert(reads)
             }
@@ -252,7 +252,7 @@ fn may_name(text: &[u8], name: &str) -> bool {
 
 /// Builds the inventory for member `name`.
 pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Report, String> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let Walk {
         versions,
         mut incomplete,
@@ -303,7 +303,7 @@ pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Re
 
     // Current values, and what the audit log says about changes and acks.
     let mut current: BTreeMap<String, crate::yaml::Secrets> = BTreeMap::new();
-    for env in state.manifest.environments.keys() {
+    for env in state.manifest().environments.keys() {
         match state.secrets(env, identity) {
             Ok(s) => {
                 current.insert(env.clone(), s);
@@ -328,7 +328,7 @@ pub fn inventory(state: &State, identity: &AgeIdentity, name: &str) -> Result<Re
 
     // Every audit entry's details, parsed once (not once per secret).
     let details: Vec<serde_json::Value> = state
-        .audit
+        .audit()
         .iter()
         .map(|v| v.entry.details.value())
         .collect();
@@ -394,7 +394,7 @@ pub fn earlier(
     name: &str,
     current: &HashSet<Oid>,
 ) -> Result<Earlier, String> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let Walk {
         versions,
         mut incomplete,
@@ -432,7 +432,7 @@ pub fn earlier(
     // Only acknowledgements matter here: other entries' details (a
     // rotation's lists every file) are not parsed.
     let details: Vec<serde_json::Value> = state
-        .audit
+        .audit()
         .iter()
         .map(|v| {
             if v.entry.action == "exposure-ack" {
@@ -448,7 +448,7 @@ pub fn earlier(
         let now = current_values
             .entry(env.clone())
             .or_insert_with(|| {
-                if !state.manifest.environments.contains_key(env) {
+                if !state.manifest().environments.contains_key(env) {
                     return Some(crate::yaml::Secrets::new());
                 }
                 let read = state.secrets(env, identity).ok();
@@ -497,7 +497,7 @@ fn last_change(
                     .is_some_and(|a| a.iter().any(|k| k.as_str() == Some(key)))
             })
     };
-    for (v, d) in state.audit.iter().zip(details).rev() {
+    for (v, d) in state.audit().iter().zip(details).rev() {
         let hit = touches(d)
             || d.get("envs")
                 .and_then(|e| e.as_array())
@@ -518,7 +518,7 @@ fn last_ack(
     env: &str,
     key: &str,
 ) -> Option<Status> {
-    state.audit.iter().zip(details).rev().find_map(|(v, d)| {
+    state.audit().iter().zip(details).rev().find_map(|(v, d)| {
         let e = &v.entry;
         let covers = e.action == "exposure-ack"
             && d.get("member").and_then(|m| m.as_str()) == Some(name)

@@ -75,8 +75,8 @@ fn member_changes(v: Option<&serde_json::Value>) -> Vec<MemberChange> {
 /// the same counter.
 fn commits_by_audit_head(state: &State) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
-    let repo = &state.project.repo;
-    let Ok(chain) = repo.first_parent_chain(&state.record.project_commit) else {
+    let repo = &state.project().repo;
+    let Ok(chain) = repo.first_parent_chain(&state.record().project_commit) else {
         return out;
     };
     // Newest to oldest: each commit overwrites the entry, so the oldest
@@ -106,8 +106,8 @@ fn commits_by_audit_head(state: &State) -> std::collections::BTreeMap<String, St
 /// against an admin key of any roster version.
 fn records_by_counter(state: &State) -> std::collections::BTreeMap<u64, bool> {
     let mut out = std::collections::BTreeMap::new();
-    let reg = &state.registry;
-    let path = crate::registry::record_path(&state.manifest.project);
+    let reg = &state.registry();
+    let path = crate::registry::record_path(&state.manifest().project);
     let keys = state.all_admin_keys();
     let Ok(chain) = reg.repo.first_parent_chain(&reg.head()) else {
         return out;
@@ -192,11 +192,11 @@ pub fn rotation_history(state: &State, since: Option<&str>) -> Vec<Row> {
     let commits = commits_by_audit_head(state);
     let records = records_by_counter(state);
     let keys = state.all_admin_keys();
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let shallow = repo.is_shallow();
     let mut rows = Vec::new();
     let mut previous_to: Option<u64> = None;
-    for v in &state.audit {
+    for v in state.audit() {
         let e = &v.entry;
         let skipped = counter_skipped(previous_to, e.counter_from, e.counter_to);
         previous_to = Some(e.counter_to);

@@ -81,7 +81,7 @@ pub(crate) fn propose(
         path: APPROVALS_PATH.into(),
         content: Some(approval.into_bytes().into()),
     });
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let head = repo.head()?;
     let email = actor.email();
     let msg = format!(
@@ -118,7 +118,7 @@ pub(crate) fn propose(
 }
 
 fn push_branch(state: &State, branch: &str) -> Result<bool, StoreError> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     if !repo.has_origin() {
         return Ok(false);
     }
@@ -175,7 +175,7 @@ pub fn review(
     reference: &str,
     show_values: bool,
 ) -> Result<Review, StoreError> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let name = crate::remote::short_branch(reference);
     if !name.starts_with(BRANCH_PREFIX) || names::escape(name) != name {
         return refuse(Refusal::UnknownReference, format!(
@@ -196,7 +196,7 @@ pub fn review(
     // hold exactly the pinned state's byreis files: the pinned commit, or a
     // descendant of it that changed none of them (an aborted change's
     // restore, unrelated commits).
-    let pinned = state.record.project_commit.clone();
+    let pinned = state.record().project_commit.clone();
     // What a proposal may change, and what its base must hold as pinned.
     let changeable =
         |p: &String| p.starts_with(&format!("{SECRETS_DIR}/")) || p.starts_with(".byreis/");
@@ -240,7 +240,7 @@ pub fn review(
     if !on_pinned {
         return refuse(Refusal::Stale, format!(
             "proposal {name} is stale: it was not made on the current state (counter {}, commit {}); its author must make the change again",
-            state.record.counter,
+            state.record().counter,
             &pinned[..12.min(pinned.len())]
         ));
     }
@@ -263,7 +263,7 @@ pub fn review(
         )
     };
     let v = verify::verify_manifest(
-        &state.roster,
+        state.roster(),
         &mbytes,
         &msig,
         Approvals::NotRequired,
@@ -271,14 +271,15 @@ pub fn review(
     )
     .map_err(|e| bad(format!("its manifest does not verify: {e}")))?;
     let m: Manifest = v.value().clone();
-    let latest = state.roster.latest();
-    if m.project != state.manifest.project
-        || m.counter != state.record.counter + 1
-        || m.previous.as_deref() != Some(state.record.manifest.as_str())
+    let latest = state.roster().latest();
+    if m.project != state.manifest().project
+        || m.counter != state.record().counter + 1
+        || m.previous.as_deref() != Some(state.record().manifest.as_str())
     {
         return Err(bad(format!(
             "its manifest (counter {}) does not follow the current one (counter {}): it is stale",
-            m.counter, state.record.counter
+            m.counter,
+            state.record().counter
         )));
     }
     if m.roster_version != latest.version {
@@ -314,7 +315,7 @@ pub fn review(
     // change the proposal says it is (its audit action) may make it: a
     // value change that also swaps a key, adds a reader or allows a name
     // for `exec` is refused, with what it would change shown (ADR 0018).
-    let lines = crate::rotation::change_lines(&state.manifest, &m);
+    let lines = crate::rotation::change_lines(state.manifest(), &m);
     check_action(&last.entry.action, &lines).map_err(bad)?;
 
     // Files: exactly the listed ones, each matching hash and stanza count;
@@ -370,7 +371,7 @@ pub fn review(
             )));
         }
         let changed_file = state
-            .manifest
+            .manifest()
             .environments
             .get(env)
             .is_none_or(|old| old.sha256 != e.sha256);
@@ -388,7 +389,7 @@ pub fn review(
             ),
             None => None,
         };
-        let old = if state.manifest.environments.contains_key(env) {
+        let old = if state.manifest().environments.contains_key(env) {
             state.secrets(env, &actor.identity).ok()
         } else {
             Some(Default::default())
@@ -400,7 +401,7 @@ pub fn review(
             env,
             old.as_ref(),
             new.as_ref(),
-            &state.manifest.exec_allow_for(env),
+            &state.manifest().exec_allow_for(env),
             show_values,
         );
         envs.push(d);
@@ -535,7 +536,7 @@ pub fn approve(
     let count = review.approved_by.len() + 1;
     let email = actor.email();
     let author = (admin.name.as_str(), email.as_str());
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     if count < review.need {
         let msg = format!(
             "byreis: approve {} ({count} of {})",
@@ -613,7 +614,7 @@ pub fn approve(
         changes,
         &message,
     )?;
-    if let Err(e) = remove_landed_branch(&state.project.repo, &review.branch) {
+    if let Err(e) = remove_landed_branch(&state.project().repo, &review.branch) {
         crate::notice::push(format!(
             "warning: the change landed, but its proposal branch {} could not be removed ({e}); `byreis doctor` names a stale lock if that is why; then run `byreis approve {}` again",
             review.branch, review.branch
@@ -627,7 +628,7 @@ pub fn approve(
 /// proposer's audit entry. Informational (`request show`): approving
 /// checks everything.
 pub fn absorbing(state: &State, sha256: &str) -> Vec<String> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let mut branches = repo.branches_with_prefix(BRANCH_PREFIX).unwrap_or_default();
     for (name, tip) in repo
         .remote_branches_with_prefix(&format!("origin/{BRANCH_PREFIX}"))
@@ -681,7 +682,7 @@ fn remove_landed_branch(repo: &crate::git::Repo, branch: &str) -> Result<(), cra
 /// Whether `branch` is the proposal of the manifest that is pinned now
 /// (it landed; an approval killed before it removed the branch leaves it).
 pub fn is_landed(state: &State, branch: &str) -> bool {
-    branch == branch_name(state.manifest.counter, state.manifest.bytes())
+    branch == branch_name(state.manifest().counter, state.manifest().bytes())
 }
 
 /// After `rotate --resume` landed the pinned manifest: the proposal branch
@@ -689,11 +690,11 @@ pub fn is_landed(state: &State, branch: &str) -> bool {
 /// purpose. Other proposal branches stay (they are history the exposure
 /// inventory walks).
 pub fn remove_branch_of_landed(state: &State) -> Result<(), StoreError> {
-    let branch = branch_name(state.manifest.counter, state.manifest.bytes());
-    remove_landed_branch(&state.project.repo, &branch).map_err(|e| {
+    let branch = branch_name(state.manifest().counter, state.manifest().bytes());
+    remove_landed_branch(&state.project().repo, &branch).map_err(|e| {
         StoreError::Refused(Refusal::GitFailed, format!(
             "proposal {branch} landed (counter {}), but its branch could not be removed: {e}. `byreis doctor` names a stale lock if that is why; remove it and run this again",
-            state.manifest.counter
+            state.manifest().counter
         ))
     })
 }

@@ -62,7 +62,7 @@ fn name_of(roster: &Roster, key: &SigningPub) -> String {
 
 /// Checks the roster proposal on `branch` against the verified state.
 pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
-    let reg: &Registry = &state.registry;
+    let reg: &Registry = state.registry();
     let bad = |m: String| {
         StoreError::Refused(
             Refusal::ProposalInvalid,
@@ -86,7 +86,7 @@ pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
             "{branch} does not build on the registry's current state (stale): the proposer must propose the change again (nothing was changed)"
         ));
     }
-    let old = state.roster.latest();
+    let old = state.roster().latest();
     let version = old.version + 1;
     let path = registry::roster_path(version);
     let sig_path = registry::sig_path(&path);
@@ -113,7 +113,7 @@ pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
     let text = std::str::from_utf8(&bytes).map_err(|_| bad(format!("{path} is not UTF-8")))?;
     let new: Roster = signed::parse_yaml(text).map_err(|e| bad(format!("{path}: {e}")))?;
     registry::check_roster(&new, version).map_err(|e| bad(format!("{path}: {e}")))?;
-    let previous = registry::tagged_hash(state.roster.versions.last().expect("chain").bytes());
+    let previous = registry::tagged_hash(state.roster().versions.last().expect("chain").bytes());
     if new.previous.as_deref() != Some(previous.as_str()) {
         return Err(bad(format!(
             "{path} does not name version {}'s hash",
@@ -277,10 +277,10 @@ pub fn approve(
         sig.push('\n');
     }
     sig.push_str(&block);
-    let reg = &state.registry;
+    let reg = &state.registry();
     let sig_path = registry::sig_path(&registry::roster_path(r.version));
     let admin = state
-        .roster
+        .roster()
         .latest()
         .admins
         .iter()

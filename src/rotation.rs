@@ -77,7 +77,7 @@ pub struct NewReaders {
 /// Checks the request against the verified state and works out the new
 /// readers of every environment. Touches nothing.
 pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
-    let m = &state.manifest;
+    let m = &state.manifest();
     if req.add.is_empty() && req.remove.is_empty() {
         return refuse(
             Refusal::NothingToDo,
@@ -134,7 +134,7 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
         req.envs.clone()
     };
     let admin_keys: Vec<AgeRecipient> = state
-        .roster
+        .roster()
         .latest()
         .admins
         .iter()
@@ -289,7 +289,7 @@ fn removed_before(state: &State, add: &[(String, AgeRecipient)]) -> Vec<String> 
     }
     // Removals are recorded by rotations only; other entries' details are
     // not parsed.
-    for v in state.audit.iter().filter(|v| v.entry.action == "rotate") {
+    for v in state.audit().iter().filter(|v| v.entry.action == "rotate") {
         let e = &v.entry;
         let details = e.details.value();
         let Some(removed) = details.get("removed").and_then(|r| r.as_array()) else {
@@ -334,7 +334,7 @@ pub struct Prepared {
 /// Touches nothing.
 pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, StoreError> {
     let (mut plan, new) = plan(state, req)?;
-    let m = &state.manifest;
+    let m = &state.manifest();
     let me = actor.identity.recipient();
     let affected: BTreeSet<String> = m
         .environments
@@ -415,9 +415,9 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
             .map(|(env, _)| names::env_file(env))
             .collect();
         let current: std::collections::HashSet<git::Oid> = state
-            .project
+            .project()
             .repo
-            .entry_ids(&state.record.project_commit, &paths)
+            .entry_ids(&state.record().project_commit, &paths)
             .map_err(StoreError::from)?
             .into_iter()
             .flatten()
@@ -484,7 +484,7 @@ pub fn execute(
     let mut new_envs = BTreeMap::new();
     {
         let mut set_of: BTreeMap<&[String], usize> = BTreeMap::new();
-        for (env, e) in &state.manifest.environments {
+        for (env, e) in &state.manifest().environments {
             let new_readers = &readers[env];
             if *new_readers != e.readers {
                 let set = *set_of.entry(new_readers).or_insert_with(|| {
@@ -495,7 +495,7 @@ pub fn execute(
             }
         }
     }
-    for (env, e) in &state.manifest.environments {
+    for (env, e) in &state.manifest().environments {
         if readers[env] == e.readers {
             let readers = readers.remove(env).expect("planned for every environment");
             new_envs.insert(
@@ -513,7 +513,7 @@ pub fn execute(
     // batch whatever the number of files; the blobs stay unreferenced
     // until the commit (ADR 0010).
     let mut plaintexts = plaintexts;
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let progress = crate::par::Progress::new("byreis: re-encrypting", jobs.len());
     let mut changes = Vec::with_capacity(jobs.len() + 1);
     for chunk in jobs.chunks(git::PACK_BATCH) {
@@ -530,7 +530,7 @@ pub fn execute(
                 Environment {
                     readers: readers.remove(env).expect("planned for every environment"),
                     sha256: sha256_hex(file),
-                    exec_allow: state.manifest.environments[env].exec_allow.clone(),
+                    exec_allow: state.manifest().environments[env].exec_allow.clone(),
                 },
             );
             changes.push(Change {
@@ -542,7 +542,7 @@ pub fn execute(
     let fp = |n: &str| {
         members
             .iter()
-            .chain(state.manifest.members.iter())
+            .chain(state.manifest().members.iter())
             .find(|m| m.name == n)
             .map(|m| m.fingerprint.clone())
             .unwrap_or_default()

@@ -206,10 +206,10 @@ pub enum Route {
 /// The one place that decides how a change lands (issue 15): [`route`]
 /// for the verbs, [`land_state`] for every signed change.
 fn decide(state: &State, actor: &Actor) -> Route {
-    if actor.admin_in(state.roster.latest()).is_none() {
+    if actor.admin_in(state.roster().latest()).is_none() {
         return Route::Draft;
     }
-    match verify::required_approvals(&state.roster.latest().thresholds) {
+    match verify::required_approvals(&state.roster().latest().thresholds) {
         need if need > 1 => Route::Proposal { need },
         _ => Route::Direct,
     }
@@ -229,7 +229,7 @@ pub fn route(state: &State, actor: &Actor) -> Result<Route, StoreError> {
 /// state, byreis's files are clean, and the actor is an admin.
 pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
     let admin = check_can_write(state, actor)?;
-    let dirty = state.project.repo.dirty_paths(OWNED_PATHS)?;
+    let dirty = state.project().repo.dirty_paths(OWNED_PATHS)?;
     if !dirty.is_empty() {
         return Err(VerifyError {
             code: Code::WorktreeChanged,
@@ -248,10 +248,10 @@ pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, 
 /// branch, else `main` or `master` where one exists, else the current one
 /// (and the first write records it).
 pub fn write_branch(state: &State) -> String {
-    if let Some(b) = &state.manifest.branch {
+    if let Some(b) = &state.manifest().branch {
         return b.clone();
     }
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     if let Some(b) = repo.origin_default_branch() {
         return b;
     }
@@ -268,7 +268,7 @@ pub fn write_branch(state: &State) -> String {
 /// once that branch is gone).
 fn check_branch(state: &State) -> Result<(), StoreError> {
     let want = write_branch(state);
-    let have = state.project.repo.current_branch();
+    let have = state.project().repo.current_branch();
     if have.as_deref() != Some(want.as_str()) {
         return Err(VerifyError {
             code: Code::WrongBranch,
@@ -288,7 +288,7 @@ fn check_branch(state: &State) -> Result<(), StoreError> {
 /// [`check_writable`] without the work-tree status.
 fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
     check_branch(state)?;
-    let latest = state.roster.latest();
+    let latest = state.roster().latest();
     let Some(admin) = actor.admin_in(latest) else {
         return Err(StoreError::Refused(Refusal::NotAnAdmin, format!(
             "your signing key {} is not an admin key in roster version {}; only admins sign changes (a member's `set`, `unset`, `edit` or `import` makes a proposal for an admin to approve: `byreis submit`)",
@@ -296,7 +296,7 @@ fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, Sto
             latest.version
         )));
     };
-    if let Some(p) = &state.record.pending {
+    if let Some(p) = &state.record().pending {
         return Err(VerifyError {
             code: Code::ChangePending,
             detail: format!(
@@ -306,7 +306,7 @@ fn check_can_write<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, Sto
         }
         .into());
     }
-    if state.source != Source::Worktree {
+    if state.source() != Source::Worktree {
         return Err(VerifyError {
             code: Code::CheckoutNotCurrent,
             detail: "your checkout is not at the state the registry pins; check out the branch that holds it (git pull) before writing".into(),
@@ -356,7 +356,7 @@ pub fn commit_changes_with(
             "nothing to change".into(),
         ));
     }
-    let old = &state.manifest;
+    let old = &state.manifest();
     let mut jobs = Vec::with_capacity(changes.len());
     let mut env_details = Vec::new();
     for change in &changes {
@@ -446,11 +446,11 @@ pub(crate) fn next_manifest(
     action: &str,
     details: serde_json::Value,
 ) -> Result<(Manifest, Change), StoreError> {
-    let old = &state.manifest;
+    let old = &state.manifest();
     let counter = old.counter + 1;
-    let roster_version = state.roster.latest().version;
+    let roster_version = state.roster().latest().version;
     let entry = audit::Entry {
-        seq: state.audit.len() as u64 + 1,
+        seq: state.audit().len() as u64 + 1,
         time: now(),
         project: old.project.clone(),
         actor: admin.name.clone(),
@@ -459,14 +459,14 @@ pub(crate) fn next_manifest(
         counter_from: old.counter,
         counter_to: counter,
         roster_version,
-        prev: state.audit.last().map(|v| v.hash.clone()),
+        prev: state.audit().last().map(|v| v.hash.clone()),
         details: details.into(),
     };
     let line = audit::make_line(&entry, &actor.signer)?;
     let mut audit_text = state
-        .project
+        .project()
         .repo
-        .read_file(&state.record.project_commit, audit::PATH)?
+        .read_file(&state.record().project_commit, audit::PATH)?
         .unwrap_or_default();
     audit_text.reserve_exact(line.len() + 1);
     audit_text.extend_from_slice(line.as_bytes());
@@ -533,22 +533,15 @@ pub(crate) fn land_state_signed(
     changes: Vec<Change>,
     message: &str,
 ) -> Result<(), StoreError> {
+    let (project, registry, roster, record, pin, pin_stored) = state.for_landing();
     let target = Target {
-        repo: &state.project.repo,
-        registry: &state.registry,
-        roster: state.roster.latest(),
-        current: Some(state.record.value()),
+        repo: &project.repo,
+        registry,
+        roster: roster.latest(),
+        current: Some(record.value()),
     };
     land_signed(
-        ctx,
-        &target,
-        &mut state.pin,
-        state.pin_stored,
-        actor,
-        admin,
-        signed,
-        changes,
-        message,
+        ctx, &target, pin, pin_stored, actor, admin, signed, changes, message,
     )
 }
 
@@ -842,13 +835,13 @@ fn finish(
 pub fn verify_pending(
     state: &State,
 ) -> Result<(Pending, crate::signed::Verified<Manifest>), StoreError> {
-    let Some(p) = state.record.pending.clone() else {
+    let Some(p) = state.record().pending.clone() else {
         return Err(StoreError::Refused(
             Refusal::NoPendingChange,
             "no change is pending: nothing to resume or abort".into(),
         ));
     };
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let bad = |m: String| {
         StoreError::Refused(
             Refusal::CannotResume,
@@ -863,7 +856,7 @@ pub fn verify_pending(
     }
     let descends = repo
         .parent_of(&p.project_commit)?
-        .is_some_and(|parent| repo.contains(parent, &state.record.project_commit));
+        .is_some_and(|parent| repo.contains(parent, &state.record().project_commit));
     if !descends {
         return Err(bad("its commit does not build on the current state".into()));
     }
@@ -882,18 +875,18 @@ pub fn verify_pending(
         .read_file(&p.project_commit, verify::APPROVALS_PATH)?
         .unwrap_or_default();
     let m = verify::verify_manifest(
-        &state.roster,
+        state.roster(),
         &bytes,
         &String::from_utf8_lossy(&sig),
         verify::Approvals::Required(&String::from_utf8_lossy(&approvals)),
         verify::SignerRule::AdminThen,
     )
     .map_err(bad)?;
-    if m.counter != state.record.counter + 1
+    if m.counter != state.record().counter + 1
         || m.counter != p.counter
-        || m.previous.as_deref() != Some(&state.record.manifest)
+        || m.previous.as_deref() != Some(&state.record().manifest)
         || m.audit_head != p.audit_head
-        || m.project != state.manifest.project
+        || m.project != state.manifest().project
     {
         return Err(bad("its manifest does not follow the current one".into()));
     }
@@ -907,7 +900,7 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
     // branch happens to be checked out at the same commit.
     check_branch(&state)?;
     let (pending, _) = verify_pending(&state)?;
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let head = repo.head()?;
     let new = git2_oid(&pending.project_commit)?;
     // The change was made on top of whatever the branch held then (the
@@ -926,22 +919,19 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
             "the project branch is neither at the current state nor at the pending commit (someone committed since); run `byreis rotate --abort`".into(),
         ));
     }
+    let (project, registry, roster, record, pin, pin_stored) = state.for_landing();
     let target = Target {
-        repo: &state.project.repo,
-        registry: &state.registry,
-        roster: state.roster.latest(),
-        current: Some(state.record.value()),
+        repo: &project.repo,
+        registry,
+        roster: roster.latest(),
+        current: Some(record.value()),
     };
-    let project = state.manifest.project.clone();
+    let name = target
+        .current
+        .map(|r| r.project.clone())
+        .unwrap_or_default();
     finish(
-        ctx,
-        &target,
-        &mut state.pin,
-        state.pin_stored,
-        actor,
-        &admin,
-        &pending,
-        &project,
+        ctx, &target, pin, pin_stored, actor, &admin, &pending, &name,
     )?;
     Ok(pending.counter)
 }
@@ -952,16 +942,16 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
 pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
     let admin = admin_of(&state, actor)?;
     check_branch(&state)?;
-    let Some(pending) = state.record.pending.clone() else {
+    let Some(pending) = state.record().pending.clone() else {
         return Err(StoreError::Refused(
             Refusal::NoPendingChange,
             "no change is pending: nothing to abort".into(),
         ));
     };
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     refuse_stale_locks(repo)?;
     let head = repo.head()?;
-    let pinned = &state.record.project_commit;
+    let pinned = &state.record().project_commit;
     let email = actor.email();
     let author = (admin.name.as_str(), email.as_str());
     // First make the work tree and index match HEAD (an interrupted write
@@ -988,7 +978,7 @@ pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Stor
             if !changes.is_empty() {
                 let msg = format!(
                     "byreis: abort pending change to counter {}\n\nRestores byreis files to counter {} ({}).",
-                    pending.counter, state.record.counter, pinned
+                    pending.counter, state.record().counter, pinned
                 );
                 let commit =
                     repo.create_signed_commit(head, &changes, &msg, &actor.signer, author)?;
@@ -1001,7 +991,7 @@ pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Stor
             crate::remote::push(dir)?;
         }
     }
-    let mut record = state.record.value().clone();
+    let mut record = state.record().value().clone();
     record.pending = None;
     let admin = admin.clone();
     resign_record(ctx, &mut state, actor, &admin, record).map(|r| r.counter)
@@ -1017,7 +1007,7 @@ fn resign_record(
     admin: &Admin,
     mut record: Record,
 ) -> Result<Record, StoreError> {
-    let latest = state.roster.latest();
+    let latest = state.roster().latest();
     record.signer = admin.name.clone();
     record.signer_key = actor.signer.public.fingerprint();
     record.issued = now();
@@ -1025,9 +1015,9 @@ fn resign_record(
     record.roster_version = latest.version;
     let email = actor.email();
     state
-        .registry
+        .registry()
         .write_record(&record, &actor.signer, (&admin.name, &email))?;
-    state.registry.push_if_remote(&ctx.home)?;
+    state.registry().push_if_remote(&ctx.home)?;
     remember_revision(ctx, state)?;
     Ok(record)
 }
@@ -1035,13 +1025,10 @@ fn resign_record(
 /// After a record write outside `land`: this machine now refuses any
 /// older record (an aborted change's begun record, say).
 fn remember_revision(ctx: &Context, state: &mut State) -> Result<(), StoreError> {
-    let project = state.manifest.project.clone();
-    let r = state.registry.current_revision(&project)?;
-    if r > state.pin.record_revision_seen {
-        state.pin.record_revision_seen = r;
-        if state.pin_stored {
-            trust::save(&ctx.home, &state.project.repo.common_dir(), &state.pin)?;
-        }
+    let project = state.manifest().project.clone();
+    let r = state.registry().current_revision(&project)?;
+    if state.raise_record_revision_seen(r) && state.pin_stored() {
+        trust::save(&ctx.home, &state.project().repo.common_dir(), state.pin())?;
     }
     Ok(())
 }
@@ -1060,7 +1047,7 @@ fn refuse_stale_locks(repo: &Repo) -> Result<(), StoreError> {
 
 fn admin_of(state: &State, actor: &Actor) -> Result<Admin, StoreError> {
     actor
-        .admin_in(state.roster.latest())
+        .admin_in(state.roster().latest())
         .cloned()
         .ok_or_else(|| {
             StoreError::Refused(
@@ -1280,10 +1267,10 @@ fn relative_to(path: &Path, base: &Path) -> String {
 /// The record's content is otherwise unchanged; it must have verified.
 pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String, StoreError> {
     let admin = admin_of(&state, actor)?.clone();
-    let mut record = state.record.value().clone();
+    let mut record = state.record().value().clone();
     // Records made before they carried their proof gain it here.
     if record.manifest_sha512.is_empty() {
-        with_proof(&state.project.repo, state.roster.latest(), &mut record)?;
+        with_proof(&state.project().repo, state.roster().latest(), &mut record)?;
     }
     resign_record(ctx, &mut state, actor, &admin, record).map(|r| r.expires)
 }
@@ -1298,15 +1285,15 @@ pub fn approve_pinned(
     actor: &Actor,
 ) -> Result<(verify::ApprovalCount, verify::ApprovalCount), StoreError> {
     let admin = check_writable(&state, actor)?.clone();
-    if let Some(p) = &state.record.pending {
+    if let Some(p) = &state.record().pending {
         return Err(StoreError::Refused(Refusal::ChangeInProgress, format!(
             "a change to counter {} is pending: finish it (`byreis rotate --resume`) or abandon it (`--abort`) first, then approve what is pinned",
             p.counter
         )));
     }
-    let latest = state.roster.latest().clone();
-    let mut record = state.record.value().clone();
-    with_proof(&state.project.repo, &latest, &mut record)?;
+    let latest = state.roster().latest().clone();
+    let mut record = state.record().value().clone();
+    with_proof(&state.project().repo, &latest, &mut record)?;
     let before = verify::count_record_approvals(&latest, &record).expect("with_proof sets it");
     if before.by.contains(&admin.name) {
         return Err(StoreError::Refused(Refusal::AlreadyApproved, format!(
@@ -1319,7 +1306,7 @@ pub fn approve_pinned(
     record.approvals.push(sshsig::sign_base64(
         &actor.signer,
         Namespace::Proposal,
-        state.manifest.bytes(),
+        state.manifest().bytes(),
     )?);
     let after = verify::count_record_approvals(&latest, &record).expect("with_proof sets it");
     resign_record(ctx, &mut state, actor, &admin, record)?;
@@ -1406,11 +1393,11 @@ pub fn change_roster(
     change: AdminChange,
 ) -> Result<RosterChange, StoreError> {
     let admin = admin_of(state, actor)?;
-    let old = state.roster.latest();
+    let old = state.roster().latest();
     let mut new = old.clone();
     new.version = old.version + 1;
     new.previous = Some(registry::tagged_hash(
-        state.roster.versions.last().expect("chain").bytes(),
+        state.roster().versions.last().expect("chain").bytes(),
     ));
     let (action, who) = match &change {
         AdminChange::Add(a) => {
@@ -1511,8 +1498,8 @@ pub fn change_roster(
     // Every project record, verified under the old roster, re-signed under
     // the new one (records must name the newest version).
     let mut records = Vec::new();
-    for project in state.registry.projects()? {
-        let Some((bytes, sig)) = state.registry.record_raw(&project)? else {
+    for project in state.registry().projects()? {
+        let Some((bytes, sig)) = state.registry().record_raw(&project)? else {
             continue;
         };
         let keys = registry::admin_keys(old);
@@ -1543,7 +1530,7 @@ pub fn change_roster(
         records.push(r);
     }
 
-    let prior = state.registry.audit_log()?;
+    let prior = state.registry().audit_log()?;
     let prior_text = String::from_utf8_lossy(&prior);
     let prev = prior_text.lines().last().map(audit::line_hash);
     let seq = prior_text.lines().count() as u64 + 1;
@@ -1581,7 +1568,7 @@ pub fn change_roster(
     // The proposer's signature counts once for version N and once for N+1;
     // where either threshold is higher, the change waits for approvals.
     if old.thresholds.roster > 1 || new.thresholds.roster > 1 {
-        let branch = state.registry.propose_roster_change(
+        let branch = state.registry().propose_roster_change(
             &new,
             &records,
             &line,
@@ -1590,11 +1577,11 @@ pub fn change_roster(
             &summary,
         )?;
         let mut pull_request = None;
-        if state.registry.repo.has_origin() {
-            crate::remote::push_ref(&state.registry.dir, &format!("refs/heads/{branch}"))
+        if state.registry().repo.has_origin() {
+            crate::remote::push_ref(&state.registry().dir, &format!("refs/heads/{branch}"))
                 .map_err(StoreError::from)?;
             pull_request = crate::pulls::open_for(
-                &state.registry.repo,
+                &state.registry().repo,
                 &branch,
                 &format!("byreis: roster version {} ({summary})", new.version),
                 &format!(
@@ -1612,9 +1599,9 @@ pub fn change_roster(
         });
     }
     state
-        .registry
+        .registry()
         .write_roster_change(&new, &records, &line, &actor.signer, author, &summary)?;
-    state.registry.push_if_remote(&ctx.home)?;
+    state.registry().push_if_remote(&ctx.home)?;
     Ok(RosterChange::Landed {
         version: new.version,
         anchor: keys::grouped_fingerprint(&documents::to_yaml(&new)),
@@ -1735,11 +1722,11 @@ pub fn exec_allow(
     let refuse = |c: Refusal, m: String| Err(StoreError::Refused(c, m));
     names::check(Kind::Environment, env).map_err(StoreError::from)?;
     names::check(Kind::SecretKey, name).map_err(StoreError::from)?;
-    if actor.admin_in(state.roster.latest()).is_none() {
+    if actor.admin_in(state.roster().latest()).is_none() {
         return refuse(Refusal::NotAnAdmin, format!(
             "only admins can run `byreis exec-allow`: your signing key {} is not an admin key in roster version {}. Which names exec passes is part of the signed manifest; ask an admin (nothing was changed)",
             actor.signer.public.fingerprint(),
-            state.roster.latest().version
+            state.roster().latest().version
         ));
     }
     let admin = check_writable(&state, actor)?.clone();
@@ -1749,15 +1736,15 @@ pub fn exec_allow(
             crate::exec::RESERVED_PREFIX
         ));
     }
-    let Some(current) = state.manifest.environments.get(env) else {
+    let Some(current) = state.manifest().environments.get(env) else {
         return refuse(Refusal::UnknownEnvironment, format!(
             "no environment {env} in project {}; exec-allow applies to an existing environment (nothing was changed)",
-            state.manifest.project
+            state.manifest().project
         ));
     };
     let family = crate::exec::family_of(name);
     let in_env = current.exec_allow.iter().any(|n| n == name);
-    let global = state.manifest.exec_allow.iter().any(|n| n == name);
+    let global = state.manifest().exec_allow.iter().any(|n| n == name);
     let unchanged = |m: String| Ok(ExecAllowed::Unchanged(m));
     if !remove {
         let Some(family) = family else {
@@ -1789,7 +1776,7 @@ pub fn exec_allow(
     // allowed in the other environments when one of them drops it.
     let others: Vec<String> = if remove && global {
         state
-            .manifest
+            .manifest()
             .environments
             .keys()
             .filter(|e| *e != env)

@@ -258,7 +258,7 @@ fn is_was(w: &str) -> bool {
 pub fn member_name(state: &State, actor: &Actor) -> Option<String> {
     let me = actor.identity.recipient();
     state
-        .recipients
+        .recipients()
         .iter()
         .find(|(_, r)| **r == me)
         .map(|(n, _)| n.clone())
@@ -285,18 +285,18 @@ pub fn registry_to_refresh(ctx: &Context, actor: &Actor) -> Option<String> {
 /// parties a proposal for `env` is encrypted to.
 fn admin_readers(state: &State, env: &str) -> Vec<(String, AgeRecipient)> {
     let admins: Vec<AgeRecipient> = state
-        .roster
+        .roster()
         .latest()
         .admins
         .iter()
         .filter_map(|a: &Admin| AgeRecipient::parse(&a.age_recipient).ok())
         .collect();
-    let Some(e) = state.manifest.environments.get(env) else {
+    let Some(e) = state.manifest().environments.get(env) else {
         return Vec::new();
     };
     e.readers
         .iter()
-        .filter_map(|n| state.recipients.get(n).map(|r| (n.clone(), r.clone())))
+        .filter_map(|n| state.recipients().get(n).map(|r| (n.clone(), r.clone())))
         .filter(|(_, r)| admins.contains(r))
         .collect()
 }
@@ -324,19 +324,19 @@ pub fn add_to_draft(
         return refuse(Refusal::NotAMember, format!(
             "your key {} is not a member of project {}; ask for access with `byreis request-access` (nothing was changed)",
             actor.identity.recipient().fingerprint(),
-            state.manifest.project
+            state.manifest().project
         ));
     };
     let changes: Vec<DraftChange> = changes.into_iter().filter(|c| !c.is_empty()).collect();
     if changes.is_empty() {
         return refuse(Refusal::NothingToDo, "nothing to change");
     }
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let branch = format!("{DRAFT_PREFIX}{author}");
     let old_tip = repo.local_branch(&branch)?;
     let parent = match old_tip {
         Some(t) => t,
-        None => Oid::from_str(&state.record.project_commit).map_err(crate::git::GitError::Git)?,
+        None => Oid::from_str(&state.record().project_commit).map_err(crate::git::GitError::Git)?,
     };
     let dir = format!("{DIR}/{author}");
     let existing = repo.list_dir(&parent.to_string(), &dir)?.len();
@@ -353,10 +353,10 @@ pub fn add_to_draft(
     let mut envs = Vec::with_capacity(changes.len());
     for (i, change) in changes.into_iter().enumerate() {
         let env = change.env.clone();
-        if !state.manifest.environments.contains_key(&env) {
+        if !state.manifest().environments.contains_key(&env) {
             return refuse(Refusal::UnknownEnvironment, format!(
                 "no environment {env} in project {}; only an admin creates environments (nothing was changed)",
-                state.manifest.project
+                state.manifest().project
             ));
         }
         let to = admin_readers(state, &env);
@@ -367,11 +367,11 @@ pub fn add_to_draft(
         }
         let header = Header {
             format: FORMAT.into(),
-            project: state.manifest.project.clone(),
+            project: state.manifest().project.clone(),
             author: author.clone(),
             environment: env.clone(),
-            base_counter: state.manifest.counter,
-            roster_version: state.roster.latest().version,
+            base_counter: state.manifest().counter,
+            roster_version: state.roster().latest().version,
             encrypted_to: to.iter().map(|(n, _)| n.clone()).collect(),
             created: store::now(),
             unset: change.unset,
@@ -429,7 +429,7 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
         tip,
         changes,
     } = draft_of(state, actor)?;
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let tip = seal_draft(state, actor, &author, tip)?;
     let branch = format!("{BRANCH_PREFIX}{author}-{}", &tip.to_string()[..8]);
     if repo.local_branch(&branch)? != Some(tip) {
@@ -479,7 +479,7 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
 /// their environments whose key allows one. Returns the new tip (the old
 /// one when no proof can be made: an ssh-ed25519 author).
 fn seal_draft(state: &State, actor: &Actor, author: &str, tip: Oid) -> Result<Oid, StoreError> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let dir = format!("{DIR}/{author}");
     let tip_s = tip.to_string();
     let mut names: Vec<String> = repo
@@ -491,7 +491,7 @@ fn seal_draft(state: &State, actor: &Actor, author: &str, tip: Oid) -> Result<Oi
     names.sort();
     let mut seal = Seal {
         format: SEAL_FORMAT.into(),
-        project: state.manifest.project.clone(),
+        project: state.manifest().project.clone(),
         author: author.to_string(),
         files: Vec::with_capacity(names.len()),
         proof: BTreeMap::new(),
@@ -540,7 +540,7 @@ fn seal_draft(state: &State, actor: &Actor, author: &str, tip: Oid) -> Result<Oi
 /// Drops the actor's draft; returns how many changes it held.
 pub fn discard(state: &State, actor: &Actor) -> Result<usize, StoreError> {
     let draft = draft_of(state, actor)?;
-    state.project.repo.delete_branch(&draft.branch)?;
+    state.project().repo.delete_branch(&draft.branch)?;
     Ok(draft.changes)
 }
 
@@ -558,12 +558,12 @@ fn draft_of(state: &State, actor: &Actor) -> Result<Draft, StoreError> {
             Refusal::NotAMember,
             format!(
                 "your key is not a member of project {}; there is nothing of yours to submit",
-                state.manifest.project
+                state.manifest().project
             ),
         );
     };
     let draft = format!("{DRAFT_PREFIX}{author}");
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let Some(tip) = repo.local_branch(&draft)? else {
         return refuse(Refusal::NothingToDo, format!(
             "you have no draft ({draft} does not exist); `byreis set`, `unset` or `edit` as a member who is not an admin makes one"
@@ -625,7 +625,7 @@ impl Review {
 /// The counter of the audit entry that applied a proposal file with
 /// SHA-256 `hash` (the signed audit log lists every applied file).
 fn file_applied_at(state: &State, hash: &str) -> Option<u64> {
-    state.audit.iter().rev().find_map(|v| {
+    state.audit().iter().rev().find_map(|v| {
         (v.entry.action == "approve-submission"
             && v.entry.details.value()["submission_files"]
                 .as_array()
@@ -636,7 +636,7 @@ fn file_applied_at(state: &State, hash: &str) -> Option<u64> {
 
 /// The counter of the audit entry that applied submission commit `tip`.
 fn applied_at(state: &State, tip: &str) -> Option<u64> {
-    state.audit.iter().rev().find_map(|v| {
+    state.audit().iter().rev().find_map(|v| {
         (v.entry.action == "approve-submission"
             && v.entry.details.value().get("submission_commit")
                 == Some(&serde_json::Value::String(tip.to_string())))
@@ -657,7 +657,7 @@ pub fn review(
     reference: &str,
     show_values: bool,
 ) -> Result<Review, StoreError> {
-    let repo = &state.project.repo;
+    let repo = &state.project().repo;
     let name = crate::remote::short_branch(reference);
     let Some(rest) = name.strip_prefix(BRANCH_PREFIX) else {
         return refuse(
@@ -701,11 +701,11 @@ pub fn review(
     };
     // The author must be a member now; what they may read comes from the
     // manifest, never from the proposal.
-    let Some(author_key) = state.recipients.get(&author).cloned() else {
+    let Some(author_key) = state.recipients().get(&author).cloned() else {
         return Err(bad(format!(
             "{} is not a member of project {}",
             names::quoted(&author),
-            state.manifest.project
+            state.manifest().project
         )));
     };
     let tip_s = tip.to_string();
@@ -724,7 +724,7 @@ pub fn review(
             tip,
         });
     }
-    let pinned = &state.record.project_commit;
+    let pinned = &state.record().project_commit;
     let Some(base) = repo.merge_base(&tip_s, pinned)? else {
         return Err(bad(
             "it shares no history with this project's signed state".into()
@@ -777,7 +777,7 @@ pub fn review(
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     let me = actor.identity.recipient();
-    let latest = state.roster.latest();
+    let latest = state.roster().latest();
     let mut base_counters = BTreeSet::new();
     let mut blind = BTreeSet::new();
     let mut sealed = Vec::with_capacity(files.len());
@@ -824,7 +824,7 @@ pub fn review(
         }
         sealed.push(seal_line(file, &file_hash));
         file_hashes.push(file_hash);
-        if h.project != state.manifest.project || h.author != author || h.environment != env {
+        if h.project != state.manifest().project || h.author != author || h.environment != env {
             return Err(bad(format!(
                 "{shown} is for project {}, author {}, environment {}: not this project, its branch's author and its file name",
                 names::quoted(&h.project),
@@ -832,7 +832,7 @@ pub fn review(
                 names::quoted(&h.environment)
             )));
         }
-        if !state.manifest.environments.contains_key(&env) {
+        if !state.manifest().environments.contains_key(&env) {
             return Err(bad(format!("environment {env} no longer exists")));
         }
         // Who could read it: as many stanzas as names, each a current
@@ -890,7 +890,7 @@ pub fn review(
             if fingerprint(cur.get(k)) != *w {
                 return Err(bad(format!(
                     "{k} in {env} changed since {author} proposed this (at counter {}, now {}); approving would overwrite that change. Ask {author} to propose again",
-                    h.base_counter, state.manifest.counter
+                    h.base_counter, state.manifest().counter
                 )));
             }
         }
@@ -905,7 +905,7 @@ pub fn review(
     let proved = match (&seal, member_name(state, actor)) {
         (Some(seal), Some(me)) => seal_proves(
             seal,
-            &state.manifest.project,
+            &state.manifest().project,
             (&author, &author_key),
             &sealed,
             &me,
@@ -924,7 +924,7 @@ pub fn review(
             &env,
             Some(before),
             Some(&after),
-            &state.manifest.exec_allow_for(&env),
+            &state.manifest().exec_allow_for(&env),
             show_values,
         );
         if !proved {
@@ -959,8 +959,8 @@ pub fn approve(
     actor: &Actor,
     review: Review,
 ) -> Result<Landed, StoreError> {
-    let repo_dir = state.project.repo.workdir().map(|p| p.to_path_buf());
-    let has_origin = state.project.repo.has_origin();
+    let repo_dir = state.project().repo.workdir().map(|p| p.to_path_buf());
+    let has_origin = state.project().repo.has_origin();
     let changes: Vec<EnvChange> = review
         .new
         .into_iter()

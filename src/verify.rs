@@ -238,7 +238,7 @@ pub fn resolve_location(base: &Path, loc: &str) -> Result<String, VerifyError> {
 }
 
 /// Where the served bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The working tree holds exactly the pinned manifest.
     Worktree,
@@ -246,23 +246,25 @@ pub enum Source {
     PinnedCommit,
 }
 
-/// A fully verified project state.
+/// A fully verified project state. Its fields are private (issue 15):
+/// only verification builds it, and what changes it afterwards is a
+/// verifying update (the pin's high-water marks after a landed change).
 #[derive(Debug)]
 pub struct State {
-    pub project: Project,
-    pub registry: Registry,
-    pub pin: Pin,
+    project: Project,
+    registry: Registry,
+    pin: Pin,
     /// Whether the pin was stored on this machine (false: from BYREIS_ANCHOR).
-    pub pin_stored: bool,
-    pub roster: RosterChain,
-    pub record: Verified<Record>,
-    pub manifest: Verified<Manifest>,
-    pub audit: Vec<audit::Verified>,
+    pin_stored: bool,
+    roster: RosterChain,
+    record: Verified<Record>,
+    manifest: Verified<Manifest>,
+    audit: Vec<audit::Verified>,
     /// Every member's recipient, parsed once from the verified manifest.
-    pub recipients: std::collections::BTreeMap<String, AgeRecipient>,
-    pub source: Source,
+    recipients: std::collections::BTreeMap<String, AgeRecipient>,
+    source: Source,
     /// Things a reader should know (stale copy, old checkout).
-    pub notes: Vec<(Code, String)>,
+    notes: Vec<(Code, String)>,
     /// This machine's marks for the project as read before verifying.
     seen: trust::Seen,
     /// Environments already decrypted in this run, by (environment,
@@ -1524,6 +1526,84 @@ fn load_inner(
     // 6. The files under secrets/.
     state.check_listing()?;
     Ok(state)
+}
+
+impl State {
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+    pub fn pin(&self) -> &Pin {
+        &self.pin
+    }
+    /// Whether the pin was stored on this machine (false: from BYREIS_ANCHOR).
+    pub fn pin_stored(&self) -> bool {
+        self.pin_stored
+    }
+    pub fn roster(&self) -> &RosterChain {
+        &self.roster
+    }
+    pub fn record(&self) -> &Verified<Record> {
+        &self.record
+    }
+    pub fn manifest(&self) -> &Verified<Manifest> {
+        &self.manifest
+    }
+    pub fn audit(&self) -> &[audit::Verified] {
+        &self.audit
+    }
+    /// Every member's recipient, parsed once from the verified manifest.
+    pub fn recipients(&self) -> &std::collections::BTreeMap<String, AgeRecipient> {
+        &self.recipients
+    }
+    pub fn source(&self) -> Source {
+        self.source
+    }
+    /// Things a reader should know (stale copy, old checkout).
+    pub fn notes(&self) -> &[(Code, String)] {
+        &self.notes
+    }
+    /// Raises the pin's record revision mark to `r` (a record this run
+    /// itself wrote and read back); whether it moved.
+    pub(crate) fn raise_record_revision_seen(&mut self, r: u64) -> bool {
+        let moved = r > self.pin.record_revision_seen;
+        self.pin.record_revision_seen = self.pin.record_revision_seen.max(r);
+        moved
+    }
+
+    /// The pin's anchor as byreis writes it (`trust`): the fingerprint of
+    /// the verified anchor version, in its grouped spelling.
+    pub(crate) fn spell_anchor(&mut self) -> &str {
+        let v = self.roster.anchor_version;
+        self.pin.anchor =
+            crate::keys::grouped_fingerprint(self.roster.versions[(v - 1) as usize].bytes());
+        &self.pin.anchor
+    }
+
+    /// The parts a landing reads, with the pin it updates: after a change
+    /// lands (verified by the landing itself), the pin's high-water marks
+    /// move to it. The only mutable access to a verified state.
+    pub(crate) fn for_landing(
+        &mut self,
+    ) -> (
+        &Project,
+        &Registry,
+        &RosterChain,
+        &Verified<Record>,
+        &mut Pin,
+        bool,
+    ) {
+        (
+            &self.project,
+            &self.registry,
+            &self.roster,
+            &self.record,
+            &mut self.pin,
+            self.pin_stored,
+        )
+    }
 }
 
 fn short(id: &str) -> &str {

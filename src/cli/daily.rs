@@ -19,7 +19,7 @@ use crate::yaml::{self, Secrets};
 /// Loads and verifies the state, prints its notes, and remembers counters.
 pub(super) fn verified(ctx: &Context) -> Result<State, CliError> {
     let mut state = verify::load(ctx)?;
-    print_notes(&state.notes);
+    print_notes(state.notes());
     remember(ctx, &mut state);
     Ok(state)
 }
@@ -41,7 +41,7 @@ pub(super) fn check_env(env: &str) -> CliResult {
 /// (a family refuses it and the signed state does not allow it there).
 /// The value is still stored: this is a warning, not a refusal.
 fn warn_exec_refuses<'a>(state: &State, env: &str, names: impl IntoIterator<Item = &'a String>) {
-    let allowed = state.manifest.exec_allow_for(env);
+    let allowed = state.manifest().exec_allow_for(env);
     for name in names {
         if let Some(why) = crate::exec::refusal(name, &allowed) {
             eprintln!(
@@ -58,18 +58,18 @@ fn warn_exec_refuses<'a>(state: &State, env: &str, names: impl IntoIterator<Item
 
 /// An environment that must already exist (for reads).
 pub(super) fn require_env(state: &State, env: &str) -> CliResult {
-    if state.manifest.environments.contains_key(env) {
+    if state.manifest().environments.contains_key(env) {
         return Ok(());
     }
     let known: Vec<&str> = state
-        .manifest
+        .manifest()
         .environments
         .keys()
         .map(String::as_str)
         .collect();
     Err(CliError::Refused(Refusal::UnknownEnvironment, format!(
         "no environment {env} in project {} (known: {}); an admin creates one with `byreis set {env} NAME`",
-        state.manifest.project,
+        state.manifest().project,
         if known.is_empty() { "none yet".into() } else { known.join(", ") }
     )))
 }
@@ -114,7 +114,7 @@ fn read_value(value: Option<String>) -> Result<Zeroizing<String>, CliError> {
 }
 
 fn current(state: &State, env: &str, actor: &Actor) -> Result<Secrets, CliError> {
-    if state.manifest.environments.contains_key(env) {
+    if state.manifest().environments.contains_key(env) {
         Ok(state.secrets(env, &actor.identity)?)
     } else {
         Ok(Secrets::new())
@@ -252,7 +252,7 @@ pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliRes
     }
     let value = read_value(value)?;
     let mut secrets = current(&state, env, &actor)?;
-    let created = !state.manifest.environments.contains_key(env);
+    let created = !state.manifest().environments.contains_key(env);
     secrets.insert(key.to_string(), SecretValue::new(value));
     let landed = store::commit_change(
         ctx,
@@ -321,7 +321,7 @@ pub fn diff(ctx: &Context, rev: Option<&str>, format: Format) -> CliResult {
     // A revision that names no commit is a usage error (exit 2), not a
     // verification failure (issue 17).
     let rev = match rev {
-        Some(r) => match state.project.repo.resolve_commit(r) {
+        Some(r) => match state.project().repo.resolve_commit(r) {
             Ok(c) => Some(c),
             Err(_) => {
                 super::render_error(
@@ -423,7 +423,7 @@ pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
     let me = identity.recipient();
     let envs: Vec<String> = match env {
         Some(e) => vec![e.to_string()],
-        None => state.manifest.environments.keys().cloned().collect(),
+        None => state.manifest().environments.keys().cloned().collect(),
     };
     let mut listing = Vec::new();
     for e in &envs {
@@ -445,7 +445,7 @@ pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
                 .collect();
             println!(
                 "{}",
-                json!({"project": state.manifest.project, "counter": state.manifest.counter, "environments": v})
+                json!({"project": state.manifest().project, "counter": state.manifest().counter, "environments": v})
             );
         }
         Format::Text => {
@@ -587,7 +587,7 @@ pub fn exec(
         std::env::vars_os(),
         env,
         &secrets,
-        &state.manifest.exec_allow_for(env),
+        &state.manifest().exec_allow_for(env),
         overrides,
         override_all,
     )?;
@@ -688,7 +688,7 @@ fn check_new_envs(
     new_env: &[String],
 ) -> CliResult {
     let known: Vec<&str> = state
-        .manifest
+        .manifest()
         .environments
         .keys()
         .map(String::as_str)
@@ -700,7 +700,7 @@ fn check_new_envs(
                 Refusal::UnknownEnvironment,
                 format!(
                     "the import would create environment {env}, which project {} does not have (known: {}). If you mean to create it, add --new-env {env}; nothing was changed",
-                    state.manifest.project,
+                    state.manifest().project,
                     if known.is_empty() { "none".to_string() } else { known.join(", ") }
                 ),
             ));
@@ -816,12 +816,12 @@ pub fn rotation_history(ctx: &Context, since: Option<&str>, format: Format) -> C
     }
     let state = verified(ctx)?;
     let rows = crate::history::rotation_history(&state, since);
-    let shallow = state.project.repo.is_shallow();
+    let shallow = state.project().repo.is_shallow();
     match format {
         Format::Json => println!(
             "{}",
             json!({
-                "project": state.manifest.project,
+                "project": state.manifest().project,
                 "history": if shallow { "unavailable (shallow clone)" } else { "complete" },
                 "rotations": rows,
             })
@@ -904,17 +904,17 @@ pub fn rotation_history(ctx: &Context, since: Option<&str>, format: Format) -> C
 pub fn deploy_verify(ctx: &Context, format: Format) -> CliResult {
     let mut state = verify::load(ctx)?;
     remember(ctx, &mut state);
-    if state.source != verify::Source::Worktree {
+    if state.source() != verify::Source::Worktree {
         return Err(verify::VerifyError {
             code: crate::diag::Code::CheckoutNotCurrent,
             detail: format!(
                 "the checked-out state is not the one the registry pins (counter {}, commit {}); deploy that commit",
-                state.record.counter, state.record.project_commit
+                state.record().counter, state.record().project_commit
             ),
         }
         .into());
     }
-    for env in state.manifest.environments.keys() {
+    for env in state.manifest().environments.keys() {
         state.env_file(env)?;
     }
     match format {
@@ -922,22 +922,22 @@ pub fn deploy_verify(ctx: &Context, format: Format) -> CliResult {
             "{}",
             json!({
                 "ok": true,
-                "project": state.manifest.project,
-                "counter": state.manifest.counter,
-                "project_commit": state.record.project_commit,
-                "expires": state.record.expires,
-                "environments": state.manifest.environments.keys().collect::<Vec<_>>(),
+                "project": state.manifest().project,
+                "counter": state.manifest().counter,
+                "project_commit": state.record().project_commit,
+                "expires": state.record().expires,
+                "environments": state.manifest().environments.keys().collect::<Vec<_>>(),
             })
         ),
         Format::Text => println!(
             "verified: project {} counter {} (pinned commit {}), record expires {}",
-            state.manifest.project,
-            state.manifest.counter,
-            state.record.project_commit,
-            state.record.expires
+            state.manifest().project,
+            state.manifest().counter,
+            state.record().project_commit,
+            state.record().expires
         ),
     }
-    for (code, msg) in &state.notes {
+    for (code, msg) in state.notes() {
         eprintln!("byreis: note[{code}]: {msg}");
     }
     Ok(())
@@ -976,12 +976,12 @@ fn members_ever(state: &State) -> std::collections::BTreeSet<String> {
         }
     }
     let mut out: std::collections::BTreeSet<String> = state
-        .manifest
+        .manifest()
         .members
         .iter()
         .map(|m| m.name.clone())
         .collect();
-    for v in &state.audit {
+    for v in state.audit() {
         walk(&v.entry.details.value(), None, &mut out);
     }
     out
@@ -1020,7 +1020,7 @@ fn names_ever(state: &State, env: Option<&str>) -> std::collections::BTreeSet<St
         }
     }
     let mut out = std::collections::BTreeSet::new();
-    for v in &state.audit {
+    for v in state.audit() {
         walk(&v.entry.details.value(), env, &mut out);
     }
     out
@@ -1064,7 +1064,7 @@ pub fn exposure(ctx: &Context, name: &str, require_ack: bool, format: Format) ->
                 Refusal::UnknownMember,
                 format!(
                     "{name} has never been a member of project {} (members now and in the signed audit log: {}).{hint}",
-                    state.manifest.project,
+                    state.manifest().project,
                     ever.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
             ),
@@ -1141,7 +1141,7 @@ pub fn exposure_ack(
             Refusal::UnknownMember,
             format!(
                 "{name} has never been a member of project {}; nothing was changed.{hint}",
-                state.manifest.project
+                state.manifest().project
             ),
         ));
     }

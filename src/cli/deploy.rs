@@ -134,10 +134,10 @@ fn secret_text(
     kind: &str,
 ) -> Result<zeroize::Zeroizing<String>, export::ExportError> {
     let sha = state
-        .record
+        .record()
         .manifest
         .strip_prefix("sha256:")
-        .unwrap_or(&state.record.manifest)
+        .unwrap_or(&state.record().manifest)
         .to_string();
     export::k8s_secret(
         secrets,
@@ -145,9 +145,9 @@ fn secret_text(
             name,
             namespace,
             kind,
-            project: &state.manifest.project,
+            project: &state.manifest().project,
             environment: env,
-            counter: state.manifest.counter,
+            counter: state.manifest().counter,
             manifest_sha256: &sha,
         },
     )

@@ -12,11 +12,11 @@ use crate::verify::{self, Allow, Context};
 
 pub fn approve_pinned(ctx: &Context, yes: bool, show_values: bool, format: Format) -> CliResult {
     let state = verify::load_opts(ctx, Allow::SHORT_APPROVALS)?;
-    print_notes(&state.notes);
+    print_notes(state.notes());
     let actor = Actor::load(&ctx.home)?;
     crate::store::check_writable(&state, &actor)?;
-    let m = state.manifest.value();
-    let r = state.record.value();
+    let m = state.manifest().value();
+    let r = state.record().value();
     eprintln!(
         "byreis: the pinned state of {}: counter {}, project commit {}, signed by {} under roster version {}",
         crate::names::escape(&m.project),

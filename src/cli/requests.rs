@@ -156,16 +156,16 @@ fn load_with_state(
     state: &verify::State,
     reference: &str,
 ) -> Result<(Loaded, Option<Decision>, State), CliError> {
-    let github = crate::github::registry_repo(&state.pin.registry);
+    let github = crate::github::registry_repo(&state.pin().registry);
     let loaded = request::load(
-        &state.registry,
-        &state.manifest.project,
+        state.registry(),
+        &state.manifest().project,
         reference,
         github.as_ref(),
     )?;
     let d = request::decision(
-        &state.registry,
-        &state.manifest.project,
+        state.registry(),
+        &state.manifest().project,
         &loaded.doc.name,
         &admin_keys(state),
     )?;
@@ -181,15 +181,15 @@ fn conflicts(state: &verify::State, loaded: &Loaded, st: State) -> Vec<request::
     if st != State::Requested {
         return Vec::new();
     }
-    let roster = state.roster.latest();
-    request::conflicts(loaded, &state.recipients, &roster.admins, roster.version)
+    let roster = state.roster().latest();
+    request::conflicts(loaded, state.recipients(), &roster.admins, roster.version)
 }
 
 /// Whether the newest audit entry is a rotation that absorbed the request
 /// whose file hashes to `sha256`.
 fn absorbed_by_last_rotation(state: &verify::State, sha256: &str) -> bool {
     state
-        .audit
+        .audit()
         .last()
         .filter(|v| v.entry.action == "rotate")
         .is_some_and(|v| {
@@ -218,8 +218,8 @@ fn describe(loaded: &Loaded, st: State) -> Vec<String> {
 
 pub fn list(ctx: &Context, format: Format) -> CliResult {
     let state = verify::load(ctx)?;
-    let mut refs = request::branches(&state.registry)?;
-    if let Some(repo) = crate::github::registry_repo(&state.pin.registry) {
+    let mut refs = request::branches(state.registry())?;
+    if let Some(repo) = crate::github::registry_repo(&state.pin().registry) {
         let client = crate::github::Client::from_env().map_err(CliError::from)?;
         for (n, _) in crate::github::open_request_pulls(&client, &repo).map_err(CliError::from)? {
             refs.push(n.to_string());
@@ -361,7 +361,7 @@ fn reject_malformed_pull(
     reason: Option<String>,
     err: CliError,
 ) -> CliResult {
-    let Some(repo) = crate::github::registry_repo(&state.pin.registry) else {
+    let Some(repo) = crate::github::registry_repo(&state.pin().registry) else {
         return Err(err);
     };
     let Some(Ok(number)) = crate::github::pull_number(reference, &repo) else {
@@ -376,8 +376,8 @@ fn reject_malformed_pull(
         Ok(pr) if !pr.open => return Err(err),
         // Read, but refused when checked: that refusal says why.
         Ok(_) => match request::load(
-            &state.registry,
-            &state.manifest.project,
+            state.registry(),
+            &state.manifest().project,
             reference,
             Some(&repo),
         ) {
@@ -545,8 +545,8 @@ pub fn record_absorbed_after_resume(
     ) else {
         return Ok(false);
     };
-    let project = &state.manifest.project;
-    let existing = request::decision(&state.registry, project, name, &admin_keys(state))?;
+    let project = &state.manifest().project;
+    let existing = request::decision(state.registry(), project, name, &admin_keys(state))?;
     if existing.is_some_and(|d| d.request_sha256 == sha) {
         return Ok(false);
     }
@@ -574,7 +574,7 @@ pub fn record_absorbed_after_resume(
     // ever one of the pinned registry's own repository.
     if let (Some(number), Some(repo)) = (
         r["pull_request"].as_u64(),
-        crate::github::registry_repo(&state.pin.registry),
+        crate::github::registry_repo(&state.pin().registry),
     ) {
         let comment = format!(
             "byreis: absorbed at counter {counter} by {}. Closed without merging: the registry records the decision in a commit of its own.",
@@ -602,7 +602,7 @@ fn sign_and_record(
 ) -> CliResult {
     let email = actor.email();
     request::record_decision(
-        &state.registry,
+        state.registry(),
         &ctx.home,
         decision,
         &actor.signer,

@@ -98,7 +98,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     }
     let state = verify::load(ctx)?;
     crate::timing::phase("state verified");
-    print_notes(&state.notes);
+    print_notes(state.notes());
     let actor = Actor::load(&ctx.home)?;
     crate::store::check_writable(&state, &actor)?;
     let absorbing = match &from_request {
@@ -154,7 +154,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     }
     if let Some(loaded) = &absorbing {
         // The request must still be the one confirmed (`stale` otherwise).
-        crate::request::check_not_stale(&state.registry, loaded)?;
+        crate::request::check_not_stale(state.registry(), loaded)?;
     }
     let (plan, landed) = rotation::execute(ctx, state, &actor, prepared)?;
     let (counter, proposal) = match &landed {
@@ -223,11 +223,11 @@ pub fn resume(ctx: &Context, yes: bool) -> CliResult {
     let actor = Actor::load(&ctx.home)?;
     // A rotation that absorbed an access request landed but was stopped
     // before the registry recorded the decision: finish that part.
-    if state.record.pending.is_none() && record_absorption(ctx, &state, &actor)? {
+    if state.record().pending.is_none() && record_absorption(ctx, &state, &actor)? {
         return Ok(());
     }
     let (pending, new) = crate::store::verify_pending(&state)?;
-    let old = &state.manifest;
+    let old = &state.manifest();
     eprintln!(
         "byreis: pending {} from counter {} to {} (commit {})",
         pending.action, old.counter, pending.counter, pending.project_commit
@@ -255,7 +255,7 @@ fn record_absorption(
     state: &verify::State,
     actor: &Actor,
 ) -> Result<bool, CliError> {
-    let Some(last) = state.audit.last().filter(|v| v.entry.action == "rotate") else {
+    let Some(last) = state.audit().last().filter(|v| v.entry.action == "rotate") else {
         return Ok(false);
     };
     let details = last.entry.details.value();
@@ -387,8 +387,8 @@ fn approve_submission(
     if review.is_noop() {
         crate::submission::remove_branch(
             &review.branch,
-            state.project.repo.workdir(),
-            state.project.repo.has_origin(),
+            state.project().repo.workdir(),
+            state.project().repo.has_origin(),
         );
         match review.applied_at {
             Some(c) => eprintln!(
@@ -415,7 +415,7 @@ fn approve_submission(
         crate::names::escape(&review.author),
         review.changes,
         bases.join(", "),
-        state.manifest.counter
+        state.manifest().counter
     );
     if !review.author_proved {
         eprintln!(
@@ -464,7 +464,7 @@ pub fn approve(
     format: Format,
 ) -> CliResult {
     let state = verify::load(ctx)?;
-    print_notes(&state.notes);
+    print_notes(state.notes());
     let actor = Actor::load(&ctx.home)?;
     if reference.starts_with(crate::registry::ROSTER_BRANCH_PREFIX) {
         return approve_roster(ctx, &state, &actor, reference, yes, format);
@@ -472,7 +472,7 @@ pub fn approve(
     // A pull request of a project on GitHub: its head branch, checked to
     // be what is reviewed.
     let pull = crate::pulls::resolve(
-        &state.project.repo,
+        &state.project().repo,
         reference,
         &[
             crate::submission::BRANCH_PREFIX,
@@ -484,7 +484,7 @@ pub fn approve(
     let pull = match pull {
         Some(p) => Some(p),
         None => crate::pulls::find_for_branch(
-            &state.project.repo,
+            &state.project().repo,
             crate::remote::short_branch(reference),
         ),
     };
@@ -509,10 +509,10 @@ pub fn approve(
         crate::proposal::remove_branch_of_landed(&state)?;
         eprintln!(
             "byreis: {reference} already landed (counter {}); its branch is removed",
-            state.manifest.counter
+            state.manifest().counter
         );
         if let Some(p) = &pull {
-            p.report(&format!("byreis: this change landed at counter {}. Closed without merging: byreis lands changes itself.", state.manifest.counter), true);
+            p.report(&format!("byreis: this change landed at counter {}. Closed without merging: byreis lands changes itself.", state.manifest().counter), true);
         }
         return Ok(());
     }
@@ -524,7 +524,7 @@ pub fn approve(
         "byreis: proposal {} by {}: counter {} -> {}",
         review.branch,
         crate::names::escape(&review.proposer),
-        state.record.counter,
+        state.record().counter,
         review.counter
     );
     eprintln!(

@@ -322,9 +322,8 @@ pub fn trust(
         }
     })?;
     // The pin keeps the fingerprint as byreis writes it.
-    let version = state.roster.anchor_version;
-    pin.anchor = keys::grouped_fingerprint(state.roster.versions[(version - 1) as usize].bytes());
-    state.pin.anchor.clone_from(&pin.anchor);
+    let version = state.roster().anchor_version;
+    pin.anchor = state.spell_anchor().to_string();
     trust::save(&ctx.home, &common, &pin)?;
     state.remember(&ctx.home)?;
     eprintln!(
@@ -335,7 +334,8 @@ pub fn trust(
     );
     eprintln!(
         "byreis: verified: project {} at counter {}",
-        state.manifest.project, state.manifest.counter
+        state.manifest().project,
+        state.manifest().counter
     );
     Ok(())
 }
@@ -373,20 +373,21 @@ pub fn registry_pull(ctx: &Context) -> CliResult {
     // newest roster and record (what an admin needs to `approve --pinned`);
     // reads keep refusing it.
     let mut state = verify::load_opts(ctx, verify::Allow::SHORT_APPROVALS)?;
-    print_notes(&state.notes);
+    print_notes(state.notes());
     state.remember(&ctx.home)?;
     eprintln!(
         "byreis: verified: project {} at counter {}",
-        state.manifest.project, state.manifest.counter
+        state.manifest().project,
+        state.manifest().counter
     );
     Ok(())
 }
 
 pub fn registry_refresh(ctx: &Context) -> CliResult {
     let state = verify::load_opts(ctx, verify::Allow::EXPIRED)?;
-    super::print_notes(&state.notes);
+    super::print_notes(state.notes());
     let actor = crate::store::Actor::load(&ctx.home)?;
-    let project = state.manifest.project.clone();
+    let project = state.manifest().project.clone();
     let expires = crate::store::refresh(ctx, state, &actor)?;
     eprintln!("byreis: re-signed the record of {project}; it now expires at {expires}");
     Ok(())
@@ -394,7 +395,7 @@ pub fn registry_refresh(ctx: &Context) -> CliResult {
 
 pub fn admin_list(ctx: &Context, format: Format) -> CliResult {
     let state = verify::load_opts(ctx, verify::Allow::EXPIRED)?;
-    let roster = state.roster.latest();
+    let roster = state.roster().latest();
     match format {
         Format::Json => {
             let admins: Vec<_> = roster
@@ -479,7 +480,7 @@ pub fn admin_thresholds(
         ));
     }
     let state = verify::load(ctx)?;
-    let old = &state.roster.latest().thresholds;
+    let old = &state.roster().latest().thresholds;
     let t = crate::documents::Thresholds {
         roster: roster.unwrap_or(old.roster),
         recipients: recipients.unwrap_or(old.recipients),
@@ -540,7 +541,7 @@ fn land_roster_change(
 
 pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
     let state = verify::load(ctx)?;
-    let roster = state.roster.latest();
+    let roster = state.roster().latest();
     let member = roster
         .admins
         .iter()
@@ -548,7 +549,7 @@ pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
         .and_then(|a| crate::keys::AgeRecipient::parse(&a.age_recipient).ok())
         .and_then(|r| {
             state
-                .manifest
+                .manifest()
                 .members
                 .iter()
                 .find(|m| crate::keys::AgeRecipient::parse(&m.recipient).is_ok_and(|x| x == r))
@@ -561,7 +562,7 @@ pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
     eprintln!("byreis: {name} is no longer an admin from roster version {version}: their signatures no longer count, including on anything they sign later with an old date");
     if let Some(m) = member {
         let envs: Vec<&String> = state
-            .manifest
+            .manifest()
             .environments
             .iter()
             .filter(|(_, e)| e.readers.contains(&m.name))
@@ -571,7 +572,7 @@ pub fn admin_remove(ctx: &Context, name: &str) -> CliResult {
             "WARNING: {name} is still a reader in project {} (as member {}) of: {}.\n\
              Removing an admin does not remove a reader. Run `byreis rotate --remove {}` in this project.\n\
              Even then, they know every value they could read, and every commit before that rotation stays decryptable with their key for as long as they keep it and any clone. Rotate those values at their issuers. See docs/forward-secrecy-runbook.md.",
-            state.manifest.project,
+            state.manifest().project,
             m.name,
             envs.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
             m.name
