@@ -191,15 +191,13 @@ pub fn diff(state: &State, identity: &AgeIdentity, rev: Option<&str>) -> Result<
     let mbytes =
         read(MANIFEST_PATH)?.ok_or_else(|| bad(format!("{from} has no signed manifest")))?;
     let msig = read(MANIFEST_SIG_PATH)?.unwrap_or_default();
-    let old: Manifest = verify::verify_manifest(
+    let old: Manifest = (*verify::verify_unpinned(
         state.roster(),
         &mbytes,
         &String::from_utf8_lossy(&msig),
-        verify::Approvals::NotRequired,
         SignerRule::AdminThen,
     )
-    .map_err(|e| bad(format!("the manifest at {from} does not verify: {e}")))?
-    .value()
+    .map_err(|e| bad(format!("the manifest at {from} does not verify: {e}")))?)
     .clone();
     if old.project != state.manifest().project {
         return Err(bad(format!(

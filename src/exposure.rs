@@ -163,13 +163,12 @@ fn walk(state: &State, name: &str, skip: &HashSet<Oid>) -> Result<Walk, String> 
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                let m = verify::verify_manifest(
+                // Proposals count too: their files were encrypted to their
+                // readers whether or not they landed.
+                let m = verify::verify_unpinned(
                     state.roster(),
                     &bytes,
                     &String::from_utf8_lossy(&sig),
-                    // Proposals count too: their files were encrypted to
-                    // their readers whether or not they landed.
-                    verify::Approvals::NotRequired,
                     SignerRule::AdminThen,
                 )
                 .ok();

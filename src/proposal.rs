@@ -30,8 +30,7 @@ use crate::signed::sha256_hex;
 use crate::sshsig::{self, Namespace};
 use crate::store::{self, Actor, Landed, SignedManifest, StoreError};
 use crate::verify::{
-    self, Approvals, Context, SignerRule, State, APPROVALS_PATH, MANIFEST_PATH, MANIFEST_SIG_PATH,
-    SECRETS_DIR,
+    self, Context, SignerRule, State, APPROVALS_PATH, MANIFEST_PATH, MANIFEST_SIG_PATH, SECRETS_DIR,
 };
 
 /// Branch names of proposals start with this.
@@ -262,15 +261,10 @@ pub fn review(
             format!("proposal {name}: {m}; refused"),
         )
     };
-    let v = verify::verify_manifest(
-        state.roster(),
-        &mbytes,
-        &msig,
-        Approvals::NotRequired,
-        SignerRule::StillAdmin,
-    )
-    .map_err(|e| bad(format!("its manifest does not verify: {e}")))?;
-    let m: Manifest = v.value().clone();
+    let v: verify::Unpinned =
+        verify::verify_unpinned(state.roster(), &mbytes, &msig, SignerRule::StillAdmin)
+            .map_err(|e| bad(format!("its manifest does not verify: {e}")))?;
+    let m: Manifest = (*v).clone();
     let latest = state.roster().latest();
     if m.project != state.manifest().project
         || m.counter != state.record().counter + 1

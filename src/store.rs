@@ -878,7 +878,7 @@ pub fn verify_pending(
         state.roster(),
         &bytes,
         &String::from_utf8_lossy(&sig),
-        verify::Approvals::Required(&String::from_utf8_lossy(&approvals)),
+        &String::from_utf8_lossy(&approvals),
         verify::SignerRule::AdminThen,
     )
     .map_err(bad)?;

@@ -706,7 +706,7 @@ fn check_signer_fields(
 
 /// Whether [`verify_manifest`] enforces the registry's approval threshold.
 #[derive(Debug, Clone, Copy)]
-pub enum Approvals<'a> {
+enum Approvals<'a> {
     /// Enforce it; the text of `.byreis/approvals.sig` (may be empty).
     Required(&'a str),
     /// Only the author's signature (a proposal, or the exposure inventory,
@@ -834,7 +834,50 @@ pub fn sha512_hex(bytes: &[u8]) -> String {
 }
 
 /// Verifies a manifest's bytes and signature against the roster.
+/// A manifest whose admin signature checks out, but which no record pins
+/// and whose approvals were not counted: a proposal's (for review), or an
+/// older state's (history, diff, exposure). A type of its own, so it can
+/// never be taken for the pinned manifest, which only [`State`] holds.
+#[derive(Debug)]
+pub struct Unpinned(Verified<Manifest>);
+
+impl std::ops::Deref for Unpinned {
+    type Target = Manifest;
+    fn deref(&self) -> &Manifest {
+        self.0.value()
+    }
+}
+
+impl Unpinned {
+    /// The signed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+/// [`verify_manifest_with`] without counting approvals: an [`Unpinned`].
+pub fn verify_unpinned(
+    roster: &RosterChain,
+    bytes: &[u8],
+    sig: &str,
+    rule: SignerRule,
+) -> Result<Unpinned, String> {
+    verify_manifest_with(roster, bytes, sig, Approvals::NotRequired, rule).map(Unpinned)
+}
+
+/// [`verify_manifest_with`], with the approvals (the text of
+/// `.byreis/approvals.sig`) counted against the thresholds in force.
 pub fn verify_manifest(
+    roster: &RosterChain,
+    bytes: &[u8],
+    sig: &str,
+    approvals: &str,
+    rule: SignerRule,
+) -> Result<Verified<Manifest>, String> {
+    verify_manifest_with(roster, bytes, sig, Approvals::Required(approvals), rule)
+}
+
+fn verify_manifest_with(
     roster: &RosterChain,
     bytes: &[u8],
     sig: &str,
@@ -1272,7 +1315,7 @@ fn locate_manifest(
                 .flatten()
                 .unwrap_or_default();
             // Not pinned by the record: only current admins' signatures count.
-            match verify_manifest(roster, b, &String::from_utf8_lossy(&wt_sig), Approvals::NotRequired, SignerRule::StillAdmin) {
+            match verify_unpinned(roster, b, &String::from_utf8_lossy(&wt_sig), SignerRule::StillAdmin) {
                 Ok(m) if m.project != *project_name => {
                     return fail(
                         Code::ManifestInvalid,
@@ -1370,7 +1413,8 @@ fn verify_pinned_manifest(
 ) -> Result<Verified<Manifest>, VerifyError> {
     let mbytes = &found.bytes;
     let msig = String::from_utf8_lossy(&found.sig);
-    let manifest = verify_manifest(
+    // The approvals are counted below, against the record's as well.
+    let manifest = verify_manifest_with(
         roster,
         mbytes,
         &msig,

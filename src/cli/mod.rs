@@ -850,26 +850,12 @@ pub fn main() -> i32 {
 /// "exit"}}` on stdout. [`CliError::Exit`] prints nothing: the verb
 /// reported it already.
 pub(crate) fn render_error(err: &CliError, format: Format) -> i32 {
-    let (code, message, fix, exit) = match err {
-        CliError::Exit(code) => return *code,
-        CliError::Verify(e) => (
-            e.code.as_str(),
-            e.detail.as_str(),
-            Some(e.code.fix()),
-            EXIT_VERIFY,
-        ),
-        CliError::Refused(r, msg) => (r.as_str(), msg.as_str(), None, 1),
-    };
-    eprintln!("byreis: error[{code}]: {message}");
-    if let Some(fix) = fix {
-        eprintln!("  fix: {fix}");
+    if let CliError::Exit(code) = err {
+        return *code;
     }
+    eprint!("{}", render::error_text(err));
     if format == Format::Json {
-        let mut obj = serde_json::json!({ "code": code, "message": message, "exit": exit });
-        if let Some(fix) = fix {
-            obj["fix"] = serde_json::json!(fix);
-        }
-        println!("{}", serde_json::json!({ "error": obj }));
+        println!("{}", render::error_json(err));
     }
-    exit
+    render::exit_code(err)
 }

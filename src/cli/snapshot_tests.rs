@@ -57,3 +57,18 @@ fn every_doctor_finding() {
     }
     insta::assert_snapshot!("doctor-findings", text);
 }
+
+/// Every refusal code as `main()` renders it (text), with the code's
+/// meaning as the message, and the JSON object `--format json` adds.
+#[test]
+fn every_refusal_rendering() {
+    use crate::diag::Refusal;
+    let mut text = String::new();
+    for &r in Refusal::ALL {
+        let e = super::CliError::Refused(r, r.what().to_string());
+        text.push_str(&super::render::error_text(&e));
+        text.push_str(&super::render::error_json(&e).to_string());
+        text.push('\n');
+    }
+    insta::assert_snapshot!("refusals", text);
+}
