@@ -230,7 +230,55 @@ pub fn submit(ctx: &Context, discard: bool, format: Format) -> CliResult {
     Ok(())
 }
 
-pub fn set(ctx: &Context, env: &str, key: &str, value: Option<String>) -> CliResult {
+/// A value from a file (`set --from-file`): its bytes exactly, trailing
+/// newline included; text only, as every byreis value is.
+fn read_file_value(path: &std::path::Path) -> Result<Zeroizing<String>, CliError> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(yaml::MAX_SECRETS_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| {
+            CliError::Refused(
+                Refusal::IoFailed,
+                format!("{}: {e}; nothing was changed", path.display()),
+            )
+        })?;
+    if bytes.len() > yaml::MAX_SECRETS_BYTES {
+        return Err(CliError::Refused(
+            Refusal::BadInput,
+            format!(
+                "{} is larger than 1 MiB; nothing was changed",
+                path.display()
+            ),
+        ));
+    }
+    if bytes.contains(&0) || std::str::from_utf8(&bytes).is_err() {
+        return Err(CliError::Refused(
+            Refusal::BadInput,
+            format!(
+                "{} is binary (not UTF-8 text, or it holds NUL bytes) and byreis values are text: store it as base64 (`base64 -w0 {} | byreis set ENV NAME`) and decode it where it is used; nothing was changed",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(&bytes).expect("checked");
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+pub fn set(
+    ctx: &Context,
+    env: &str,
+    key: &str,
+    value: Option<String>,
+    from_file: Option<&std::path::Path>,
+) -> CliResult {
+    let read_value = |v: Option<String>| match from_file {
+        Some(p) => read_file_value(p),
+        None => read_value(v),
+    };
     check_env(env)?;
     names::check(Kind::SecretKey, key)?;
     let (state, actor) = for_write(ctx)?;

@@ -114,6 +114,10 @@ pub enum Command {
         key: String,
         /// The value. Prefer stdin: values on the command line reach shell history.
         value: Option<String>,
+        /// Take the value from a file, byte for byte (a PEM key, a
+        /// kubeconfig); text only (UTF-8, no NUL)
+        #[arg(long = "from-file", value_name = "PATH", conflicts_with = "value")]
+        from_file: Option<PathBuf>,
     },
     /// Print one secret's value.
     Get {
@@ -741,7 +745,12 @@ pub fn main() -> i32 {
             project,
             show,
         } => setup::trust(&ctx, anchor, registry, project, show),
-        Command::Set { env, key, value } => daily::set(&ctx, &env, &key, value),
+        Command::Set {
+            env,
+            key,
+            value,
+            from_file,
+        } => daily::set(&ctx, &env, &key, value, from_file.as_deref()),
         Command::Get { env, key, format } => daily::get(&ctx, &env, &key, format),
         Command::Export {
             env,

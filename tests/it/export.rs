@@ -231,3 +231,45 @@ fn a_tampered_state_is_refused_as_get_refuses_it() {
         assert_no_leak(&o, &[PROD_DB, PROD_API], "the refusal");
     }
 }
+
+// issue 16: values that are files. `set --from-file` keeps the bytes
+// exactly (trailing newline included); binary is refused with the base64
+// route; nothing is changed by a refusal.
+#[test]
+fn set_from_file_keeps_the_bytes_and_refuses_binary() {
+    let w = World::with_secrets();
+    let pem = w.root.join("key.pem");
+    fs::write(&pem, PEM).unwrap();
+    let o = w.alice_run(&[
+        "set",
+        "prod",
+        "TLS_KEY",
+        "--from-file",
+        pem.to_str().unwrap(),
+    ]);
+    assert_ok(&o, "set --from-file");
+    let v: Value =
+        serde_json::from_str(&export(&w, &["--format", "json", "--only", "TLS_KEY"])).unwrap();
+    assert_eq!(
+        v["TLS_KEY"], PEM,
+        "byte for byte, the trailing newline kept"
+    );
+
+    let before = w.manifest_counter();
+    let bin = w.root.join("blob.bin");
+    fs::write(&bin, [0u8, 159, 146, 150, 1, 2]).unwrap();
+    let o = w.alice_run(&["set", "prod", "BLOB", "--from-file", bin.to_str().unwrap()]);
+    assert_failed(&o, "a binary file");
+    assert_stderr_contains(&o, "is binary", "says why");
+    assert_stderr_contains(&o, "base64 -w0", "and the way to store it");
+    assert_eq!(w.manifest_counter(), before, "nothing was signed");
+    let o = w.alice_run(&[
+        "set",
+        "prod",
+        "X",
+        "v",
+        "--from-file",
+        pem.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 2, "a value and --from-file");
+}
