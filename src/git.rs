@@ -114,6 +114,21 @@ impl Repo {
         Ok(Repo { repo, workdir })
     }
 
+    /// A tree without `.git` (what Argo CD hands a config-management
+    /// plugin): an empty repository of byreis's own, in a private temporary
+    /// directory, with `dir` as its work tree. It has no commits, so only a
+    /// work tree holding exactly the pinned state verifies; the directory
+    /// is removed when the returned guard drops.
+    pub fn treeless(dir: &Path) -> Result<(Repo, tempfile::TempDir), GitError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("byreis-treeless-")
+            .tempdir()
+            .map_err(|e| GitError::Sign(format!("a private temporary directory: {e}")))?;
+        let repo = Repository::init_bare(scratch.path())?;
+        repo.set_workdir(dir, false)?;
+        Ok((Self::wrap(repo)?, scratch))
+    }
+
     pub fn init(dir: &Path) -> Result<Repo, GitError> {
         let mut opts = git2::RepositoryInitOptions::new();
         opts.initial_head("main");

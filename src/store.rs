@@ -218,6 +218,7 @@ fn decide(state: &State, actor: &Actor) -> Route {
 /// How `actor`'s change to `state` lands; an admin's route also needs the
 /// state writable ([`check_writable`]), a member's draft does not.
 pub fn route(state: &State, actor: &Actor) -> Result<Route, StoreError> {
+    refuse_treeless(state)?;
     let r = decide(state, actor);
     if r != Route::Draft {
         check_writable(state, actor)?;
@@ -227,7 +228,19 @@ pub fn route(state: &State, actor: &Actor) -> Result<Route, StoreError> {
 
 /// Checks that `state` can be written: the working tree holds the pinned
 /// state, byreis's files are clean, and the actor is an admin.
+/// Writes need a git checkout: a tree without `.git` is read only.
+fn refuse_treeless(state: &State) -> Result<(), StoreError> {
+    if state.project().is_treeless() {
+        return Err(StoreError::Refused(
+            Refusal::NotAWorkTree,
+            "this tree has no .git (a copy without history, as Argo CD hands plugins): reads verify its files against the signed record, but a write needs a git checkout of the project; nothing was changed".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_writable<'s>(state: &'s State, actor: &Actor) -> Result<&'s Admin, StoreError> {
+    refuse_treeless(state)?;
     let admin = check_can_write(state, actor)?;
     let dirty = state.project().repo.dirty_paths(OWNED_PATHS)?;
     if !dirty.is_empty() {

@@ -78,6 +78,10 @@ pub struct Project {
     pub repo: Repo,
     pub root: PathBuf,
     pub config: Config,
+    /// A tree without `.git` ([`Repo::treeless`]): reads verify the work
+    /// tree against the record; writes are refused. Holds the scratch
+    /// repository until the project drops.
+    treeless: Option<tempfile::TempDir>,
 }
 
 /// Reads a regular file in the work tree, refusing links and anything else.
@@ -159,10 +163,24 @@ fn is_scp_like(s: &str) -> bool {
 
 impl Project {
     pub fn open(dir: &Path) -> Result<Project, VerifyError> {
-        let repo = Repo::discover(dir).map_err(|e| VerifyError {
-            code: Code::ConfigMissing,
-            detail: e.to_string(),
-        })?;
+        let (repo, treeless) = match Repo::discover(dir) {
+            Ok(r) => (r, None),
+            // No git at all, but a byreis project: a tree copied without
+            // its history (Argo CD). Only what can be checked is served.
+            Err(_) if dir.join(CONFIG_PATH).is_file() => {
+                let (r, scratch) = Repo::treeless(dir).map_err(|e| VerifyError {
+                    code: Code::ConfigMissing,
+                    detail: e.to_string(),
+                })?;
+                (r, Some(scratch))
+            }
+            Err(e) => {
+                return Err(VerifyError {
+                    code: Code::ConfigMissing,
+                    detail: e.to_string(),
+                })
+            }
+        };
         let Some(root) = repo.workdir().map(Path::to_path_buf) else {
             return fail(
                 Code::ConfigMissing,
@@ -200,7 +218,17 @@ impl Project {
             code: Code::ConfigInvalid,
             detail: format!("{CONFIG_PATH}: {e}"),
         })?;
-        Ok(Project { repo, root, config })
+        Ok(Project {
+            repo,
+            root,
+            config,
+            treeless,
+        })
+    }
+
+    /// Whether this is a tree without `.git` (see [`Repo::treeless`]).
+    pub fn is_treeless(&self) -> bool {
+        self.treeless.is_some()
     }
 
     /// The registry location named by the config, resolved: URLs as they
@@ -1305,6 +1333,16 @@ fn locate_manifest(
             sig,
             approvals,
         )
+    } else if project.is_treeless() {
+        return fail(
+            Code::ManifestNotPinned,
+            format!(
+                "this tree has no .git, so byreis can serve only a work tree that holds exactly the state the registry pins (counter {}, commit {}){}; deploy that commit",
+                record.counter,
+                short(&record.project_commit),
+                if record.pending.is_some() { ", and a change is pending" } else { "" }
+            ),
+        );
     } else {
         // Not the pinned manifest: tell an old checkout from a rollback.
         if record.pending.is_some() {

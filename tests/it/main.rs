@@ -9,6 +9,7 @@ mod common;
 
 mod admin;
 mod approvals;
+mod argocd;
 mod auditing;
 mod boundary;
 mod canary;
