@@ -215,6 +215,19 @@ pub fn load(
     reference: &str,
     github: Option<&crate::github::RepoId>,
 ) -> Result<Loaded, StoreError> {
+    // A member's name alone (`request show dave`) is their request branch,
+    // unless a file of that name is there (issue 17).
+    let short;
+    let reference = if !reference.contains('/')
+        && !reference.bytes().all(|b| b.is_ascii_digit())
+        && names::check(Kind::Member, reference).is_ok()
+        && std::fs::symlink_metadata(reference).is_err()
+    {
+        short = format!("{BRANCH_PREFIX}{reference}");
+        short.as_str()
+    } else {
+        reference
+    };
     let (bytes, source) = if let Some(name) = reference
         .strip_prefix("origin/")
         .unwrap_or(reference)

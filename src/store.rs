@@ -908,7 +908,7 @@ pub fn verify_pending(
 
 /// Finishes the pending change that the signed record names.
 pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
-    let admin = admin_of(&state, actor)?;
+    let admin = admin_of(&state, actor, "finish a pending change (`rotate --resume`)")?;
     // The pending commit lands on the write branch, never on whatever
     // branch happens to be checked out at the same commit.
     check_branch(&state)?;
@@ -953,7 +953,7 @@ pub fn resume(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Sto
 /// files (a signed commit if the branch had moved), and the record is
 /// re-signed without `pending`.
 pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, StoreError> {
-    let admin = admin_of(&state, actor)?;
+    let admin = admin_of(&state, actor, "abandon a pending change (`rotate --abort`)")?;
     check_branch(&state)?;
     let Some(pending) = state.record().pending.clone() else {
         return Err(StoreError::Refused(
@@ -1058,7 +1058,9 @@ fn refuse_stale_locks(repo: &Repo) -> Result<(), StoreError> {
     )))
 }
 
-fn admin_of(state: &State, actor: &Actor) -> Result<Admin, StoreError> {
+/// The actor as an admin of the newest roster version; `what` names the
+/// verb in the refusal (issue 17: every verb said "finish or abort").
+fn admin_of(state: &State, actor: &Actor, what: &str) -> Result<Admin, StoreError> {
     actor
         .admin_in(state.roster().latest())
         .cloned()
@@ -1066,7 +1068,7 @@ fn admin_of(state: &State, actor: &Actor) -> Result<Admin, StoreError> {
             StoreError::Refused(
                 Refusal::NotAnAdmin,
                 format!(
-                    "your signing key {} is not an admin key; only admins finish or abort changes",
+                    "your signing key {} is not an admin key of the newest roster version; only admins {what}. Nothing was changed",
                     actor.signer.public.fingerprint()
                 ),
             )
@@ -1279,7 +1281,12 @@ fn relative_to(path: &Path, base: &Path) -> String {
 /// Re-signs the project's record with a fresh expiry (freeze defence).
 /// The record's content is otherwise unchanged; it must have verified.
 pub fn refresh(ctx: &Context, mut state: State, actor: &Actor) -> Result<String, StoreError> {
-    let admin = admin_of(&state, actor)?.clone();
+    let admin = admin_of(
+        &state,
+        actor,
+        "re-sign the registry record (`registry refresh`)",
+    )?
+    .clone();
     let mut record = state.record().value().clone();
     // Records made before they carried their proof gain it here.
     if record.manifest_sha512.is_empty() {
@@ -1405,7 +1412,11 @@ pub fn change_roster(
     actor: &Actor,
     change: AdminChange,
 ) -> Result<RosterChange, StoreError> {
-    let admin = admin_of(state, actor)?;
+    let admin = admin_of(
+        state,
+        actor,
+        "change the roster (`admin add`, `admin remove`, `admin thresholds`, `admin location`)",
+    )?;
     let old = state.roster().latest();
     let mut new = old.clone();
     new.version = old.version + 1;

@@ -224,3 +224,31 @@ fn an_ack_of_what_never_existed_is_refused() {
     let o = ack(&["alice", "DB", "--env", "prod"]);
     assert_ok(&o, "an ack of a real name");
 }
+
+// issue 17: a non-admin's `admin add` and `registry refresh` were refused
+// with "only admins finish or abort changes". Each names its own verb.
+#[test]
+fn a_non_admin_is_told_which_verb_needs_an_admin() {
+    let w = World::with_secrets();
+    let dave = keygen(&w.root, "dave");
+    let o = w.rotate(&["--add", &format!("dave={}", dave.recipient)]);
+    assert_ok(&o, "dave becomes a member");
+    let env = anchor_env(&w);
+    let o = run_env(
+        &dave.home,
+        &w.proj,
+        &admin_add_args(&keygen(&w.root, "erin")),
+        None,
+        &env,
+    );
+    assert_failed(&o, "a member's admin add");
+    assert_stderr_contains(&o, "only admins change the roster", "names the verb");
+    let o = run_env(&dave.home, &w.proj, &["registry", "refresh"], None, &env);
+    assert_failed(&o, "a member's registry refresh");
+    assert_stderr_contains(
+        &o,
+        "only admins re-sign the registry record",
+        "names the verb",
+    );
+    assert!(!stderr(&o).contains("finish or abort"), "{}", dump(&o));
+}

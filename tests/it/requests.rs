@@ -70,6 +70,10 @@ fn a_request_branch_is_absorbed_only_with_the_typed_fingerprint() {
     let o2 = w.alice_run(&["request", "show", branch]);
     assert_ok(&o2, "request show");
     assert!(stdout(&o2).contains("on-call rotation"), "{}", dump(&o2));
+    // issue 17: the member's name alone names their request branch.
+    let short = w.alice_run(&["request", "show", "dave"]);
+    assert_ok(&short, "request show dave");
+    assert_eq!(stdout(&short), stdout(&o2), "the same request");
     for o in [&o, &o2] {
         let all = format!("{}{}", stdout(o), stderr(o));
         assert!(!all.contains(&fp), "fingerprint shown:\n{all}");
