@@ -206,7 +206,28 @@ impl Client {
         match e {
             octocrab::Error::GitHub { source, .. } => {
                 let status = source.status_code.as_u16();
-                let msg = crate::names::escape(&source.message);
+                // GitHub's reasons (`errors[].message`, or their code and
+                // field) follow its message (issue 17: a 422 lost them).
+                let reasons: Vec<String> = source
+                    .errors
+                    .iter()
+                    .flatten()
+                    .filter_map(|e| {
+                        e.get("message")
+                            .and_then(|m| m.as_str())
+                            .map(str::to_string)
+                            .or_else(|| {
+                                let code = e.get("code")?.as_str()?;
+                                let field = e.get("field").and_then(|f| f.as_str()).unwrap_or("?");
+                                Some(format!("{field}: {code}"))
+                            })
+                    })
+                    .collect();
+                let msg = if reasons.is_empty() {
+                    crate::names::escape(&source.message)
+                } else {
+                    crate::names::escape(&format!("{} ({})", source.message, reasons.join("; ")))
+                };
                 match status {
                     401 => GitHubError::Unauthorized(route),
                     403 if source.message.to_lowercase().contains("rate limit")

@@ -776,3 +776,27 @@ fn a_stalled_api_call_times_out_and_names_the_call() {
     assert_stderr_contains(&o, "timed out", "says it timed out");
     assert_stderr_contains(&o, "forks", "and which call");
 }
+
+// issue 17: a 422 lost GitHub's reason (`errors[].message`).
+#[test]
+fn a_422_keeps_githubs_reason() {
+    let gh = setup();
+    gh.fake.with(|s| {
+        s.faults.push(Fault {
+            matching: "POST /repos/acme/registry/pulls".into(),
+            status: 422,
+            message:
+                "Validation Failed|A pull request already exists for dave:byreis/request/dave."
+                    .into(),
+            rate_limited: false,
+        })
+    });
+    let o = gh.with_env(
+        &[("GITHUB_TOKEN", "dave-token")],
+        &gh.dave,
+        &["request-access", "--name", "dave"],
+    );
+    assert_failed(&o, "a 422");
+    assert_stderr_contains(&o, "Validation Failed", "GitHub's message");
+    assert_stderr_contains(&o, "A pull request already exists", "and its reason");
+}

@@ -307,7 +307,16 @@ fn handle(
     let key = format!("{method} {path}");
     if let Some(i) = st.faults.iter().position(|f| key.contains(&f.matching)) {
         let f = st.faults.remove(i);
-        let mut e = err(f.status, &f.message);
+        // "MESSAGE|REASON": REASON goes in `errors[].message`, as GitHub
+        // sends a 422's reasons.
+        let mut e = match f.message.split_once('|') {
+            Some((m, reason)) => (
+                f.status,
+                String::new(),
+                json!({"message": m, "errors": [{"resource": "PullRequest", "code": "custom", "message": reason}]}),
+            ),
+            None => err(f.status, &f.message),
+        };
         if f.rate_limited {
             e.1 = "x-ratelimit-remaining: 0\r\nx-ratelimit-reset: 1900000000\r\n".into();
         }
