@@ -479,6 +479,8 @@ fn check_action(action: &str, lines: &[crate::rotation::ChangeLine]) -> Result<(
         "exec-allow" | "exec-allow-remove" => &[Touches::ExecAllow],
         "exposure-ack" => &[],
         "rotate" => &[Touches::Recipients, Touches::Values],
+        // Fresh file keys, same readers: only the files' bytes change.
+        "rekey" => &[Touches::Values],
         other => {
             return Err(format!(
                 "its audit entry names action {}, which byreis never proposes",
@@ -497,6 +499,7 @@ fn check_action(action: &str, lines: &[crate::rotation::ChangeLine]) -> Result<(
     let kind = match action {
         a if VALUE_ACTIONS.contains(&a) => "a change of values",
         "rotate" => "a change of readers",
+        "rekey" => "new file keys for the same readers",
         "exposure-ack" => "an acknowledgement that changes nothing signed",
         _ => "a change of exec allowances",
     };

@@ -32,6 +32,9 @@ pub struct Request {
     pub reason: Option<String>,
     /// The access request absorbed, recorded in the audit entry.
     pub request: Option<serde_json::Value>,
+    /// `rotate --rekey`: re-encrypt every selected file with fresh file
+    /// keys to the same readers (issue 19); no reader changes.
+    pub rekey: bool,
 }
 
 /// What a removed party could read before the rotation.
@@ -72,16 +75,32 @@ pub struct NewReaders {
     pub members: Vec<Member>,
     pub readers: BTreeMap<String, Readers>,
     pub default_readers: Vec<String>,
+    /// Environments re-encrypted although their readers stay (`--rekey`).
+    pub rekey: BTreeSet<String>,
+}
+
+impl NewReaders {
+    /// Whether `env`'s file is written again: its readers change, or it is
+    /// re-keyed.
+    fn rewrites(&self, env: &str, old: &Readers) -> bool {
+        self.readers[env] != *old || self.rekey.contains(env)
+    }
 }
 
 /// Checks the request against the verified state and works out the new
 /// readers of every environment. Touches nothing.
 pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
     let m = &state.manifest();
-    if req.add.is_empty() && req.remove.is_empty() {
+    if req.rekey && (!req.add.is_empty() || !req.remove.is_empty()) {
+        return refuse(
+            Refusal::Usage,
+            "--rekey changes no reader: run it on its own, apart from --add and --remove",
+        );
+    }
+    if req.add.is_empty() && req.remove.is_empty() && !req.rekey {
         return refuse(
             Refusal::NothingToDo,
-            "nothing to do: give --add NAME=RECIPIENT and/or --remove NAME",
+            "nothing to do: give --add NAME=RECIPIENT and/or --remove NAME, or --rekey",
         );
     }
     for e in &req.envs {
@@ -184,7 +203,7 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
                     format!("{env} would be left without an admin who can decrypt it"),
                 );
             }
-            if !r.iter().eq(e.readers.iter()) {
+            if !r.iter().eq(e.readers.iter()) || req.rekey {
                 plan.files.push(names::env_file(env));
             }
         }
@@ -227,6 +246,11 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
             members,
             readers,
             default_readers: default_readers.into_iter().collect(),
+            rekey: if req.rekey {
+                targets.into_iter().collect()
+            } else {
+                BTreeSet::new()
+            },
         },
     ))
 }
@@ -339,7 +363,7 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
     let affected: BTreeSet<String> = m
         .environments
         .keys()
-        .filter(|env| new.readers[*env] != m.environments[*env].readers)
+        .filter(|env| new.rewrites(env, &m.environments[*env].readers))
         .cloned()
         .collect();
     // Files to decrypt: every affected one (the caller must read them all),
@@ -457,16 +481,25 @@ pub fn execute(
     let admin = store::check_writable(&state, actor)?.clone();
     let Prepared {
         plan,
-        new:
-            NewReaders {
-                members,
-                readers,
-                default_readers,
-            },
+        new,
         plaintexts,
         reason,
         request,
     } = prepared;
+    let rewrites: BTreeSet<String> = state
+        .manifest()
+        .environments
+        .iter()
+        .filter(|(env, e)| new.rewrites(env, &e.readers))
+        .map(|(env, _)| env.clone())
+        .collect();
+    let rekey = !new.rekey.is_empty();
+    let NewReaders {
+        members,
+        readers,
+        default_readers,
+        ..
+    } = new;
     let recipient_of = |n: &String| {
         let m = members
             .iter()
@@ -484,9 +517,9 @@ pub fn execute(
     let mut new_envs = BTreeMap::new();
     {
         let mut set_of: BTreeMap<&[String], usize> = BTreeMap::new();
-        for (env, e) in &state.manifest().environments {
+        for env in state.manifest().environments.keys() {
             let new_readers = &readers[env];
-            if *new_readers != e.readers {
+            if rewrites.contains(env) {
                 let set = *set_of.entry(new_readers).or_insert_with(|| {
                     sets.push(new_readers.iter().map(recipient_of).collect());
                     sets.len() - 1
@@ -496,7 +529,7 @@ pub fn execute(
         }
     }
     for (env, e) in &state.manifest().environments {
-        if readers[env] == e.readers {
+        if !rewrites.contains(env) {
             let readers = readers.remove(env).expect("planned for every environment");
             new_envs.insert(
                 env.clone(),
@@ -558,14 +591,19 @@ pub fn execute(
     if let Some(r) = reason {
         details["reason"] = serde_json::Value::String(r);
     }
+    let action = if rekey { "rekey" } else { "rotate" };
     let (mut manifest, audit_change) =
-        store::next_manifest(&state, actor, &admin, "rotate", details)?;
+        store::next_manifest(&state, actor, &admin, action, details)?;
     manifest.members = members;
     manifest.environments = new_envs;
     manifest.default_readers = default_readers;
     changes.push(audit_change);
     let counter = manifest.counter;
-    let msg = format!("byreis: rotate recipients (counter {counter})");
+    let msg = if rekey {
+        format!("byreis: rekey: fresh file keys, same readers and values (counter {counter})")
+    } else {
+        format!("byreis: rotate recipients (counter {counter})")
+    };
     let landed = store::land_state(ctx, &mut state, actor, &admin, manifest, changes, &msg)?;
     Ok((plan, landed))
 }

@@ -32,6 +32,11 @@ pub struct Args {
     /// Limit the change to these environments (default: all).
     #[arg(long = "env", value_name = "ENV")]
     pub envs: Vec<String>,
+    /// Re-encrypt every file (or each `--env`) with fresh file keys to the
+    /// same readers: after a suspected compromise of a file key, or on a
+    /// schedule. Changes no value and no reader (audited as `rekey`).
+    #[arg(long, conflicts_with_all = ["add", "remove", "from_request"])]
+    pub rekey: bool,
     /// Why (recorded in the signed audit entry).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
@@ -59,6 +64,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
         reason,
         yes,
         format,
+        rekey,
         ..
     } = args;
     if let Some(r) = &reason {
@@ -73,6 +79,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
         remove,
         envs,
         reason,
+        rekey,
         ..Default::default()
     };
     for a in &add {
@@ -174,6 +181,12 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
                 "exposures": plan.exposures,
             })
         ),
+        Format::Text if rekey => super::report(landed, |counter| {
+            format!(
+                "byreis: re-keyed (counter {counter}): {} file(s) re-encrypted with fresh file keys to the same readers. Old file keys no longer open the current files; no value changed, and anyone who copied an old file or key can still read what it held: change those values at their issuers",
+                plan.files.len()
+            )
+        }),
         Format::Text => super::report(landed, |counter| {
             format!(
                 "byreis: rotated (counter {counter}): {} file(s) re-encrypted with fresh file keys",

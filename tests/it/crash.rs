@@ -1309,3 +1309,43 @@ fn resume_without_a_terminal_needs_yes() {
     assert_ok(&w.rotate(&["--resume"]), "resume --yes");
     w.assert_get("prod", "DB", "pending-value-5e2");
 }
+
+// issue 19: `rotate --rekey` killed at every step: nothing is lost, the old
+// state is served until the change is recorded, and a pending re-key is
+// resumed or aborted like any rotation; values never change.
+#[test]
+fn rekey_killed_at_every_step_then_resumed_or_aborted() {
+    let steps = byreis::failpoint::STEPS;
+    assert_covers_every_step(steps);
+    for (i, step) in steps.iter().enumerate() {
+        let w = World::with_secrets();
+        let what = format!("rekey killed at {step}");
+        let counter = w.record_counter();
+        let o = w.alice_run_env(
+            &["rotate", "--rekey", "--yes"],
+            &[("BYREIS_TEST_KILL_AT", step)],
+        );
+        assert!(killed(&o), "{what}: expected SIGKILL\n{}", dump(&o));
+        w.assert_get("prod", "DB", PROD_DB);
+        w.assert_get("staging", "DB", STAGING_DB);
+        if w.pending_commit().is_some() {
+            assert_eq!(
+                w.record_counter(),
+                counter,
+                "{what}: reads serve the old counter"
+            );
+            let args: &[&str] = if i % 2 == 0 {
+                &["--resume"]
+            } else {
+                &["--abort"]
+            };
+            let o = w.rotate(args);
+            assert_ok(&o, &format!("{what}: {args:?}"));
+        }
+        let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+        assert_doctor_ok(&o, &v, &what);
+        assert_nothing_to_recover(&w, &what);
+        w.assert_get("prod", "DB", PROD_DB);
+        w.assert_get("prod", "API", PROD_API);
+    }
+}

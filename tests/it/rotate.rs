@@ -612,3 +612,66 @@ fn readding_a_removed_member_says_who_removed_them_and_why() {
     let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
     assert_doctor_ok(&o, &v, "doctor");
 }
+
+// issue 19: `rotate --rekey` re-encrypts every (selected) file with fresh
+// file keys to the same readers, one signed, counted change audited as
+// `rekey`; no value and no reader changes, and the stock age CLI still
+// opens every file.
+#[test]
+fn rekey_gives_every_file_fresh_keys_and_changes_nothing_else() {
+    let w = World::with_secrets();
+    let before: Vec<Vec<u8>> = w
+        .secrets_files()
+        .iter()
+        .map(|f| fs::read(f).unwrap())
+        .collect();
+    let readers = (w.manifest_readers("prod"), w.manifest_readers("staging"));
+    let counter = w.manifest_counter();
+    let o = w.rotate(&["--rekey", "--reason", "scheduled"]);
+    assert_ok(&o, "rotate --rekey");
+    assert_stderr_contains(&o, "no value changed", "says what it does not do");
+    assert_eq!(w.manifest_counter(), counter + 1, "one signed change");
+    let after: Vec<Vec<u8>> = w
+        .secrets_files()
+        .iter()
+        .map(|f| fs::read(f).unwrap())
+        .collect();
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(b, a, "every file re-encrypted");
+        assert_eq!(
+            real_stanza_count(a),
+            real_stanza_count(b),
+            "to as many readers"
+        );
+    }
+    assert_eq!(
+        (w.manifest_readers("prod"), w.manifest_readers("staging")),
+        readers
+    );
+    w.assert_get("prod", "DB", PROD_DB);
+    w.assert_get("staging", "DB", STAGING_DB);
+    let o = w.age_decrypt(&identity_file(&w.alice), &w.secrets_file("prod"));
+    assert_ok(&o, "age -d still opens it");
+    let last = w.last_audit();
+    assert_eq!(last["action"], "rekey", "{last}");
+    assert_eq!(last["details"]["reason"], "scheduled");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after rekey");
+
+    // --env limits it; --rekey with --add is refused.
+    let staging = fs::read(w.secrets_file("staging")).unwrap();
+    let o = w.rotate(&["--rekey", "--env", "prod"]);
+    assert_ok(&o, "rekey prod only");
+    assert_eq!(
+        fs::read(w.secrets_file("staging")).unwrap(),
+        staging,
+        "staging untouched"
+    );
+    let o = w.rotate(&[
+        "--rekey",
+        "--add",
+        "x=age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+    ]);
+    assert_exit(&o, 2, "--rekey with --add");
+}
