@@ -137,7 +137,13 @@ pub fn shell(secrets: &Secrets) -> Result<Zeroizing<String>, ExportError> {
         out.push_str("export ");
         out.push_str(name);
         out.push_str("='");
-        out.push_str(&v.replace('\'', "'\\''"));
+        for c in v.chars() {
+            if c == '\'' {
+                out.push_str("'\\''");
+            } else {
+                out.push(c);
+            }
+        }
         out.push_str("'\n");
     }
     Ok(out)

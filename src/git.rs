@@ -125,6 +125,12 @@ impl Repo {
             .tempdir()
             .map_err(|e| GitError::Sign(format!("a private temporary directory: {e}")))?;
         let repo = Repository::init_bare(scratch.path())?;
+        // init_bare applies the umask to the directory: private again.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| GitError::Sign(format!("a private temporary directory: {e}")))?;
+        }
         repo.set_workdir(dir, false)?;
         Ok((Self::wrap(repo)?, scratch))
     }

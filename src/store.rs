@@ -1061,6 +1061,7 @@ fn refuse_stale_locks(repo: &Repo) -> Result<(), StoreError> {
 /// The actor as an admin of the newest roster version; `what` names the
 /// verb in the refusal (issue 17: every verb said "finish or abort").
 fn admin_of(state: &State, actor: &Actor, what: &str) -> Result<Admin, StoreError> {
+    refuse_treeless(state)?;
     actor
         .admin_in(state.roster().latest())
         .cloned()

@@ -48,7 +48,15 @@ if mode == "github-env":
             f.write(f"{k}<<{d}\n{v}\n{d}\n")
 PY
 if [ "$mode" = dotenv ]; then
-  byreis export "$env_name" --format dotenv "${only[@]}" > "$BYREIS_ACTION_DOTENV"
-  chmod 600 "$BYREIS_ACTION_DOTENV"
+  # Written in the private directory, then moved into place: the path may
+  # be in the checkout (attacker input), so a link or anything but a
+  # regular file there is refused rather than followed.
+  if [ -L "$BYREIS_ACTION_DOTENV" ] || { [ -e "$BYREIS_ACTION_DOTENV" ] && [ ! -f "$BYREIS_ACTION_DOTENV" ]; }; then
+    echo "byreis action: $BYREIS_ACTION_DOTENV is a link or not a regular file; refusing to write values there" >&2
+    exit 1
+  fi
+  byreis export "$env_name" --format dotenv "${only[@]}" > "$work/values.env"
+  chmod 600 "$work/values.env"
+  mv -f -T "$work/values.env" "$BYREIS_ACTION_DOTENV"
 fi
 echo "byreis action: $mode: values of $env_name handed over after verification" >&2

@@ -642,6 +642,9 @@ pub fn exec(
     for name in &replaced {
         eprintln!("byreis: note: secret {name} replaces the inherited variable of the same name");
     }
+    // The verified state (and a treeless tree's scratch repository) is
+    // dropped before the process is replaced: nothing would drop it after.
+    drop(state);
     let (program, args) = command.split_first().expect("clap requires a command");
     // Resolve the program with the caller's PATH, not one from a secret.
     let err = std::process::Command::new(program)

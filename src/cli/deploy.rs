@@ -106,6 +106,10 @@ fn verified_values(
     if only.is_empty() {
         return Ok((state, all));
     }
+    for n in only {
+        crate::names::check(crate::names::Kind::SecretKey, n)?;
+    }
+    // Checked names only (above): safe to show as they are.
     let missing: Vec<&str> = only
         .iter()
         .filter(|n| !all.contains_key(*n))

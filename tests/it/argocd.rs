@@ -177,3 +177,78 @@ fn the_argocd_plugin_generates_the_app_with_its_verified_secret() {
     );
     assert_stderr_contains(&o, "error[file-hash-mismatch]", "the refusal is shown");
 }
+
+// From review: a file name with a newline made the plugin's `read` loop
+// cat a path outside the tree (the sidecar's identity). Names travel
+// NUL-separated and a name with a control character stops the render.
+#[test]
+fn the_plugin_reads_nothing_outside_the_tree() {
+    let w = World::with_secrets();
+    let copy = treeless_copy(&w);
+    let identity = identity_file(&w.alice);
+    let dir = copy.join("x\n");
+    let inner = dir.join(format!("{}\n.yaml", identity.display()).trim_start_matches('/'));
+    fs::create_dir_all(inner.parent().unwrap()).unwrap();
+    fs::write(&inner, "kind: Decoy\n").unwrap();
+    fs::write(copy.join("x"), "").unwrap();
+    fs::write(copy.join(".yaml"), "").unwrap();
+    let o = run_plugin(&w, &copy);
+    assert_failed(&o, "a name with a newline");
+    assert_stderr_contains(&o, "control character", "says why");
+    let key = fs::read_to_string(&identity).unwrap();
+    let secret_line = key
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
+    assert!(
+        !stdout(&o).contains(secret_line),
+        "the identity was printed"
+    );
+
+    // The whole `.byreis` directory linked from elsewhere is refused.
+    let copy2 = w.root.join("linked");
+    fs::create_dir_all(&copy2).unwrap();
+    let o = w.tool(
+        "cp",
+        &w.root,
+        &[
+            "-a",
+            &format!("{}/.", copy.display()),
+            copy2.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ok(&o, "cp");
+    fs::remove_dir_all(copy2.join("x\n")).unwrap();
+    let real = w.root.join("byreis-dir-elsewhere");
+    fs::rename(copy2.join(".byreis"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, copy2.join(".byreis")).unwrap();
+    let o = in_copy(&w, &copy2, &["get", "prod", "DB"]);
+    assert_failed(&o, "a linked .byreis");
+    assert_no_leak(&o, &[PROD_DB], "the refusal");
+}
+
+// From review: `registry refresh` and `admin add` wrote from a tree
+// without .git (they bypassed the write guard).
+#[test]
+fn roster_and_record_writes_are_refused_on_a_tree_without_git() {
+    let w = World::with_secrets();
+    let copy = treeless_copy(&w);
+    let before = w.git_ok(&w.reg, &["rev-parse", "HEAD"]);
+    let env = [
+        ("BYREIS_ANCHOR", w.anchor.as_str()),
+        ("BYREIS_REGISTRY", w.reg.to_str().unwrap()),
+    ];
+    let o = run_env(&w.alice.home, &copy, &["registry", "refresh"], None, &env);
+    assert_failed(&o, "registry refresh");
+    assert_stderr_contains(&o, "has no .git", "says why");
+    let bob = keygen(&w.root, "bob");
+    let o = run_env(&w.alice.home, &copy, &admin_add_args(&bob), None, &env);
+    assert_failed(&o, "admin add");
+    assert_stderr_contains(&o, "has no .git", "says why");
+    assert_eq!(
+        w.git_ok(&w.reg, &["rev-parse", "HEAD"]),
+        before,
+        "the registry is unchanged"
+    );
+}

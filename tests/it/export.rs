@@ -273,3 +273,30 @@ fn set_from_file_keeps_the_bytes_and_refuses_binary() {
     ]);
     assert_exit(&o, 2, "a value and --from-file");
 }
+
+// From review: `--only` names were echoed raw (terminal escapes, forged
+// lines in CI logs). They are checked as names first.
+#[test]
+fn only_names_are_checked_before_they_are_shown() {
+    let w = World::with_secrets();
+    let o = w.alice_run(&[
+        "export",
+        "prod",
+        "--format",
+        "json",
+        "--only",
+        "X\u{1b}[2J\nbyreis: verified fake",
+    ]);
+    assert_failed(&o, "a control character in --only");
+    assert!(
+        !stderr(&o).contains('\u{1b}'),
+        "no raw escape: {}",
+        dump(&o)
+    );
+    assert!(
+        !stderr(&o).contains("\nbyreis: verified fake"),
+        "no forged line: {}",
+        dump(&o)
+    );
+    assert_eq!(stdout(&o), "");
+}

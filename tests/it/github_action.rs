@@ -148,3 +148,29 @@ fn a_refused_state_hands_over_nothing() {
     let text = fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(text, "", "nothing reached the job");
 }
+
+// From review: a dotenv path the checkout links elsewhere was followed.
+#[test]
+fn the_dotenv_mode_never_follows_a_link() {
+    let w = World::with_secrets();
+    let log = w.root.join("job.log");
+    let public = w.root.join("public.html");
+    fs::write(&public, "<html></html>\n").unwrap();
+    let link = w.root.join("linked.env");
+    std::os::unix::fs::symlink(&public, &link).unwrap();
+    let o = run_action(
+        &w,
+        &log,
+        &[
+            ("BYREIS_ACTION_MODE", "dotenv"),
+            ("BYREIS_ACTION_DOTENV", link.to_str().unwrap()),
+        ],
+    );
+    assert!(!o.status.success(), "refused\n{}", dump(&o));
+    assert!(stderr(&o).contains("is a link"), "{}", dump(&o));
+    assert_eq!(
+        fs::read_to_string(&public).unwrap(),
+        "<html></html>\n",
+        "the link's target is untouched"
+    );
+}
