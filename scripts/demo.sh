@@ -128,11 +128,21 @@ show alice admin add carol --signing-key "$(cat "$work/carol/signing_key.pub")" 
 alice rotate --add "carol=$carol_age" --yes 2>/dev/null
 carol trust --anchor "$anchor" >/dev/null
 show alice admin thresholds --recipients 2 --values 2
+# Raising a threshold makes the pinned state need the new number of
+# approvals (ADR 0017): carol checks it and approves it.
+show carol approve --pinned --yes
 printf 'sk_live_789' | show alice set prod STRIPE_KEY
 show alice get prod STRIPE_KEY
 proposal=$(git for-each-ref --format='%(refname:short)' refs/heads/byreis/proposal/)
 show carol approve "$proposal" --yes
 show alice get prod STRIPE_KEY
+
+step "Deploy: verified exports, and a copy without .git (issue 16)"
+show alice export prod --format dotenv --only STRIPE_KEY
+show alice export prod --format k8s-secret --name app-secrets --namespace shop --only STRIPE_KEY
+mkdir "$work/argocd-copy"
+git archive HEAD | tar -x -C "$work/argocd-copy"
+(cd "$work/argocd-copy" && show env BYREIS_HOME="$work/ci" BYREIS_ANCHOR="$anchor" BYREIS_REGISTRY="$work/registry" BYREIS_PROJECT=demo "$BYREIS" verify)
 
 step "History: signed commits, counted"
 git -c gpg.ssh.allowedSignersFile="$work/registry/allowed_signers" log --format='%h %G? %GS  %s'
