@@ -81,10 +81,7 @@ fn a_tree_without_git_verifies_only_the_pinned_state() {
     // A changed file, and an older state, are refused.
     let file = copy.join("secrets/prod.enc.yaml");
     let good = fs::read(&file).unwrap();
-    let mut bad = good.clone();
-    let i = bad.len() / 2;
-    bad[i] ^= 1;
-    fs::write(&file, &bad).unwrap();
+    flip_a_bit(&file);
     let o = in_copy(&w, &copy, &["get", "prod", "DB"]);
     assert_refused(&o, &["file-hash-mismatch"], "a changed file");
     assert_no_leak(&o, &[PROD_DB], "the refusal");
@@ -164,10 +161,7 @@ fn the_argocd_plugin_generates_the_app_with_its_verified_secret() {
     assert!(docs[1]["data"]["DB"].is_string());
 
     let file = copy.join("secrets/prod.enc.yaml");
-    let mut bad = fs::read(&file).unwrap();
-    let i = bad.len() / 2;
-    bad[i] ^= 1;
-    fs::write(&file, &bad).unwrap();
+    flip_a_bit(&file);
     let o = run_plugin(&w, &copy);
     assert_failed(&o, "the plugin on a changed file");
     assert_eq!(

@@ -117,23 +117,6 @@ fn a_closed_pipe_ends_quietly() {
     );
 }
 
-/// Runs byreis in a real pseudo-terminal (tests/support/pty_drive.py) with
-/// no keys to type; returns the exit code and the screen.
-fn in_terminal(w: &World, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
-    let mut c = clean_command("python3", &w.root, &w.proj);
-    c.env("BYREIS_HOME", &w.alice.home).env("TERM", "xterm");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.arg(driver).arg("[]").arg(bin()).args(args);
-    let o = output(&mut c, None);
-    (
-        o.status.code().unwrap_or(-1),
-        format!("{}{}", stdout(&o), stderr(&o)),
-    )
-}
-
 // issue 17: a failed edit threw the edits away. At a terminal the editor
 // opens again on what was typed, the error on top (as `kubectl edit`);
 // saving it unchanged cancels with nothing changed.
@@ -153,9 +136,11 @@ fn a_failed_edit_reopens_on_what_was_typed() {
             seen = seen.display()
         ),
     );
-    let (code, screen) = in_terminal(
+    let (code, screen) = in_pty(
         &w,
+        &w.alice.home,
         &["edit", "staging"],
+        serde_json::json!([]),
         &[("EDITOR", editor.to_str().unwrap())],
     );
     assert_eq!(code, 0, "{screen}");
@@ -189,9 +174,11 @@ fn a_failed_edit_reopens_on_what_was_typed() {
             round = round.display()
         ),
     );
-    let (code, screen) = in_terminal(
+    let (code, screen) = in_pty(
         &w,
+        &w.alice.home,
         &["edit", "staging"],
+        serde_json::json!([]),
         &[("EDITOR", cancel.to_str().unwrap())],
     );
     assert_ne!(code, 0, "{screen}");

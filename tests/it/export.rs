@@ -220,10 +220,7 @@ fn a_value_a_format_cannot_carry_is_refused_with_nothing_written() {
 fn a_tampered_state_is_refused_as_get_refuses_it() {
     let w = World::with_secrets();
     let file = w.secrets_file("prod");
-    let mut bytes = fs::read(&file).unwrap();
-    let i = bytes.len() / 2;
-    bytes[i] ^= 1;
-    fs::write(&file, &bytes).unwrap();
+    flip_a_bit(&file);
     for format in ["dotenv", "json", "shell"] {
         let o = w.alice_run(&["export", "prod", "--format", format]);
         assert_refused(&o, &["file-hash-mismatch"], &format!("export {format}"));

@@ -133,10 +133,7 @@ fn the_dotenv_mode_writes_a_private_file_after_the_masks() {
 fn a_refused_state_hands_over_nothing() {
     let w = World::with_secrets();
     let file = w.secrets_file("prod");
-    let mut bytes = fs::read(&file).unwrap();
-    let i = bytes.len() / 2;
-    bytes[i] ^= 1;
-    fs::write(&file, &bytes).unwrap();
+    flip_a_bit(&file);
     let log = w.root.join("job.log");
     let o = run_action(&w, &log, &[]);
     assert!(!o.status.success(), "the step fails\n{}", dump(&o));

@@ -6,8 +6,6 @@
 //! k8s-secret` prints; a refusal is reported in `results`, with exit 1 (3
 //! when verification refuses) and no value anywhere.
 
-use std::fs;
-
 use crate::common::*;
 use serde_yaml::Value;
 
@@ -130,10 +128,7 @@ fn refusals_are_results_with_no_value() {
     );
 
     let file = w.secrets_file("prod");
-    let mut bytes = fs::read(&file).unwrap();
-    let i = bytes.len() / 2;
-    bytes[i] ^= 1;
-    fs::write(&file, &bytes).unwrap();
+    flip_a_bit(&file);
     assert_reported(
         &kustomize(&w, &resource_list(CONFIG)),
         3,

@@ -390,25 +390,14 @@ fn absorb_killed_at_every_step_then_resume_or_abort() {
     }
 }
 
-/// Runs byreis as `home` in `dir` inside a real pseudo-terminal
-/// (tests/support/pty_drive.py), answering `steps` (text to wait for, then
-/// keys to type, optionally after a shell command). Returns the exit code
-/// and everything shown on the terminal.
+/// [`in_pty`] with no extra environment.
 fn in_terminal(
     w: &World,
     home: &std::path::Path,
     args: &[&str],
     steps: serde_json::Value,
 ) -> (i32, String) {
-    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
-    let mut c = clean_command("python3", &w.root, &w.proj);
-    c.env("BYREIS_HOME", home).env("TERM", "xterm");
-    c.arg(driver).arg(steps.to_string()).arg(bin()).args(args);
-    let o = output(&mut c, None);
-    (
-        o.status.code().unwrap_or(-1),
-        format!("{}{}", stdout(&o), stderr(&o)),
-    )
+    in_pty(w, home, args, steps, &[])
 }
 
 /// The admin's confirmation at a real terminal: the prompt asks for the

@@ -1170,3 +1170,36 @@ pub fn strip_record_proof(record: &Path) {
     m.remove("manifest_sha512");
     fs::write(record, serde_yaml::to_string(&r).unwrap()).unwrap();
 }
+
+/// Flips one bit in the middle of `path`: a file changed outside byreis.
+pub fn flip_a_bit(path: &Path) {
+    let mut bytes = fs::read(path).expect("read the file to change");
+    let i = bytes.len() / 2;
+    bytes[i] ^= 1;
+    fs::write(path, &bytes).expect("write the changed file");
+}
+
+/// Runs byreis as `home` in `dir` inside a real pseudo-terminal
+/// (tests/support/pty_drive.py), answering `steps` (text to wait for, then
+/// keys to type); `env` is added to the clean environment. Returns the exit
+/// code and everything shown on the terminal.
+pub fn in_pty(
+    w: &World,
+    home: &Path,
+    args: &[&str],
+    steps: serde_json::Value,
+    env: &[(&str, &str)],
+) -> (i32, String) {
+    let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_drive.py");
+    let mut c = clean_command("python3", &w.root, &w.proj);
+    c.env("BYREIS_HOME", home).env("TERM", "xterm");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.arg(driver).arg(steps.to_string()).arg(bin()).args(args);
+    let o = output(&mut c, None);
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", stdout(&o), stderr(&o)),
+    )
+}
