@@ -24,13 +24,16 @@ byreis verify >&2
 umask 077
 work=$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/byreis-action.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-byreis export "$env_name" --format json "${only[@]}" > "$work/values.json"
-
-# Masks first, for every line of every value; then the values.
-python3 - "$work/values.json" "$mode" <<'PY'
+# Masks first, for every line of every value; then the values. The values
+# travel through a pipe, never a file; a refusal gives python nothing to
+# read, so nothing is masked or written.
+hand_over=$(cat <<'PY'
 import json, os, secrets, sys
-values = json.load(open(sys.argv[1]))
-mode = sys.argv[2]
+try:
+    values = json.load(sys.stdin)
+except ValueError:  # byreis refused and said why; nothing to hand over
+    sys.exit(1)
+mode = sys.argv[1]
 def esc(s):  # workflow-command data escaping
     return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 for v in values.values():
@@ -47,6 +50,8 @@ if mode == "github-env":
                     break
             f.write(f"{k}<<{d}\n{v}\n{d}\n")
 PY
+)
+byreis export "$env_name" --format json "${only[@]}" | python3 -c "$hand_over" "$mode"
 if [ "$mode" = dotenv ]; then
   # Written in the private directory, then moved into place: the path may
   # be in the checkout (attacker input), so a link or anything but a

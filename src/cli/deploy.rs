@@ -225,18 +225,12 @@ pub fn kustomize(ctx: &Context) -> CliResult {
             Ok(())
         }
         Err(e) => {
-            let (code, message) = match &e {
-                CliError::Verify(v) => (v.code.as_str().to_string(), v.detail.clone()),
-                CliError::Refused(r, m) => (r.as_str().to_string(), m.clone()),
-                CliError::Exit(_) => ("interrupted".to_string(), String::new()),
-            };
+            // The same text main() prints on stderr (cli/render.rs).
+            let message = super::render::error_text(&e);
             let results = serde_yaml::to_string(&serde_yaml::Value::Sequence(vec![
                 serde_yaml::Value::Mapping(
                     [
-                        (
-                            "message".into(),
-                            format!("byreis: error[{code}]: {message}").into(),
-                        ),
+                        ("message".into(), message.trim_end().into()),
                         ("severity".into(), "error".into()),
                     ]
                     .into_iter()
