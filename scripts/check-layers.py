@@ -24,7 +24,7 @@ src = root / "src"
 LAYERS = {
     "basics": ["names", "notice", "dotenv", "import", "secret", "yaml", "diag", "par", "failpoint", "timing"],
     "crypto": ["keys", "agent", "sshsig", "agefile"],
-    "formats": ["documents", "signed", "audit"],
+    "formats": ["documents", "signed", "audit", "request_doc"],
     "local": ["git", "registry", "trust"],
     "verify": ["verify"],
     "read": ["diff", "doctor", "history", "exposure", "exec", "export"],

@@ -65,10 +65,11 @@ fn key_blob(key: &SigningPub) -> Vec<u8> {
 }
 
 impl Agent {
-    pub fn from_env() -> Result<Agent, AgentError> {
-        match std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+    /// The agent listening on `socket` (`SSH_AUTH_SOCK`, as the CLI read it).
+    pub fn at(socket: Option<&Path>) -> Result<Agent, AgentError> {
+        match socket.filter(|s| !s.as_os_str().is_empty()) {
             Some(s) => Ok(Agent {
-                socket: PathBuf::from(s),
+                socket: s.to_path_buf(),
             }),
             None => Err(AgentError::NoAgent),
         }

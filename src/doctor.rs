@@ -433,10 +433,21 @@ fn request_checks(reg: &registry::Registry, admin_keys: &[crate::keys::SigningPu
                 } else if let Some(n) = file.strip_suffix(".decision.yaml") {
                     decisions += 1;
                     name_ok(Kind::Member, n).is_ok()
-                        && crate::request::decision(reg, p, n, admin_keys)
+                        && reg
+                            .repo
+                            .read_file(&head, f)
                             .ok()
                             .flatten()
-                            .is_some_and(|d| d.project == *p && d.name == n)
+                            .is_some_and(|b| {
+                                let sig = reg
+                                    .repo
+                                    .read_file(&head, &format!("{f}.sig"))
+                                    .ok()
+                                    .flatten()
+                                    .unwrap_or_default();
+                                crate::request_doc::verify_decision(&b, &sig, admin_keys)
+                                    .is_ok_and(|d| d.project == *p && d.name == n)
+                            })
                 } else if let Some(n) = file.strip_suffix(".yaml") {
                     requests += 1;
                     reg.repo
@@ -444,7 +455,7 @@ fn request_checks(reg: &registry::Registry, admin_keys: &[crate::keys::SigningPu
                         .ok()
                         .flatten()
                         .is_some_and(|b| {
-                            crate::request::parse(&b)
+                            crate::request_doc::parse(&b)
                                 .is_ok_and(|(d, _)| d.project == *p && d.name == n)
                         })
                 } else {

@@ -67,28 +67,48 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// `$BYREIS_HOME`, by default `~/.config/byreis`.
+/// Where this run's keys come from, as the user's environment says:
+/// `BYREIS_IDENTITY`, `BYREIS_IDENTITY_FILE`, `SSH_AUTH_SOCK` and whether a
+/// passphrase may be asked for. The CLI builds it; the core reads no
+/// environment variable.
+#[derive(Clone, Default)]
+pub struct KeySources {
+    /// The age identity itself (`BYREIS_IDENTITY`).
+    pub identity: Option<Zeroizing<String>>,
+    /// A file holding the age identity (`BYREIS_IDENTITY_FILE`).
+    pub identity_file: Option<PathBuf>,
+    /// The ssh-agent socket (`SSH_AUTH_SOCK`).
+    pub agent_socket: Option<PathBuf>,
+    /// Asks the person at the terminal for a key's passphrase; `None` when
+    /// nobody can answer (no TTY, or `CI` set).
+    pub ask_passphrase: Option<AskPassphrase>,
+}
+
+/// Asks for the passphrase of the key file named.
+pub type AskPassphrase = fn(&Path) -> Result<Zeroizing<String>, String>;
+
+impl std::fmt::Debug for KeySources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySources")
+            .field("identity", &self.identity.as_ref().map(|_| "[redacted]"))
+            .field("identity_file", &self.identity_file)
+            .field("agent_socket", &self.agent_socket)
+            .field("ask_passphrase", &self.ask_passphrase.is_some())
+            .finish()
+    }
+}
+
+/// `$BYREIS_HOME` (by default `~/.config/byreis`) and the run's other key
+/// sources.
 #[derive(Debug, Clone)]
 pub struct Home {
     pub dir: PathBuf,
+    pub keys: KeySources,
 }
 
 impl Home {
-    pub fn from_env() -> Home {
-        let dir = match std::env::var_os("BYREIS_HOME") {
-            Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => {
-                let base = std::env::var_os("XDG_CONFIG_HOME")
-                    .filter(|d| !d.is_empty())
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
-                            .join(".config")
-                    });
-                base.join("byreis")
-            }
-        };
-        Home { dir }
+    pub fn new(dir: PathBuf, keys: KeySources) -> Home {
+        Home { dir, keys }
     }
 
     /// Creates the directory (0700) if needed.
@@ -452,12 +472,11 @@ impl AgeIdentity {
 
     /// From `BYREIS_IDENTITY`, `BYREIS_IDENTITY_FILE`, or `$BYREIS_HOME/identity.txt`.
     pub fn load(home: &Home) -> Result<AgeIdentity, KeyError> {
-        if let Some(v) = std::env::var_os("BYREIS_IDENTITY").filter(|v| !v.is_empty()) {
-            let text = Zeroizing::new(v.to_string_lossy().into_owned());
-            return Self::parse(&text, "BYREIS_IDENTITY");
+        if let Some(text) = &home.keys.identity {
+            return Self::parse(text, "BYREIS_IDENTITY");
         }
-        let path = match std::env::var_os("BYREIS_IDENTITY_FILE").filter(|v| !v.is_empty()) {
-            Some(p) => PathBuf::from(p),
+        let path = match &home.keys.identity_file {
+            Some(p) => p.clone(),
             None => {
                 let p = home.identity_path();
                 if !p.exists() {
@@ -550,11 +569,6 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-fn interactive() -> bool {
-    use std::io::IsTerminal as _;
-    std::io::stdin().is_terminal() && std::env::var_os("CI").is_none_or(|v| v.is_empty())
-}
-
 impl Signer {
     pub fn generate(comment: &str) -> Result<Signer, KeyError> {
         let mut key =
@@ -575,12 +589,12 @@ impl Signer {
         })
     }
 
-    fn from_agent(public: SigningPub, path: &Path) -> Result<Signer, KeyError> {
+    fn from_agent(public: SigningPub, path: &Path, keys: &KeySources) -> Result<Signer, KeyError> {
         let agent_err = |e: crate::agent::AgentError| KeyError::BadKey {
             what: path.display().to_string(),
             detail: e.to_string(),
         };
-        let agent = crate::agent::Agent::from_env().map_err(agent_err)?;
+        let agent = crate::agent::Agent::at(keys.agent_socket.as_deref()).map_err(agent_err)?;
         if !agent.has(&public).map_err(agent_err)? {
             return Err(agent_err(crate::agent::AgentError::KeyNotInAgent(
                 public.fingerprint(),
@@ -597,11 +611,11 @@ impl Signer {
     /// - an unencrypted OpenSSH private key (must be 0600 or stricter);
     /// - a passphrase-protected one: through ssh-agent if it holds the key,
     ///   else by asking for the passphrase on a terminal.
-    pub fn load(path: &Path) -> Result<Signer, KeyError> {
+    pub fn load(path: &Path, keys: &KeySources) -> Result<Signer, KeyError> {
         let text = Zeroizing::new(fs::read_to_string(path).map_err(io_err(path))?);
         if text.trim_start().starts_with("ssh-") {
             let public = SigningPub::parse(text.trim())?;
-            return Self::from_agent(public, path);
+            return Self::from_agent(public, path, keys);
         }
         check_private_mode(path)?;
         let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| KeyError::BadKey {
@@ -612,24 +626,19 @@ impl Signer {
             return Self::from_private(key);
         }
         let public = SigningPub::from_ssh(key.public_key())?;
-        if let Ok(signer) = Self::from_agent(public, path) {
+        if let Ok(signer) = Self::from_agent(public, path, keys) {
             return Ok(signer);
         }
-        if !interactive() {
+        let Some(ask) = keys.ask_passphrase else {
             return Err(KeyError::BadKey {
                 what: path.display().to_string(),
                 detail: "the key is passphrase-protected and this run cannot ask for it: add it to ssh-agent (`ssh-add PATH`) so byreis signs through the agent".into(),
             });
-        }
-        let pass = Zeroizing::new(
-            dialoguer::Password::new()
-                .with_prompt(format!("Passphrase for {}", path.display()))
-                .interact()
-                .map_err(|e| KeyError::BadKey {
-                    what: path.display().to_string(),
-                    detail: e.to_string(),
-                })?,
-        );
+        };
+        let pass = ask(path).map_err(|detail| KeyError::BadKey {
+            what: path.display().to_string(),
+            detail,
+        })?;
         let key = key.decrypt(pass.as_bytes()).map_err(|_| KeyError::BadKey {
             what: path.display().to_string(),
             detail: "wrong passphrase".into(),
@@ -638,11 +647,11 @@ impl Signer {
     }
 
     /// The signing key named by the profile.
-    pub fn load_for(profile: &Profile) -> Result<Signer, KeyError> {
+    pub fn load_for(profile: &Profile, home: &Home) -> Result<Signer, KeyError> {
         if !profile.signing_key.exists() {
             return Err(KeyError::NoSigningKey);
         }
-        Self::load(&profile.signing_key)
+        Self::load(&profile.signing_key, &home.keys)
     }
 
     pub fn to_openssh_private(&self) -> Result<Zeroizing<String>, KeyError> {

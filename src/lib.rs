@@ -28,6 +28,7 @@ pub mod pulls;
 pub mod registry;
 pub mod remote;
 pub mod request;
+pub mod request_doc;
 pub mod roster_approval;
 pub mod rotation;
 pub mod secret;

@@ -96,7 +96,7 @@ pub struct Actor {
 impl Actor {
     pub fn load(home: &Home) -> Result<Actor, StoreError> {
         let profile = Profile::load(home)?.ok_or(keys::KeyError::NoSigningKey)?;
-        let signer = Signer::load_for(&profile)?;
+        let signer = Signer::load_for(&profile, home)?;
         let identity = AgeIdentity::load(home)?;
         Ok(Actor {
             profile,

@@ -70,6 +70,17 @@ pub struct Context {
     pub dir: PathBuf,
     /// A person can answer prompts (a TTY on stdin and `CI` unset).
     pub interactive: bool,
+    /// What the user's environment says about the trust anchor.
+    pub overrides: Overrides,
+}
+
+/// `BYREIS_REGISTRY`, `BYREIS_ANCHOR` and `BYREIS_PROJECT` as the CLI read
+/// them (empty counts as unset); the core reads no environment variable.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub registry: Option<String>,
+    pub anchor: Option<String>,
+    pub project: Option<String>,
 }
 
 /// The project repository and its (unverified) config.
@@ -400,16 +411,14 @@ pub fn open_registry(home: &Home, location: &str) -> Result<Registry, VerifyErro
 /// The registry location from `BYREIS_REGISTRY`, resolved (paths relative
 /// to the directory byreis runs in), if set.
 pub fn env_registry(ctx: &Context) -> Result<Option<String>, VerifyError> {
-    match std::env::var("BYREIS_REGISTRY") {
-        Ok(s) if !s.is_empty() => {
-            resolve_location(&ctx.dir, &s)
-                .map(Some)
-                .map_err(|e| VerifyError {
-                    code: e.code,
-                    detail: format!("BYREIS_REGISTRY: {}", e.detail),
-                })
-        }
-        _ => Ok(None),
+    match &ctx.overrides.registry {
+        Some(s) => resolve_location(&ctx.dir, s)
+            .map(Some)
+            .map_err(|e| VerifyError {
+                code: e.code,
+                detail: format!("BYREIS_REGISTRY: {}", e.detail),
+            }),
+        None => Ok(None),
     }
 }
 
@@ -496,13 +505,9 @@ fn check_project(wanted: &str, how: &str, project: &Project) -> Result<(), Verif
 /// BYREIS_REGISTRY or, failing that, byreis.yaml's hint, which the roster
 /// must confirm).
 pub fn pin_for(ctx: &Context, project: &Project) -> Result<RunPin, VerifyError> {
-    let env_anchor = std::env::var("BYREIS_ANCHOR")
-        .ok()
-        .filter(|s| !s.is_empty());
+    let env_anchor = ctx.overrides.anchor.clone();
     let env_location = env_registry(ctx)?;
-    let env_project = std::env::var("BYREIS_PROJECT")
-        .ok()
-        .filter(|s| !s.is_empty());
+    let env_project = ctx.overrides.project.clone();
     if let Some(p) = &env_project {
         check_project(p, "BYREIS_PROJECT names", project)?;
     }

@@ -568,14 +568,47 @@ impl From<std::io::Error> for CliError {
 
 pub type CliResult = Result<(), CliError>;
 
+/// The run's context, from the user's environment: the one place the
+/// variables byreis documents are read (beside the test hooks).
 fn context(dir: Option<PathBuf>) -> Context {
-    let interactive =
-        std::io::stdin().is_terminal() && std::env::var_os("CI").is_none_or(|v| v.is_empty());
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let text = |name: &str| var(name).map(|v| v.to_string_lossy().into_owned());
+    let interactive = std::io::stdin().is_terminal() && var("CI").is_none();
+    let dir_home = match var("BYREIS_HOME") {
+        Some(d) => PathBuf::from(d),
+        None => var("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
+                    .join(".config")
+            })
+            .join("byreis"),
+    };
+    let keys = crate::keys::KeySources {
+        identity: text("BYREIS_IDENTITY").map(zeroize::Zeroizing::new),
+        identity_file: var("BYREIS_IDENTITY_FILE").map(PathBuf::from),
+        agent_socket: var("SSH_AUTH_SOCK").map(PathBuf::from),
+        ask_passphrase: interactive.then_some(ask_passphrase as crate::keys::AskPassphrase),
+    };
     Context {
-        home: Home::from_env(),
+        home: Home::new(dir_home, keys),
         dir: dir.unwrap_or_else(|| PathBuf::from(".")),
         interactive,
+        overrides: crate::verify::Overrides {
+            registry: text("BYREIS_REGISTRY"),
+            anchor: text("BYREIS_ANCHOR"),
+            project: text("BYREIS_PROJECT"),
+        },
     }
+}
+
+/// Asks for a key file's passphrase on the terminal (never echoed).
+fn ask_passphrase(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, String> {
+    dialoguer::Password::new()
+        .with_prompt(format!("Passphrase for {}", path.display()))
+        .interact()
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Prints what a signed change came to: `done(counter)` when it landed, or

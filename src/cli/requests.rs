@@ -51,7 +51,7 @@ pub fn request_access(
         Err(e) => return Err(e.into()),
     };
     let signer = match Profile::load(&ctx.home)? {
-        Some(p) => Signer::load_for(&p).ok(),
+        Some(p) => Signer::load_for(&p, &ctx.home).ok(),
         None => None,
     };
     let key = identity.recipient();

@@ -48,7 +48,7 @@ pub fn keygen(
             let abs = p.canonicalize().map_err(|e| {
                 CliError::Refused(Refusal::IoFailed, format!("{}: {e}", p.display()))
             })?;
-            Signer::load(&abs)?;
+            Signer::load(&abs, &ctx.home.keys)?;
             abs
         }
         None => key_path.clone(),
@@ -56,7 +56,7 @@ pub fn keygen(
     let identity = AgeIdentity::generate();
     keys::write_new(&id_path, identity.to_file_text().as_bytes(), 0o600)?;
     let signer = match &adopt {
-        Some(_) => Signer::load(&signer_path)?,
+        Some(_) => Signer::load(&signer_path, &ctx.home.keys)?,
         None => {
             let s = Signer::generate(&format!("{name}@byreis"))?;
             keys::write_new(&key_path, s.to_openssh_private()?.as_bytes(), 0o600)?;
@@ -90,7 +90,7 @@ pub fn keygen(
 pub fn whoami(ctx: &Context, format: Format) -> CliResult {
     let profile = Profile::load(&ctx.home)?.ok_or(keys::KeyError::NoSigningKey)?;
     let identity = AgeIdentity::load(&ctx.home)?;
-    let signer = Signer::load_for(&profile)?;
+    let signer = Signer::load_for(&profile, &ctx.home)?;
     let r = identity.recipient();
     match format {
         Format::Json => println!(
