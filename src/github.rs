@@ -579,3 +579,16 @@ pub fn open_pulls(
         })
         .unwrap_or_default())
 }
+
+// GitHub refusals reach the CLI as the core's one error type.
+impl From<PullReadError> for crate::store::StoreError {
+    fn from(e: PullReadError) -> Self {
+        crate::store::StoreError::Refused(e.code(), e.to_string())
+    }
+}
+
+impl From<GitHubError> for crate::store::StoreError {
+    fn from(e: GitHubError) -> Self {
+        crate::store::StoreError::Refused(e.code(), e.to_string())
+    }
+}

@@ -49,9 +49,13 @@ pub struct Proposal {
     pub need: usize,
     /// Whether the branch was pushed to the project's `origin`.
     pub pushed: bool,
-    /// On a project hosted on GitHub: the pull request opened, or why not.
+    /// On a project hosted on GitHub: the pull request opened, or why not
+    /// (filled by the CLI from `pull`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<String>,
+    /// The pull request to open for the pushed branch.
+    #[serde(skip)]
+    pub pull: Option<crate::store::PullDraft>,
 }
 
 fn refuse<T>(code: Refusal, msg: impl Into<String>) -> Result<T, StoreError> {
@@ -90,13 +94,13 @@ pub(crate) fn propose(
         repo.create_signed_commit(head, &changes, &msg, &actor.signer, (&admin.name, &email))?;
     repo.create_branch(&branch, commit)?;
     let pushed = push_branch(state, &branch)?;
-    let pull_request = pushed
+    let pull = pushed
         .then(|| {
-            crate::pulls::open_for(
+            crate::store::PullDraft::new(
                 repo,
                 &branch,
-                &format!("byreis: proposed change, counter {} (needs {need} admins)", manifest.counter),
-                &format!(
+                format!("byreis: proposed change, counter {} (needs {need} admins)", manifest.counter),
+                format!(
                     "{message}\n\nA signed byreis change by {} that needs {need} admins. Other admins \
                      check it and add their approval with `byreis approve` and this pull request's \
                      number; the approval that reaches {need} lands it. Do not merge this pull \
@@ -112,7 +116,8 @@ pub(crate) fn propose(
         approvals: 1,
         need,
         pushed,
-        pull_request,
+        pull_request: None,
+        pull,
     })
 }
 
@@ -569,6 +574,7 @@ pub fn approve(
             need: review.need,
             pushed,
             pull_request: None,
+            pull: None,
         }));
     }
     // The threshold is reached: land exactly what was proposed, with every

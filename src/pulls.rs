@@ -138,23 +138,119 @@ pub fn find_for_branch(repo: &Repo, branch: &str) -> Option<Pull> {
     })
 }
 
-/// After `branch` was pushed to a GitHub `origin`: opens its pull request
-/// onto the project's current branch. Returns what to tell the user
-/// (`None` when the project is not on GitHub). Never an error: approvals
-/// work on the branch, the pull request only shows it.
-pub fn open_for(repo: &Repo, branch: &str, title: &str, body: &str) -> Option<String> {
-    let gh = github::origin_repo(repo)?;
-    let Some(base) = repo.current_branch() else {
+/// After a branch was pushed to a GitHub `origin`: opens the pull request
+/// the core drafted onto the project's current branch. Returns what to
+/// tell the user (`None` when the repository is not on GitHub). Never an
+/// error: approvals work on the branch, the pull request only shows it.
+pub fn open(draft: &crate::store::PullDraft) -> Option<String> {
+    let gh = github::registry_repo(&draft.origin)?;
+    let branch = &draft.branch;
+    let Some(base) = &draft.base else {
         return Some(format!(
             "no pull request opened: HEAD is not on a branch; open one for {branch} yourself"
         ));
     };
-    let opened =
-        Client::from_env().and_then(|c| github::open_pull(&c, &gh, branch, &base, title, body));
+    let opened = Client::from_env()
+        .and_then(|c| github::open_pull(&c, &gh, branch, base, &draft.title, &draft.body));
     Some(match opened {
         Ok((n, url)) => format!("opened pull request #{n} of {gh}: {url}"),
         Err(e) => format!(
             "no pull request opened ({e}); the branch is pushed, and admins approve it by its name"
         ),
     })
+}
+
+/// Opens the pull request a proposal drafted (once), noting the outcome
+/// on it.
+pub fn open_for_proposal(p: &mut crate::proposal::Proposal) {
+    if let Some(d) = p.pull.take() {
+        p.pull_request = open(&d);
+    }
+}
+
+/// [`open_for_proposal`] for whatever a change came to.
+pub fn open_for_landed(landed: &mut crate::store::Landed) {
+    if let crate::store::Landed::Proposed(p) = landed {
+        open_for_proposal(p);
+    }
+}
+
+/// [`open_for_proposal`] for a roster change.
+pub fn open_for_roster(change: &mut crate::store::RosterChange) {
+    if let crate::store::RosterChange::Proposed {
+        pull, pull_request, ..
+    } = change
+    {
+        if let Some(d) = pull.take() {
+            *pull_request = open(&d);
+        }
+    }
+}
+
+/// [`open_for_proposal`] for a submission.
+pub fn open_for_submission(s: &mut crate::submission::Submitted) {
+    if let Some(d) = s.pull.take() {
+        s.pull_request = open(&d);
+    }
+}
+
+/// Reads request `reference` for the CLI: a pull request of the GitHub
+/// registry is fetched here (the edge) and handed to the core to check like
+/// any request; files and branches are the core's.
+pub fn load_request(
+    state: &crate::verify::State,
+    reference: &str,
+) -> Result<crate::request::Loaded, StoreError> {
+    let pull = match github::registry_repo(&state.pin().registry)
+        .and_then(|repo| github::pull_number(reference, &repo).map(|n| (repo, n)))
+    {
+        Some((repo, n)) if !reference.contains(crate::request::BRANCH_PREFIX) => {
+            let number = n.map_err(|m| StoreError::Refused(Refusal::UnknownReference, m))?;
+            let client = Client::from_env()?;
+            let pr = github::read_request(&client, &repo, number)?;
+            Some(crate::request::PullRead {
+                repo: repo.to_string(),
+                number,
+                open: pr.open,
+                head_sha: pr.head_sha,
+                path: pr.path,
+                bytes: pr.bytes,
+            })
+        }
+        _ => None,
+    };
+    crate::request::load(state.registry(), &state.manifest().project, reference, pull)
+}
+
+/// The request a rotation absorbs must still be the one confirmed: reads
+/// its pull request's state again (on GitHub) for the core's check.
+pub fn check_request_fresh(
+    state: &crate::verify::State,
+    loaded: &crate::request::Loaded,
+) -> Result<(), StoreError> {
+    let mut now = None;
+    if let crate::request::Source::PullRequest { number, .. } = &loaded.source {
+        if let Some(repo) = github::registry_repo(&state.pin().registry) {
+            let client = Client::from_env()?;
+            now = Some(github::pull_head(&client, &repo, *number)?);
+        }
+    }
+    crate::request::check_not_stale(state.registry(), loaded, now)
+}
+
+/// Comments on and closes the pull request a decided request came from
+/// (never merges it). Nothing to do for branches and files.
+pub fn close_request_pull(
+    state: &crate::verify::State,
+    loaded: &crate::request::Loaded,
+    comment: &str,
+) -> Result<(), StoreError> {
+    if let crate::request::Source::PullRequest { number, .. } = &loaded.source {
+        let Some(repo) = github::registry_repo(&state.pin().registry) else {
+            return Ok(());
+        };
+        let client = Client::from_env()?;
+        github::close_with_comment(&client, &repo, *number, comment)?;
+    }
+    Ok(())
 }

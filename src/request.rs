@@ -40,12 +40,27 @@ pub enum Source {
         name: String,
         commit: Oid,
     },
-    /// A pull request on the GitHub registry, at the head commit read.
+    /// A pull request on the GitHub registry (`owner/name`), at the head
+    /// commit read.
     PullRequest {
-        repo: crate::github::RepoId,
+        repo: String,
         number: u64,
         head_sha: String,
     },
+}
+
+/// A pull request of the GitHub registry as the edge read it: the core
+/// validates it like any request (ADR 0020).
+#[derive(Debug, Clone)]
+pub struct PullRead {
+    /// `owner/name`.
+    pub repo: String,
+    pub number: u64,
+    pub open: bool,
+    pub head_sha: String,
+    /// The one file it changes, and its bytes.
+    pub path: String,
+    pub bytes: Vec<u8>,
 }
 
 impl std::fmt::Display for Source {
@@ -108,13 +123,13 @@ impl std::fmt::Display for State {
 }
 
 /// Reads request `reference`: a file path, a request branch of the
-/// registry (fetched from its `origin` first when it has one), or, when the
-/// registry is on GitHub (`github`), a pull request number or URL.
+/// registry (fetched from its `origin` first when it has one), or the pull
+/// request of a GitHub registry the edge read for it (`pull`).
 pub fn load(
     reg: &Registry,
     project: &str,
     reference: &str,
-    github: Option<&crate::github::RepoId>,
+    pull: Option<PullRead>,
 ) -> Result<Loaded, StoreError> {
     // A member's name alone (`request show dave`) is their request branch,
     // unless a file of that name is there (issue 17).
@@ -188,11 +203,8 @@ pub fn load(
                 commit,
             },
         )
-    } else if let Some(n) = github.and_then(|repo| crate::github::pull_number(reference, repo)) {
-        let repo = github.expect("checked").clone();
-        let number = n.map_err(|m| StoreError::Refused(Refusal::UnknownReference, m))?;
-        let client = crate::github::Client::from_env().map_err(StoreError::from)?;
-        let pr = crate::github::read_request(&client, &repo, number).map_err(StoreError::from)?;
+    } else if let Some(pr) = pull {
+        let (repo, number) = (pr.repo, pr.number);
         if !pr.open {
             return refuse(Refusal::PullRequestUnusable, format!(
                 "pull request #{number} is closed: withdrawn by its author, or already handled (state: withdrawn)"
@@ -399,8 +411,14 @@ pub fn refuse_quoted_fingerprint(loaded: &Loaded) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Refuses when a request branch moved since it was read (`stale`).
-pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError> {
+/// Refuses when a request moved since it was read (`stale`). For a pull
+/// request, `pull_now` is its state now as the edge read it (open, head);
+/// without it a pull request cannot be shown fresh and is refused.
+pub fn check_not_stale(
+    reg: &Registry,
+    loaded: &Loaded,
+    pull_now: Option<(bool, String)>,
+) -> Result<(), StoreError> {
     match &loaded.source {
         Source::Branch { name, commit } => {
             let now = reg.repo.branch_commit(name)?;
@@ -411,13 +429,13 @@ pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError
             }
         }
         Source::PullRequest {
-            repo,
-            number,
-            head_sha,
+            number, head_sha, ..
         } => {
-            let client = crate::github::Client::from_env().map_err(StoreError::from)?;
-            let (open, now) =
-                crate::github::pull_head(&client, repo, *number).map_err(StoreError::from)?;
+            let Some((open, now)) = pull_now else {
+                return refuse(Refusal::Stale, format!(
+                    "pull request #{number} could not be read again to check it is unchanged: nothing was changed; run the command again"
+                ));
+            };
             if !open || now != *head_sha {
                 return refuse(Refusal::Stale, format!(
                     "pull request #{number} changed after you confirmed it (stale: {}): nothing was changed; run the command again and confirm the new request",
@@ -426,17 +444,6 @@ pub fn check_not_stale(reg: &Registry, loaded: &Loaded) -> Result<(), StoreError
             }
         }
         Source::File(_) => {}
-    }
-    Ok(())
-}
-
-/// Comments on and closes the pull request a decided request came from
-/// (never merges it). Nothing to do for branches and files.
-pub fn close_pull(loaded: &Loaded, comment: &str) -> Result<(), StoreError> {
-    if let Source::PullRequest { repo, number, .. } = &loaded.source {
-        let client = crate::github::Client::from_env().map_err(StoreError::from)?;
-        crate::github::close_with_comment(&client, repo, *number, comment)
-            .map_err(StoreError::from)?;
     }
     Ok(())
 }

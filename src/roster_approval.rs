@@ -308,12 +308,6 @@ pub fn approve(
         );
         reg.commit(&changes, &msg, &actor.signer, (&admin, &email))?;
         reg.push_if_remote(&ctx.home)?;
-        if let Some(p) = crate::pulls::find_for_branch(&reg.repo, &r.branch) {
-            p.report(
-                &format!("byreis: roster version {} landed, signed by {admin} and the admins before. Closed without merging: byreis commits roster versions itself.", r.version),
-                true,
-            );
-        }
         if let Err(e) = reg.repo.delete_branch(&r.branch) {
             crate::notice::push(format!(
                 "warning: roster version {} landed, but its proposal branch {} could not be removed ({e})",

@@ -74,15 +74,30 @@ impl From<names::NameError> for StoreError {
     }
 }
 
-impl From<crate::github::PullReadError> for StoreError {
-    fn from(e: crate::github::PullReadError) -> Self {
-        StoreError::Refused(e.code(), e.to_string())
-    }
+/// A pull request to open for a branch the core pushed: the core says
+/// what; the CLI calls GitHub once the core has returned (ADR 0020).
+/// GitHub only shows the change: approvals work on the branch.
+#[derive(Debug, Clone)]
+pub struct PullDraft {
+    /// The repository's `origin` URL (which repository on GitHub).
+    pub origin: String,
+    /// The branch HEAD is on: the pull request's base.
+    pub base: Option<String>,
+    pub branch: String,
+    pub title: String,
+    pub body: String,
 }
 
-impl From<crate::github::GitHubError> for StoreError {
-    fn from(e: crate::github::GitHubError) -> Self {
-        StoreError::Refused(e.code(), e.to_string())
+impl PullDraft {
+    /// The draft for `branch` of `repo`; `None` when it has no `origin`.
+    pub fn new(repo: &crate::git::Repo, branch: &str, title: String, body: String) -> Option<Self> {
+        Some(PullDraft {
+            origin: repo.origin_url()?,
+            base: repo.current_branch(),
+            branch: branch.to_string(),
+            title,
+            body,
+        })
     }
 }
 
@@ -1601,15 +1616,15 @@ pub fn change_roster(
             author,
             &summary,
         )?;
-        let mut pull_request = None;
+        let mut pull = None;
         if state.registry().repo.has_origin() {
             crate::remote::push_ref(&state.registry().dir, &format!("refs/heads/{branch}"))
                 .map_err(StoreError::from)?;
-            pull_request = crate::pulls::open_for(
+            pull = PullDraft::new(
                 &state.registry().repo,
                 &branch,
-                &format!("byreis: roster version {} ({summary})", new.version),
-                &format!(
+                format!("byreis: roster version {} ({summary})", new.version),
+                format!(
                     "Roster version {} proposed by {} with byreis: {summary}. It lands when {} admin(s) of version {} and {} of version {} have signed it: each runs `byreis approve {branch}`, which checks it and adds a signature. Do not merge this pull request; byreis closes it once the version has landed.",
                     new.version, admin.name, old.thresholds.roster, old.version, new.thresholds.roster, new.version
                 ),
@@ -1620,7 +1635,8 @@ pub fn change_roster(
             branch,
             need_old: old.thresholds.roster,
             need_new: new.thresholds.roster,
-            pull_request,
+            pull_request: None,
+            pull,
         });
     }
     state
@@ -1648,8 +1664,10 @@ pub enum RosterChange {
         need_old: usize,
         need_new: usize,
         /// On a registry hosted on GitHub: the pull request opened, or why
-        /// not.
+        /// not (filled by the CLI from `pull`).
         pull_request: Option<String>,
+        /// The pull request to open for the pushed branch.
+        pull: Option<PullDraft>,
     },
 }
 
@@ -1664,6 +1682,7 @@ impl RosterChange {
                 need_old,
                 need_new,
                 pull_request,
+                ..
             } => {
                 crate::notice::push(format!(
                     "roster version {version} proposed, not landed: it needs the signatures of {need_old} admin(s) of version {} and {need_new} of version {version} (yours counts for each); other admins run `byreis approve {branch}`",

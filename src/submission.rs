@@ -415,9 +415,13 @@ pub struct Submitted {
     pub branch: String,
     pub changes: usize,
     pub pushed: bool,
-    /// On a project hosted on GitHub: the pull request opened, or why not.
+    /// On a project hosted on GitHub: the pull request opened, or why not
+    /// (filled by the CLI from `pull`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_request: Option<String>,
+    /// The pull request to open for the pushed branch.
+    #[serde(skip)]
+    pub pull: Option<crate::store::PullDraft>,
 }
 
 /// Turns the actor's draft into `byreis/submit/NAME-HASH` (pushed when the
@@ -449,13 +453,13 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
             pushed = true;
         }
     }
-    let pull_request = pushed
+    let pull = pushed
         .then(|| {
-            crate::pulls::open_for(
+            crate::store::PullDraft::new(
                 repo,
                 &branch,
-                &format!("byreis: proposal by {author} ({changes} change(s))"),
-                &format!(
+                format!("byreis: proposal by {author} ({changes} change(s))"),
+                format!(
                     "A change to secrets proposed by {author} with `byreis submit` ({changes} change(s)). \
                      Its files are encrypted to the admins who read the environments it changes; \
                      nobody else can read them.\n\nAn admin who reads those environments checks and \
@@ -470,7 +474,8 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
         branch,
         changes,
         pushed,
-        pull_request,
+        pull_request: None,
+        pull,
     })
 }
 

@@ -205,7 +205,8 @@ pub fn submit(ctx: &Context, discard: bool, format: Format) -> CliResult {
         eprintln!("byreis: dropped your draft ({n} change(s)); nothing was sent");
         return Ok(());
     }
-    let s = submission::submit(&state, &actor)?;
+    let mut s = submission::submit(&state, &actor)?;
+    crate::pulls::open_for_submission(&mut s);
     if format == Format::Json {
         println!("{}", json!(s));
         return Ok(());

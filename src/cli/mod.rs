@@ -613,7 +613,8 @@ fn ask_passphrase(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>, 
 
 /// Prints what a signed change came to: `done(counter)` when it landed, or
 /// where its proposal waits for approvals.
-pub(crate) fn report(landed: crate::store::Landed, done: impl FnOnce(u64) -> String) {
+pub(crate) fn report(mut landed: crate::store::Landed, done: impl FnOnce(u64) -> String) {
+    crate::pulls::open_for_landed(&mut landed);
     print_queued();
     match landed {
         crate::store::Landed::Done(counter) => eprintln!("{}", done(counter)),

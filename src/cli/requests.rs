@@ -156,13 +156,7 @@ fn load_with_state(
     state: &verify::State,
     reference: &str,
 ) -> Result<(Loaded, Option<Decision>, State), CliError> {
-    let github = crate::github::registry_repo(&state.pin().registry);
-    let loaded = request::load(
-        state.registry(),
-        &state.manifest().project,
-        reference,
-        github.as_ref(),
-    )?;
+    let loaded = crate::pulls::load_request(state, reference)?;
     let d = request::decision(
         state.registry(),
         &state.manifest().project,
@@ -338,6 +332,9 @@ pub fn reject(ctx: &Context, reference: &str, reason: Option<String>) -> CliResu
         Ok(x) => x,
         Err(e) => return reject_malformed_pull(&state, &admin.name, reference, reason, e),
     };
+    if let Some(done) = finish_decided(&state, &loaded, d.as_ref(), st, "reject it") {
+        return done;
+    }
     request::require_requested(st, d.as_ref(), "reject it")?;
     decide(
         ctx, &state, &actor, &admin, &loaded, "rejected", None, reason,
@@ -375,12 +372,7 @@ fn reject_malformed_pull(
         Err(crate::github::PullReadError::Api(_)) => return Err(err),
         Ok(pr) if !pr.open => return Err(err),
         // Read, but refused when checked: that refusal says why.
-        Ok(_) => match request::load(
-            state.registry(),
-            &state.manifest().project,
-            reference,
-            Some(&repo),
-        ) {
+        Ok(_) => match crate::pulls::load_request(state, reference) {
             Err(e) => e.to_string(),
             // It loads: the failure was elsewhere (the decision record).
             Ok(_) => return Err(err),
@@ -413,6 +405,9 @@ pub fn confirm_request(
     typed: Option<String>,
 ) -> Result<Loaded, CliError> {
     let (loaded, d, st) = load_with_state(state, reference)?;
+    if let Some(done) = finish_decided(state, &loaded, d.as_ref(), st, "absorb it") {
+        done?;
+    }
     request::require_requested(st, d.as_ref(), "absorb it")?;
     request::refuse_quoted_fingerprint(&loaded)?;
     for line in describe(&loaded, st) {
@@ -505,23 +500,87 @@ fn decide(
         reason,
     };
     sign_and_record(ctx, state, actor, &admin.name, &decision)?;
-    let comment = match counter {
-        Some(c) => format!(
+    close_decided_pull(state, loaded, &decision);
+    Ok(())
+}
+
+/// What the pull request of a decided request is closed with.
+fn decision_comment(d: &Decision) -> String {
+    match d.counter {
+        Some(c) if d.state == "absorbed" => format!(
             "Absorbed by {} with byreis: project `{}` counter {c}. The registry records the decision in a commit of its own; this pull request's commits are not merged.",
-            admin.name, decision.project
+            d.by, d.project
         ),
-        None => format!(
+        _ => format!(
             "Rejected by {} with byreis{}. Nothing was granted.",
-            admin.name,
-            decision
-                .reason
+            d.by,
+            d.reason
                 .as_deref()
                 .map(|r| format!(": {}", names::escape(r)))
                 .unwrap_or_default()
         ),
+    }
+}
+
+/// Closes the pull request a decided request came from. A failure does
+/// not undo what landed: it says what did land and how to finish (issue
+/// 17), and the same command run again closes it.
+fn close_decided_pull(state: &verify::State, loaded: &Loaded, d: &Decision) -> bool {
+    let request::Source::PullRequest { number, .. } = &loaded.source else {
+        return true;
     };
-    request::close_pull(loaded, &comment)?;
-    Ok(())
+    match crate::pulls::close_request_pull(state, loaded, &decision_comment(d)) {
+        Ok(()) => {
+            eprintln!("byreis: pull request #{number} commented and closed (not merged)");
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "byreis: warning: the request of {} is {}{} and the decision is recorded in the registry, but closing pull request #{number} failed: {}",
+                names::escape(&d.name),
+                d.state,
+                d.counter.map(|c| format!(" at counter {c}")).unwrap_or_default(),
+                e
+            );
+            eprintln!(
+                "byreis: to finish, run the same command again (it closes #{number} and changes nothing else), or close #{number} by hand without merging it"
+            );
+            false
+        }
+    }
+}
+
+/// The same absorb or reject run again on a request already decided whose
+/// pull request is still open (closing it failed before): closes it now
+/// and changes nothing else. `None` when there is nothing to finish.
+fn finish_decided(
+    state: &verify::State,
+    loaded: &Loaded,
+    d: Option<&Decision>,
+    st: State,
+    what: &str,
+) -> Option<CliResult> {
+    let d = d?;
+    let done = matches!(
+        (st, what, d.state.as_str()),
+        (State::Absorbed, "absorb it", "absorbed") | (State::Rejected, "reject it", "rejected")
+    );
+    if !done || !matches!(loaded.source, request::Source::PullRequest { .. }) {
+        return None;
+    }
+    eprintln!(
+        "byreis: the request of {} was already {}{} by {} ({}); closing its pull request, which was left open",
+        names::escape(&d.name),
+        d.state,
+        d.counter.map(|c| format!(" at counter {c}")).unwrap_or_default(),
+        names::escape(&d.by),
+        d.time
+    );
+    Some(if close_decided_pull(state, loaded, d) {
+        Err(CliError::Exit(0))
+    } else {
+        Err(CliError::Exit(1))
+    })
 }
 
 /// After `rotate --resume` finished a rotation whose audit entry names an

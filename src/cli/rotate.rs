@@ -161,9 +161,10 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     }
     if let Some(loaded) = &absorbing {
         // The request must still be the one confirmed (`stale` otherwise).
-        crate::request::check_not_stale(state.registry(), loaded)?;
+        crate::pulls::check_request_fresh(&state, loaded)?;
     }
-    let (plan, landed) = rotation::execute(ctx, state, &actor, prepared)?;
+    let (plan, mut landed) = rotation::execute(ctx, state, &actor, prepared)?;
+    crate::pulls::open_for_landed(&mut landed);
     let (counter, proposal) = match &landed {
         crate::store::Landed::Done(c) => (Some(*c), None),
         crate::store::Landed::Proposed(p) => (None, Some(p.clone())),
@@ -304,7 +305,16 @@ fn approve_roster(
         review.version
     );
     confirm(ctx, yes, "Approve and sign?")?;
+    let branch = review.branch.clone();
     let landed = crate::roster_approval::approve(ctx, state, actor, review)?;
+    if let Some(v) = landed {
+        if let Some(p) = crate::pulls::find_for_branch(&state.registry().repo, &branch) {
+            p.report(
+                &format!("byreis: roster version {v} landed, signed by {} and the admins before. Closed without merging: byreis commits roster versions itself.", actor.profile.name),
+                true,
+            );
+        }
+    }
     match (format, landed) {
         (Format::Json, v) => println!("{}", json!({"landed": v.is_some(), "roster_version": v})),
         (Format::Text, Some(v)) => {
@@ -454,7 +464,8 @@ fn approve_submission(
 }
 
 /// What an approval came to, as JSON or a line.
-fn print_landed(format: Format, landed: crate::store::Landed, done: &str) {
+fn print_landed(format: Format, mut landed: crate::store::Landed, done: &str) {
+    crate::pulls::open_for_landed(&mut landed);
     match (format, landed) {
         (Format::Json, crate::store::Landed::Done(c)) => {
             println!("{}", json!({"landed": true, "counter": c}))

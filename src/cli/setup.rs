@@ -526,7 +526,8 @@ fn land_roster_change(
     anchor_for_ci: bool,
 ) -> Result<Option<u64>, CliError> {
     let actor = crate::store::Actor::load(&ctx.home)?;
-    let outcome = crate::store::change_roster(ctx, state, &actor, change)?;
+    let mut outcome = crate::store::change_roster(ctx, state, &actor, change)?;
+    crate::pulls::open_for_roster(&mut outcome);
     let Some(version) = outcome.report() else {
         return Ok(None);
     };
