@@ -25,7 +25,7 @@ LAYERS = {
     "basics": ["names", "notice", "dotenv", "import", "secret", "yaml", "diag", "par", "failpoint", "timing"],
     "crypto": ["keys", "agent", "sshsig", "agefile"],
     "formats": ["documents", "signed", "audit", "request_doc"],
-    "local": ["git", "registry", "trust"],
+    "local": ["git", "registry", "trust", "transport"],
     "verify": ["verify"],
     "read": ["diff", "doctor", "history", "exposure", "exec", "export"],
     "write": ["store", "rotation", "proposal", "roster_approval", "submission", "request"],

@@ -37,6 +37,7 @@ pub mod sshsig;
 pub mod store;
 pub mod submission;
 pub mod timing;
+pub mod transport;
 pub mod trust;
 pub mod verify;
 pub mod yaml;

@@ -127,7 +127,7 @@ fn push_branch(state: &State, branch: &str) -> Result<bool, StoreError> {
         return Ok(false);
     }
     if let Some(dir) = repo.workdir() {
-        crate::remote::push_ref(dir, &format!("refs/heads/{branch}"))?;
+        crate::transport::push_ref(dir, &format!("refs/heads/{branch}"))?;
     }
     Ok(true)
 }
@@ -180,14 +180,14 @@ pub fn review(
     show_values: bool,
 ) -> Result<Review, StoreError> {
     let repo = &state.project().repo;
-    let name = crate::remote::short_branch(reference);
+    let name = crate::transport::short_branch(reference);
     if !name.starts_with(BRANCH_PREFIX) || names::escape(name) != name {
         return refuse(Refusal::UnknownReference, format!(
             "{} is not a proposal branch (they are named {BRANCH_PREFIX}COUNTER-HASH; `git branch --list '{BRANCH_PREFIX}*'` lists them)",
             names::quoted(reference)
         ));
     }
-    let fetch_note = crate::remote::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
+    let fetch_note = crate::transport::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
     let local_branch = repo.local_branch(name)?.is_some();
     let Some(tip) = repo.branch_commit(name)? else {
         return refuse(
@@ -676,7 +676,7 @@ fn remove_landed_branch(repo: &crate::git::Repo, branch: &str) -> Result<(), cra
     repo.delete_branch(branch)?;
     if repo.has_origin() {
         if let Some(dir) = repo.workdir() {
-            let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{branch}"));
+            let _ = crate::transport::push_ref(dir, &format!(":refs/heads/{branch}"));
         }
     }
     Ok(())

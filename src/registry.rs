@@ -174,7 +174,7 @@ pub fn check_roster(r: &Roster, version: u64) -> Result<(), String> {
 pub fn check_location(loc: &str) -> Result<(), String> {
     if loc.len() > 1024
         || loc.chars().any(char::is_control)
-        || !(crate::verify::is_url(loc) || loc.starts_with('/'))
+        || !(is_url(loc) || loc.starts_with('/'))
     {
         return Err(format!(
             "location {} is neither a git URL (https://, ssh://, file://, user@host:path) nor an absolute path",
@@ -387,11 +387,11 @@ impl Registry {
     /// registry, or a registry clone with an `origin`.
     pub fn push_if_remote(&self, home: &crate::keys::Home) -> Result<(), RegistryError> {
         if self.dir.starts_with(home.dir.join("registries")) || self.repo.has_origin() {
-            if let Err(e) = crate::remote::push(&self.dir) {
+            if let Err(e) = crate::transport::push(&self.dir) {
                 // The remote moved (another admin wrote first): undo the
                 // local commit so this copy does not diverge.
                 let undone = match self.before.borrow().as_deref() {
-                    Some(c) => crate::remote::reset_to(&self.dir, c).is_ok(),
+                    Some(c) => crate::transport::reset_to(&self.dir, c).is_ok(),
                     None => false,
                 };
                 return Err(RegistryError::Remote(format!(
@@ -659,4 +659,49 @@ fn roster_message(roster: &Roster, summary: &str, signer: &Signer) -> String {
 
 pub fn tagged_hash(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
+}
+
+/// Is `s` a git URL rather than a path? Only known schemes are URLs, and
+/// a `file:` URL only in its plain form ([`is_plain_file_url`]).
+pub fn is_url(s: &str) -> bool {
+    const SCHEMES: &[&str] = &["https://", "ssh://"];
+    if SCHEMES.iter().any(|p| s.starts_with(p)) {
+        return !s.chars().any(|c| c.is_control() || c.is_whitespace());
+    }
+    is_plain_file_url(s) || is_scp_like(s)
+}
+
+/// `file:///ABSOLUTE/PATH` with no host and no `%`-escape: the only file
+/// URL whose path is what it looks like (git also reads
+/// `file://localhost/…` and decodes `%74` as `t`, so a path compared as
+/// written could name a directory inside the project).
+pub fn is_plain_file_url(s: &str) -> bool {
+    s.strip_prefix("file://").is_some_and(|p| {
+        p.starts_with('/')
+            && !p.contains('%')
+            && !p.chars().any(|c| c.is_control() || c.is_whitespace())
+    })
+}
+
+/// `user@host:path`, git's scp-like syntax for ssh, with a plain user and
+/// host (so `helper::address` transport syntax never matches).
+fn is_scp_like(s: &str) -> bool {
+    let Some((user_host, path)) = s.split_once(':') else {
+        return false;
+    };
+    let Some((user, host)) = user_host.split_once('@') else {
+        return false;
+    };
+    let plain = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && !t.starts_with('-')
+    };
+    plain(user)
+        && plain(host)
+        && !path.is_empty()
+        && !path.starts_with(':')
+        && !path.starts_with('-')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
 }

@@ -9,23 +9,30 @@ use std::process::Command;
 use crate::keys::Home;
 use crate::verify::{self, managed_clone_dir};
 
-#[derive(Debug, thiserror::Error)]
-#[error("git {what} failed for {target}: {detail}")]
-pub struct RemoteError {
-    what: &'static str,
-    target: String,
-    detail: String,
-}
+pub use crate::transport::RemoteError;
 
-impl RemoteError {
-    /// The refusal code this error is reported with: `push-failed` for a
-    /// push, `remote-failed` for anything else.
-    pub fn code(&self) -> crate::diag::Refusal {
-        if self.what == "push" {
-            crate::diag::Refusal::PushFailed
-        } else {
-            crate::diag::Refusal::RemoteFailed
-        }
+/// The transport the CLI installs: the user's own `git`, with byreis's
+/// neutral configuration and stripped environment.
+pub struct Git;
+
+/// The one [`Git`] transport.
+pub static GIT: Git = Git;
+
+impl crate::transport::Transport for Git {
+    fn clone_registry(&self, home: &Home, url: &str) -> Result<(), RemoteError> {
+        clone(home, url)
+    }
+    fn push(&self, dir: &Path) -> Result<(), RemoteError> {
+        push(dir)
+    }
+    fn push_ref(&self, dir: &Path, refspec: &str) -> Result<(), RemoteError> {
+        push_ref(dir, refspec)
+    }
+    fn fetch_refs(&self, dir: &Path, refspec: &str) -> Result<(), RemoteError> {
+        fetch_refs(dir, refspec)
+    }
+    fn reset_to(&self, dir: &Path, commit: &str) -> Result<(), RemoteError> {
+        reset_to(dir, commit)
     }
 }
 
@@ -244,25 +251,4 @@ pub fn fetch_refs(dir: &Path, refspec: &str) -> Result<(), RemoteError> {
     run(c, "fetch", &dir.display().to_string())
 }
 
-/// Fetches `origin`'s branches named `prefix…` into
-/// `refs/remotes/origin/` when the repository at `dir` has an `origin`.
-/// Returns a note for a later "no such branch" error when the fetch
-/// failed (the branch may then exist only on `origin`), else "".
-pub fn fetch_branches(repo: &crate::git::Repo, dir: Option<&Path>, prefix: &str) -> String {
-    let Some(dir) = dir.filter(|_| repo.has_origin()) else {
-        return String::new();
-    };
-    match fetch_refs(
-        dir,
-        &format!("+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*"),
-    ) {
-        Ok(()) => String::new(),
-        Err(e) => format!(" (fetching {prefix}* from origin failed: {e})"),
-    }
-}
-
-/// `refs/heads/NAME` and `origin/NAME` as the branch name `NAME`.
-pub fn short_branch(reference: &str) -> &str {
-    let name = reference.strip_prefix("refs/heads/").unwrap_or(reference);
-    name.strip_prefix("origin/").unwrap_or(name)
-}
+pub use crate::transport::{fetch_branches, short_branch};

@@ -301,7 +301,7 @@ pub fn load(
 /// fetched (a stale copy still works for requests already fetched).
 fn fetch_requests(reg: &Registry) {
     if reg.repo.has_origin() {
-        let _ = crate::remote::fetch_refs(
+        let _ = crate::transport::fetch_refs(
             &reg.dir,
             "+refs/heads/byreis/request/*:refs/remotes/origin/byreis/request/*",
         );
@@ -549,7 +549,7 @@ pub fn put_on_branch(
         None => repo.create_branch(&branch, commit)?,
     }
     if repo.has_origin() {
-        crate::remote::push_ref(dir, &format!("+refs/heads/{branch}"))?;
+        crate::transport::push_ref(dir, &format!("+refs/heads/{branch}"))?;
         return Ok(true);
     }
     Ok(false)

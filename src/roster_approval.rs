@@ -71,7 +71,7 @@ pub fn review(state: &State, branch: &str) -> Result<RosterReview, StoreError> {
     };
     // A registry with a remote: its proposals are fetched first.
     let fetch_note =
-        crate::remote::fetch_branches(&reg.repo, Some(&reg.dir), registry::ROSTER_BRANCH_PREFIX);
+        crate::transport::fetch_branches(&reg.repo, Some(&reg.dir), registry::ROSTER_BRANCH_PREFIX);
     let tip = reg.repo.branch_commit(branch)?.ok_or_else(|| {
         StoreError::Refused(
             Refusal::UnknownReference,
@@ -315,7 +315,7 @@ pub fn approve(
             ));
         }
         if reg.repo.has_origin() {
-            let _ = crate::remote::push_ref(&reg.dir, &format!(":refs/heads/{}", r.branch));
+            let _ = crate::transport::push_ref(&reg.dir, &format!(":refs/heads/{}", r.branch));
         }
         return Ok(Some(r.version));
     }
@@ -340,7 +340,7 @@ pub fn approve(
         reg.repo.create_branch(&r.branch, new)?;
     }
     if reg.repo.has_origin() {
-        crate::remote::push_ref(&reg.dir, &format!("refs/heads/{}", r.branch))
+        crate::transport::push_ref(&reg.dir, &format!("refs/heads/{}", r.branch))
             .map_err(StoreError::from)?;
     }
     Ok(None)

@@ -44,7 +44,7 @@ pub enum StoreError {
     #[error("{0}")]
     Sign(#[from] sshsig::SigError),
     #[error("{0}")]
-    Remote(#[from] crate::remote::RemoteError),
+    Remote(#[from] crate::transport::RemoteError),
     /// Any other refusal: its code and the message shown.
     #[error("{1}")]
     Refused(Refusal, String),
@@ -833,7 +833,7 @@ fn finish(
 ) -> Result<(), StoreError> {
     if target.repo.has_origin() {
         if let Some(dir) = target.repo.workdir() {
-            crate::remote::push(dir)?;
+            crate::transport::push(dir)?;
         }
     }
     failpoint::hit("project-pushed");
@@ -1016,7 +1016,7 @@ pub fn abort(ctx: &Context, mut state: State, actor: &Actor) -> Result<u64, Stor
     }
     if repo.has_origin() {
         if let Some(dir) = repo.workdir() {
-            crate::remote::push(dir)?;
+            crate::transport::push(dir)?;
         }
     }
     let mut record = state.record().value().clone();
@@ -1148,7 +1148,7 @@ pub fn init_project(
     };
     verify::check_registry_outside(&repo, &location)?;
     if verify::is_url(&location) && !verify::registry_dir(&ctx.home, &location).exists() {
-        crate::remote::clone(&ctx.home, &location)?;
+        crate::transport::clone(&ctx.home, &location)?;
     }
     let registry = verify::open_registry(&ctx.home, &location)?;
     let anchor = keys::grouped_fingerprint(&registry.roster_v1_bytes()?);
@@ -1618,7 +1618,7 @@ pub fn change_roster(
         )?;
         let mut pull = None;
         if state.registry().repo.has_origin() {
-            crate::remote::push_ref(&state.registry().dir, &format!("refs/heads/{branch}"))
+            crate::transport::push_ref(&state.registry().dir, &format!("refs/heads/{branch}"))
                 .map_err(StoreError::from)?;
             pull = PullDraft::new(
                 &state.registry().repo,

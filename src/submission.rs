@@ -445,7 +445,7 @@ pub fn submit(state: &State, actor: &Actor) -> Result<Submitted, StoreError> {
     let mut pushed = false;
     if repo.has_origin() {
         if let Some(dir) = repo.workdir() {
-            crate::remote::push_ref(dir, &format!("refs/heads/{branch}")).map_err(|e| {
+            crate::transport::push_ref(dir, &format!("refs/heads/{branch}")).map_err(|e| {
                 StoreError::Refused(Refusal::PushFailed, format!(
                     "your submission is branch {branch} in this clone, but pushing it failed: {e}. Push it with `git push origin {branch}` (your draft is closed; new changes start a new one)"
                 ))
@@ -663,7 +663,7 @@ pub fn review(
     show_values: bool,
 ) -> Result<Review, StoreError> {
     let repo = &state.project().repo;
-    let name = crate::remote::short_branch(reference);
+    let name = crate::transport::short_branch(reference);
     let Some(rest) = name.strip_prefix(BRANCH_PREFIX) else {
         return refuse(
             Refusal::UnknownReference,
@@ -691,7 +691,7 @@ pub fn review(
             )
         }
     };
-    let fetch_note = crate::remote::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
+    let fetch_note = crate::transport::fetch_branches(repo, repo.workdir(), BRANCH_PREFIX);
     let Some(tip) = repo.branch_commit(name)? else {
         return refuse(
             Refusal::UnknownReference,
@@ -1005,7 +1005,7 @@ pub fn remove_branch(branch: &str, dir: Option<&std::path::Path>, has_origin: bo
         return;
     }
     if has_origin {
-        let _ = crate::remote::push_ref(dir, &format!(":refs/heads/{branch}"));
+        let _ = crate::transport::push_ref(dir, &format!(":refs/heads/{branch}"));
     }
 }
 

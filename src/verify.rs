@@ -145,50 +145,7 @@ pub fn read_worktree_file(
     Ok(Some(buf))
 }
 
-/// Is `s` a git URL rather than a path? Only known schemes are URLs, and
-/// a `file:` URL only in its plain form ([`is_plain_file_url`]).
-pub fn is_url(s: &str) -> bool {
-    const SCHEMES: &[&str] = &["https://", "ssh://"];
-    if SCHEMES.iter().any(|p| s.starts_with(p)) {
-        return !s.chars().any(|c| c.is_control() || c.is_whitespace());
-    }
-    is_plain_file_url(s) || is_scp_like(s)
-}
-
-/// `file:///ABSOLUTE/PATH` with no host and no `%`-escape: the only file
-/// URL whose path is what it looks like (git also reads
-/// `file://localhost/…` and decodes `%74` as `t`, so a path compared as
-/// written could name a directory inside the project).
-pub fn is_plain_file_url(s: &str) -> bool {
-    s.strip_prefix("file://").is_some_and(|p| {
-        p.starts_with('/')
-            && !p.contains('%')
-            && !p.chars().any(|c| c.is_control() || c.is_whitespace())
-    })
-}
-
-/// `user@host:path`, git's scp-like syntax for ssh, with a plain user and
-/// host (so `helper::address` transport syntax never matches).
-fn is_scp_like(s: &str) -> bool {
-    let Some((user_host, path)) = s.split_once(':') else {
-        return false;
-    };
-    let Some((user, host)) = user_host.split_once('@') else {
-        return false;
-    };
-    let plain = |t: &str| {
-        !t.is_empty()
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            && !t.starts_with('-')
-    };
-    plain(user)
-        && plain(host)
-        && !path.is_empty()
-        && !path.starts_with(':')
-        && !path.starts_with('-')
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace())
-}
+pub use crate::registry::{is_plain_file_url, is_url};
 
 impl Project {
     pub fn open(dir: &Path) -> Result<Project, VerifyError> {

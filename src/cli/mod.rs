@@ -695,6 +695,8 @@ pub fn main_catching_broken_pipe() -> i32 {
 /// Entry point: parses arguments, runs the verb, returns the exit code.
 pub fn main() -> i32 {
     crate::timing::init();
+    // The core reaches remotes only through this port (ADR 0020).
+    crate::transport::install(&crate::remote::GIT);
     let cli = Cli::parse();
     let format = cli.command.format();
     if let Some(dir) = cli.dir.as_ref().filter(|d| !d.is_dir()) {

@@ -257,6 +257,41 @@ fn request_access_to_absorb_to_closed_pull_request() {
 }
 
 #[test]
+fn a_failed_close_after_absorb_says_what_landed_and_a_rerun_finishes_it() {
+    let gh = setup();
+    let fp = request_access(&gh);
+    gh.fake.with(|s| {
+        s.faults.push(Fault {
+            matching: "PATCH /repos/acme/registry/pulls/1".into(),
+            status: 403,
+            message: "Resource not accessible by integration".into(),
+            rate_limited: false,
+        })
+    });
+    let o = gh.absorb("1", &fp);
+    assert_ok(&o, "the rotation and the decision landed");
+    assert_stderr_contains(&o, "closing pull request #1 failed", "the failure named");
+    assert_stderr_contains(&o, "decision is recorded in the registry", "what landed");
+    assert_stderr_contains(&o, "run the same command again", "the follow-up");
+    gh.fake.with(|s| assert_eq!(s.pulls[&1].state, "open"));
+    let bare = gh.w.root.join("reg.git");
+    let before = gh.w.git_ok(&bare, &["rev-parse", "HEAD"]);
+    // The same command again closes it and changes nothing else.
+    let o = gh.absorb("1", &fp);
+    assert_ok(&o, "re-run finishes the close");
+    assert_stderr_contains(&o, "already absorbed", "says it was done");
+    gh.fake
+        .with(|s| assert_eq!(s.pulls[&1].state, "closed", "closed now"));
+    assert_eq!(
+        gh.w.git_ok(&bare, &["rev-parse", "HEAD"]),
+        before,
+        "no second decision"
+    );
+    assert_ok(&gh.dave(&["trust", "--anchor", &gh.w.anchor]), "dave trust");
+    assert_ok(&gh.dave(&["get", "prod", "DB"]), "dave reads prod once");
+}
+
+#[test]
 fn pull_request_changed_after_confirmation_or_touching_more_is_refused() {
     let gh = setup();
     let fp = request_access(&gh);
