@@ -2,7 +2,7 @@
 """Every test a document names must exist.
 
 SECURITY.md, README.md and docs/ back their claims by naming tests, as
-`tests/FILE.rs` (or `src/FILE.rs`) followed by one or more `test_name`s.
+`tests/FILE.rs` (or a source file: `src/…`, `crates/CRATE/src/…`) followed by one or more `test_name`s.
 This checks that each named test is a `fn` in the file named before it, so
 a renamed or deleted test cannot leave a claim pointing at nothing. Run by
 .ci/run; exits 1 and lists every dangling reference.
@@ -14,7 +14,7 @@ import sys
 root = pathlib.Path(__file__).resolve().parent.parent
 docs = [root / "SECURITY.md", root / "README.md", *sorted((root / "docs").rglob("*.md"))]
 ticked = re.compile(r"`([^`\n]+)`")
-source = re.compile(r"^(?:tests|src)/[\w/]+\.rs$")
+source = re.compile(r"^(?:tests|src|crates/[\w-]+/src)/[\w/]+\.rs$")
 ident = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+){2,}$")
 
 # What may stand between a file and its test names: `tests/a.rs` `x`,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The layers of byreis, checked (issue 15, README "Layout").
 
-Every module of `src/` belongs to one layer; a module may use modules of
+Every module of the three crates (`crates/byreis-core`, `crates/byreis-github`,
+and the cli in `src/`) belongs to one layer; a module may use modules of
 its own layer and of the layers below it, never above:
 
     basics -> crypto -> formats -> local -> verify -> read -> write   (the core)
@@ -19,7 +20,7 @@ import re
 import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
-src = root / "src"
+SOURCES = [root / "crates" / "byreis-core" / "src", root / "crates" / "byreis-github" / "src", root / "src"]
 
 LAYERS = {
     "basics": ["names", "notice", "dotenv", "import", "secret", "yaml", "diag", "par", "failpoint", "timing"],
@@ -45,12 +46,13 @@ RULES = [
 
 
 def module_files():
-    for p in sorted(src.rglob("*.rs")):
-        rel = p.relative_to(src)
-        if rel.parts[0] == "cli":
-            yield "cli", p
-        elif rel.name not in ("lib.rs", "main.rs", "mod.rs"):
-            yield p.stem, p
+    for src in SOURCES:
+        for p in sorted(src.rglob("*.rs")):
+            rel = p.relative_to(src)
+            if rel.parts[0] == "cli":
+                yield "cli", p
+            elif rel.name not in ("lib.rs", "main.rs", "mod.rs"):
+                yield p.stem, p
 
 
 def code_only(text):
@@ -87,6 +89,22 @@ for mod, path in module_files():
         for what, pattern in RULES:
             if pattern.search(text):
                 found.add(f"{mod} ({layer}) {what}")
+
+# Each crate holds exactly its layers, and the core's manifest names none of
+# the crates the core must not use (cargo then enforces the direction).
+CRATE_LAYERS = {
+    "byreis-core": set(CORE),
+    "byreis-github": {"edge"},
+}
+for mod, path in module_files():
+    for crate, layers in CRATE_LAYERS.items():
+        if f"crates/{crate}/" in path.as_posix() and layer_of.get(mod) not in layers:
+            unknown.append(f"{path.relative_to(root)}: module {mod} ({layer_of.get(mod)}) does not belong in {crate}")
+core_manifest = (root / "crates" / "byreis-core" / "Cargo.toml").read_text()
+deps = re.search(r"^\[dependencies\]\n(.*?)(?:^\[|\Z)", core_manifest, re.S | re.M).group(1)
+for name in FOREIGN + ["byreis-github", "byreis"]:
+    if re.search(rf"^{re.escape(name)}\b", deps, re.M):
+        unknown.append(f"crates/byreis-core/Cargo.toml: the core depends on {name}")
 
 known_path = root / "scripts" / "layers-known.txt"
 known = {

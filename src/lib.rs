@@ -1,43 +1,14 @@
 #![forbid(unsafe_code)]
 //! byreis: age-encrypted secrets in git, with a signed, counted manifest.
+//!
+//! Three crates (README "Layout"): `byreis-core` (everything that decides
+//! and verifies), `byreis-github` (the GitHub edge) and this one, the
+//! command line with the other edges: the user's `git` for remotes and the
+//! editor. Every module is re-exported here under its usual path.
 
-pub mod agefile;
-pub mod agent;
-pub mod audit;
+pub use byreis_core::*;
+pub use byreis_github::{github, pulls};
+
 pub mod cli;
-pub mod diag;
-pub mod diff;
-pub mod doctor;
-pub mod documents;
-pub mod dotenv;
 pub mod editor;
-pub mod exec;
-pub mod export;
-pub mod exposure;
-pub mod failpoint;
-pub mod git;
-pub mod github;
-pub mod history;
-pub mod import;
-pub mod keys;
-pub mod names;
-pub mod notice;
-pub mod par;
-pub mod proposal;
-pub mod pulls;
-pub mod registry;
 pub mod remote;
-pub mod request;
-pub mod request_doc;
-pub mod roster_approval;
-pub mod rotation;
-pub mod secret;
-pub mod signed;
-pub mod sshsig;
-pub mod store;
-pub mod submission;
-pub mod timing;
-pub mod transport;
-pub mod trust;
-pub mod verify;
-pub mod yaml;

@@ -835,10 +835,10 @@ fn kill_removal_at_branch(w: &World) -> String {
 }
 
 // Regression (found as a bug, fixed by `Repo::restore_from_head`): a kill after `write_worktree` rewrote the files but before it
-// wrote the index (src/git.rs `write_worktree`: files first, `index.write()`
+// wrote the index (crates/byreis-core/src/git.rs `write_worktree`: files first, `index.write()`
 // last) leaves HEAD at the pending commit, the work tree at the new files
 // and the index at the old blobs. `rotate --resume` then sees HEAD == the
-// pending commit and only runs `checkout_paths` (src/store.rs `resume`),
+// pending commit and only runs `checkout_paths` (crates/byreis-core/src/store.rs `resume`),
 // a forced `checkout_head` whose baseline is already the new tree: the
 // files already match, so nothing is checked out and the index keeps the
 // previous counter's blobs. Resume says "finished", doctor only warns
@@ -961,7 +961,7 @@ fn kill_during_the_work_tree_write_keeps_reads_and_recovery() {
 
 // Regression (found as a bug, fixed: abort pushes): `rotate --abort` after the project was pushed (kill at
 // `project-pushed`) makes the restore commit locally but does not push it
-// (src/store.rs `abort`: only the registry is pushed). origin keeps the
+// (crates/byreis-core/src/store.rs `abort`: only the registry is pushed). origin keeps the
 // aborted change at its tip; the record no longer names it as pending, so
 // every fresh clone is refused (manifest-ahead) until an admin happens to
 // push again, and `git pull` brings the aborted files to everyone.
@@ -1013,7 +1013,7 @@ fn abort_after_the_project_was_pushed_restores_origin() {
 // abort and by every read): an aborted change comes back when someone who can write the
 // registry puts the signed "begun" record back (plain git). The record
 // counter is unchanged by begin and abort, and the per-machine
-// `record_revision_seen` is only raised by `finish` (src/store.rs), not by
+// `record_revision_seen` is only raised by `finish` (crates/byreis-core/src/store.rs), not by
 // `abort` or by reads, so nothing sees the replay as a rollback: doctor
 // reports change-pending again and `rotate --resume` finishes the change
 // the admin had abandoned (here: adding mallory as a prod reader).

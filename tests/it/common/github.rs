@@ -1,6 +1,6 @@
 //! A fake of the GitHub REST API on 127.0.0.1 that keeps state: users,
 //! repositories with branches and file trees, forks, pull requests and
-//! comments. Only the calls byreis makes (`src/github.rs`), answered with
+//! comments. Only the calls byreis makes (`crates/byreis-github/src/github.rs`), answered with
 //! the fields byreis reads. Every path is served under `prefix` (GitHub
 //! Enterprise's `/api/v3`), so a client that drops the base path gets 404s.
 

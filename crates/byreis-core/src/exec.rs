@@ -8,7 +8,7 @@
 //! Which names are refused is decided by **families** ([`FAMILIES`]): an
 //! exact name, a prefix (`PYTHON*`), a suffix (`*_OPTS`) or a substring
 //! (`*PROXY*`), each with the reason it is refused. Matching ignores ASCII
-//! case (secret names are ASCII, `src/names.rs`): `http_proxy` is refused
+//! case (secret names are ASCII, `crates/byreis-core/src/names.rs`): `http_proxy` is refused
 //! like `HTTP_PROXY`, `complus_x` like `COMPlus_x`. The table is broad on
 //! purpose (ADR 0016): a false refusal costs one signed `exec-allow`; a
 //! missed name can hand every value of the environment to whoever chose it.
@@ -672,7 +672,7 @@ mod tests {
     /// from this one; a family added here must be documented).
     #[test]
     fn every_family_is_documented() {
-        let doc = include_str!("../docs/formats.md");
+        let doc = include_str!("../../../docs/formats.md");
         let section = &doc[doc.find("## What `exec` passes").expect("the exec section")..];
         for f in FAMILIES {
             assert!(

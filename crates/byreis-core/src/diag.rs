@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn codes_are_documented() {
-        let doc = include_str!("../docs/diagnostics.md");
+        let doc = include_str!("../../../docs/diagnostics.md");
         for c in Code::ALL {
             assert!(
                 doc.contains(&format!("`{}`", c.as_str())),
@@ -399,7 +399,7 @@ mod tests {
 
     #[test]
     fn refusals_are_documented() {
-        let doc = include_str!("../docs/diagnostics.md");
+        let doc = include_str!("../../../docs/diagnostics.md");
         let section = doc
             .split_once("## Refusal codes")
             .expect("docs/diagnostics.md has a section ## Refusal codes")

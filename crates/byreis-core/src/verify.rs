@@ -1637,7 +1637,7 @@ impl State {
 
     /// The pin's anchor as byreis writes it (`trust`): the fingerprint of
     /// the verified anchor version, in its grouped spelling.
-    pub(crate) fn spell_anchor(&mut self) -> &str {
+    pub fn spell_anchor(&mut self) -> &str {
         let v = self.roster.anchor_version;
         self.pin.anchor =
             crate::keys::grouped_fingerprint(self.roster.versions[(v - 1) as usize].bytes());

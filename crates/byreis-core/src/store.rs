@@ -135,7 +135,7 @@ impl Actor {
     }
 }
 
-pub(crate) fn now() -> String {
+pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

@@ -20,22 +20,25 @@ pub const REGISTRY_OWNED: &[&str] = &["roster", "projects", ALLOWED_SIGNERS, REG
 
 /// Files copied from `registry-template/` by `registry init`.
 pub const TEMPLATE: &[(&str, &str)] = &[
-    ("README.md", include_str!("../registry-template/README.md")),
+    (
+        "README.md",
+        include_str!("../../../registry-template/README.md"),
+    ),
     (
         ".github/PULL_REQUEST_TEMPLATE.md",
-        include_str!("../registry-template/.github/PULL_REQUEST_TEMPLATE.md"),
+        include_str!("../../../registry-template/.github/PULL_REQUEST_TEMPLATE.md"),
     ),
     (
         ".github/CODEOWNERS",
-        include_str!("../registry-template/.github/CODEOWNERS"),
+        include_str!("../../../registry-template/.github/CODEOWNERS"),
     ),
     (
         "requests/README.md",
-        include_str!("../registry-template/requests/README.md"),
+        include_str!("../../../registry-template/requests/README.md"),
     ),
     (
         ".github/workflows/verify.yml",
-        include_str!("../registry-template/.github/workflows/verify.yml"),
+        include_str!("../../../registry-template/.github/workflows/verify.yml"),
     ),
 ];
 
