@@ -28,7 +28,7 @@ LAYERS = {
     "formats": ["documents", "signed", "audit", "request_doc"],
     "local": ["git", "registry", "trust", "transport"],
     "verify": ["verify"],
-    "read": ["diff", "doctor", "history", "exposure", "exec", "export"],
+    "read": ["diff", "doctor", "history", "exposure", "exec", "export", "value_age"],
     "write": ["store", "rotation", "proposal", "roster_approval", "submission", "request"],
     "edge": ["remote", "editor", "github", "pulls"],
     "cli": ["cli"],

@@ -460,7 +460,7 @@ pub fn get(ctx: &Context, env: &str, key: &str, format: Format) -> CliResult {
     Ok(())
 }
 
-pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
+pub fn list(ctx: &Context, env: Option<&str>, long: bool, format: Format) -> CliResult {
     if let Some(e) = env {
         check_env(e)?;
     }
@@ -486,11 +486,31 @@ pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
         };
         listing.push((e.clone(), names));
     }
+    let ages = crate::value_age::value_ages(state.audit());
+    let age = |e: &str, k: &str| ages.get(&(e.to_string(), k.to_string()));
+    let line = |e: &str, k: &str| match age(e, k) {
+        Some(a) if long => format!(
+            "{k}  changed in byreis on {} by {} (counter {}, {})",
+            a.changed,
+            names::escape(&a.by),
+            a.counter,
+            a.action
+        ),
+        None if long => format!("{k}  no change to it in the signed audit log"),
+        _ => k.to_string(),
+    };
     match format {
         Format::Json => {
             let v: Vec<_> = listing
                 .iter()
-                .map(|(e, n)| json!({"env": e, "readable": n.is_some(), "keys": n}))
+                .map(|(e, n)| {
+                    let values = n.as_ref().map(|keys| {
+                        keys.iter()
+                            .map(|k| json!({"name": k, "last_change": age(e, k)}))
+                            .collect::<Vec<_>>()
+                    });
+                    json!({"env": e, "readable": n.is_some(), "keys": n, "values": values})
+                })
                 .collect();
             println!(
                 "{}",
@@ -500,10 +520,12 @@ pub fn list(ctx: &Context, env: Option<&str>, format: Format) -> CliResult {
         Format::Text => {
             for (e, n) in &listing {
                 match n {
-                    Some(keys) if env.is_some() => keys.iter().for_each(|k| println!("{k}")),
+                    Some(keys) if env.is_some() => {
+                        keys.iter().for_each(|k| println!("{}", line(e, k)))
+                    }
                     Some(keys) => {
                         println!("{e}:");
-                        keys.iter().for_each(|k| println!("  {k}"));
+                        keys.iter().for_each(|k| println!("  {}", line(e, k)));
                     }
                     None => println!("{e}: (you are not a reader)"),
                 }

@@ -157,9 +157,17 @@ pub enum Command {
     /// prints appended; a refusal is reported in `results` (exit 1, or 3
     /// when verification refuses).
     Kustomize,
-    /// List secret names (never values).
+    /// List secret names (never values)
+    ///
+    /// With `--long`, each name also says when its value last changed in
+    /// byreis, by whom and at which counter, from the signed audit log (never
+    /// from git dates). The JSON output always carries it, as `values`.
+    /// Example: `byreis list prod --long`
     List {
         env: Option<String>,
+        /// Show when each value last changed in byreis, and by whom.
+        #[arg(long, short = 'l')]
+        long: bool,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -807,7 +815,7 @@ pub fn main() -> i32 {
             },
         ),
         Command::Kustomize => deploy::kustomize(&ctx),
-        Command::List { env, format } => daily::list(&ctx, env.as_deref(), format),
+        Command::List { env, long, format } => daily::list(&ctx, env.as_deref(), long, format),
         Command::Import {
             file,
             format,

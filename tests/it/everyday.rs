@@ -239,3 +239,57 @@ fn a_non_admin_is_told_which_verb_needs_an_admin() {
     );
     assert!(!stderr(&o).contains("finish or abort"), "{}", dump(&o));
 }
+
+// issue 19: value age from signed evidence, in `list --long` and JSON.
+#[test]
+fn list_long_says_when_each_value_changed_from_the_signed_log() {
+    let w = World::with_secrets();
+    w.set("prod", "DB", "a-new-value");
+    let counter = w.manifest_counter();
+    let o = w.alice_run(&["list", "prod", "--long"]);
+    assert_ok(&o, "list --long");
+    let text = stdout(&o);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}  ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"))
+            .to_string()
+    };
+    assert!(
+        line("DB").contains(&format!("by alice (counter {counter}, set)")),
+        "{text}"
+    );
+    assert!(line("DB").contains("changed in byreis on "), "{text}");
+    assert!(
+        !line("API").contains(&format!("counter {counter},")),
+        "{text}"
+    );
+    assert!(!text.contains("rotated"), "never says rotated: {text}");
+    let o = w.alice_run(&["list", "--format", "json"]);
+    assert_ok(&o, "list json");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let prod = v["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["env"] == "prod")
+        .unwrap();
+    let db = prod["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "DB")
+        .unwrap();
+    assert_eq!(db["last_change"]["counter"], counter);
+    assert_eq!(db["last_change"]["by"], "alice");
+    let api = prod["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "API")
+        .unwrap();
+    assert!(api["last_change"]["counter"].as_u64().unwrap() < counter);
+    // Plain `list` is unchanged.
+    let o = w.alice_run(&["list", "prod"]);
+    assert_eq!(stdout(&o), "API\nDB\n");
+}

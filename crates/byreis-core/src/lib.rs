@@ -39,5 +39,6 @@ pub mod submission;
 pub mod timing;
 pub mod transport;
 pub mod trust;
+pub mod value_age;
 pub mod verify;
 pub mod yaml;
