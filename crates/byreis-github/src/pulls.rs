@@ -160,38 +160,34 @@ pub fn open(draft: &crate::store::PullDraft) -> Option<String> {
     })
 }
 
-/// Opens the pull request a proposal drafted (once), noting the outcome
-/// on it.
-pub fn open_for_proposal(p: &mut crate::proposal::Proposal) {
-    if let Some(d) = p.pull.take() {
-        p.pull_request = open(&d);
+/// Opens a drafted pull request once: takes the draft and notes what
+/// happened in `line`.
+fn open_once(draft: &mut Option<crate::store::PullDraft>, line: &mut Option<String>) {
+    if let Some(d) = draft.take() {
+        *line = open(&d);
     }
 }
 
-/// [`open_for_proposal`] for whatever a change came to.
+/// Opens the pull request a proposal drafted, if it became one.
 pub fn open_for_landed(landed: &mut crate::store::Landed) {
     if let crate::store::Landed::Proposed(p) = landed {
-        open_for_proposal(p);
+        open_once(&mut p.pull, &mut p.pull_request);
     }
 }
 
-/// [`open_for_proposal`] for a roster change.
+/// Opens the pull request a proposed roster change drafted.
 pub fn open_for_roster(change: &mut crate::store::RosterChange) {
     if let crate::store::RosterChange::Proposed {
         pull, pull_request, ..
     } = change
     {
-        if let Some(d) = pull.take() {
-            *pull_request = open(&d);
-        }
+        open_once(pull, pull_request);
     }
 }
 
-/// [`open_for_proposal`] for a submission.
+/// Opens the pull request a submission drafted.
 pub fn open_for_submission(s: &mut crate::submission::Submitted) {
-    if let Some(d) = s.pull.take() {
-        s.pull_request = open(&d);
-    }
+    open_once(&mut s.pull, &mut s.pull_request);
 }
 
 /// Reads request `reference` for the CLI: a pull request of the GitHub
