@@ -7,6 +7,16 @@
 # scripts/demo.sh [--keep]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+# Every tool the story runs, checked before anything starts.
+missing=""
+for tool in cargo git age ssh-keygen; do
+  command -v "$tool" >/dev/null || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+  echo "scripts/demo.sh: missing tools:$missing" >&2
+  echo "  Debian/Ubuntu: apt-get install age git openssh-client (cargo: https://rustup.rs)" >&2
+  exit 1
+fi
 cargo build --quiet --manifest-path "$here/Cargo.toml"
 BYREIS="$here/target/debug/byreis"
 work=$(mktemp -d "${TMPDIR:-/tmp}/byreis-demo.XXXXXX")
@@ -43,6 +53,7 @@ show alice get prod STRIPE_KEY
 
 step "exec gives the secrets to a process as environment variables"
 show alice exec prod -- sh -c 'echo "the app sees DATABASE_URL of length ${#DATABASE_URL}"'
+show alice exec prod --file STRIPE_KEY=STRIPE_KEY_FILE -- sh -c 'echo "or as a private file on tmpfs, mode $(stat -c %a "$STRIPE_KEY_FILE"), removed when the program ends"'
 
 step "Stock tools agree: age decrypts, git verifies the commit, ssh-keygen the manifest"
 show age -d -i "$work/alice/identity.txt" secrets/staging.enc.yaml

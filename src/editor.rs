@@ -15,6 +15,13 @@
 //! byreis process is gone. byreis cannot control what the editor writes
 //! elsewhere (swap, backup and undo files outside the directory) nor the
 //! OS swap; `SECURITY.md` says so.
+//!
+//! `exec --file NAME=PATH_VAR` ([`run_with_files`]) uses the same
+//! machinery for a program that wants a secret as a file: a fresh 0700
+//! directory `byreis-exec-<pid>-<random>` on a tmpfs only (never on disk),
+//! one 0600 file per secret, scrubbed and removed when the program ends, on
+//! a caught signal (which is passed on to the program first) and by
+//! [`sweep_stale`] after a SIGKILL.
 
 use std::ffi::{c_int, CStr, CString};
 use std::fs::{self, File, OpenOptions};
@@ -35,6 +42,11 @@ use zeroize::Zeroizing;
 
 /// Every edit directory's name starts with this, then `<pid>-<random>`.
 pub const DIR_PREFIX: &str = "byreis-edit-";
+/// Every `exec --file` directory's name starts with this, then
+/// `<pid>-<random>`.
+pub const EXEC_DIR_PREFIX: &str = "byreis-exec-";
+/// Every directory [`sweep_stale`] looks after.
+const SWEPT_PREFIXES: [&str; 2] = [DIR_PREFIX, EXEC_DIR_PREFIX];
 /// How long the editor has to exit after SIGTERM before it gets SIGKILL.
 pub const EDITOR_GRACE: Duration = Duration::from_secs(5);
 /// An edit directory in the format of byreis versions before the pid was in
@@ -245,6 +257,27 @@ impl Session {
             }
             if self.caught().is_some() {
                 return self.stop(child).map(|status| (status, true));
+            }
+            self.sleep(None);
+        }
+    }
+
+    /// Waits for `exec --file`'s program, passing every terminating signal
+    /// byreis catches on to it (a signal from the terminal has reached it
+    /// already; one sent to byreis alone, as a CI runner's cancel, has not).
+    fn pass_on(&self, child: &mut Child) -> std::io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            let caught = self.caught.swap(0, Ordering::SeqCst);
+            if let Some(sig) = c_int::try_from(caught)
+                .ok()
+                .filter(|&n| n != 0)
+                // A signal without a name (real-time) goes on as SIGTERM.
+                .map(|n| Signal::from_named_raw(n).unwrap_or(Signal::TERM))
+            {
+                let _ = rustix::process::kill_process(Pid::from_child(child), sig);
             }
             self.sleep(None);
         }
@@ -476,6 +509,151 @@ pub fn edit(name: &str, initial: &str) -> Result<Edited, EditError> {
     result
 }
 
+/// Why `exec --file` ran nothing, or could not wait for its program.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("exec --file writes secrets to a tmpfs only, never to disk, and found none: {0}. Set XDG_RUNTIME_DIR to a tmpfs directory of yours (systemd makes /run/user/UID), or mount /dev/shm (nothing was run)")]
+    NoTmpfs(String),
+    #[error("could not prepare the private file for --file: {0} (nothing was run)")]
+    Temp(std::io::Error),
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not wait for {program}: {source}; it was ended and its files removed")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One secret `exec --file` hands over as a file.
+pub struct FileValue {
+    /// The variable that gets the file's path.
+    pub var: String,
+    /// The file's name (the secret's name).
+    pub name: String,
+    pub value: Zeroizing<String>,
+}
+
+/// Whether `path` is on a file system that lives in memory only.
+fn in_memory(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const TMPFS_MAGIC: i128 = 0x0102_1994;
+        const RAMFS_MAGIC: i128 = 0x8584_58f6;
+        rustix::fs::statfs(path)
+            .map(|st| [TMPFS_MAGIC, RAMFS_MAGIC].contains(&i128::from(st.f_type)))
+            .unwrap_or(false)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// The tmpfs directory `exec --file` writes to: `$XDG_RUNTIME_DIR`, else
+/// `/dev/shm`; never a disk (there is no fallback).
+fn memory_base() -> Result<PathBuf, RunError> {
+    let mut seen = Vec::new();
+    let mut candidates = Vec::new();
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.is_absolute() => candidates.push(d),
+        Some(d) => seen.push(format!("XDG_RUNTIME_DIR={} is not absolute", d.display())),
+        None => seen.push("XDG_RUNTIME_DIR is not set".to_string()),
+    }
+    candidates.push(PathBuf::from("/dev/shm"));
+    for d in candidates {
+        let dir = fs::metadata(&d).map(|m| m.is_dir()).unwrap_or(false);
+        if !dir {
+            seen.push(format!("{} is not a directory", d.display()));
+        } else if !in_memory(&d) {
+            seen.push(format!("{} is not a tmpfs", d.display()));
+        } else {
+            return Ok(d);
+        }
+    }
+    Err(RunError::NoTmpfs(seen.join("; ")))
+}
+
+/// Runs `program` with `args` and exactly the variables `vars`, after
+/// writing each of `files` to a 0600 file in a fresh 0700 directory on a
+/// tmpfs and adding its `var` with the file's path. Returns the program's
+/// exit code (128 + N when signal N ended it, as a shell reports it).
+///
+/// A terminating signal byreis catches is passed on to the program, and
+/// byreis keeps waiting for it; whatever ends the wait (the program's exit,
+/// an error), the files are overwritten with zeros and removed before this
+/// returns. SIGKILL of byreis leaves the directory to [`sweep_stale`].
+pub fn run_with_files(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+    mut vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString>,
+    files: Vec<FileValue>,
+) -> Result<i32, RunError> {
+    use std::os::unix::process::ExitStatusExt as _;
+    disable_core_dumps();
+    let base = memory_base()?;
+    let session = Session::start().map_err(RunError::Temp)?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!(
+            "{EXEC_DIR_PREFIX}{}-",
+            rustix::process::getpid().as_raw_nonzero()
+        ))
+        .permissions(fs::Permissions::from_mode_private())
+        .tempdir_in(&base)
+        .map_err(RunError::Temp)?;
+    let dir_fd = open_dir(dir.path()).map_err(|e| RunError::Temp(e.into()))?;
+    let _ = rustix::fs::flock(&dir_fd, FlockOperation::NonBlockingLockExclusive);
+    let label = program.to_string_lossy().into_owned();
+    let result = (|| {
+        for f in files {
+            let path = dir.path().join(&f.name);
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(RunError::Temp)?;
+            out.write_all(f.value.as_bytes()).map_err(RunError::Temp)?;
+            drop(out);
+            vars.insert(f.var.into(), path.into_os_string());
+        }
+        let mut child = Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(&vars)
+            .spawn()
+            .map_err(|source| RunError::Spawn {
+                program: label.clone(),
+                source,
+            })?;
+        // byreis keeps no value while it waits (the files hold them).
+        for (_, v) in std::mem::take(&mut vars) {
+            drop(Zeroizing::new(std::os::unix::ffi::OsStringExt::into_vec(v)));
+        }
+        let status = session
+            .pass_on(&mut child)
+            .map_err(|source| RunError::Wait {
+                program: label.clone(),
+                source,
+            })?;
+        Ok(status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(1))
+    })();
+    scrub_contents(&dir_fd, 0);
+    drop(dir_fd);
+    drop(dir);
+    drop(session);
+    result
+}
+
 fn open_dir(path: &Path) -> rustix::io::Result<std::os::fd::OwnedFd> {
     rustix::fs::open(
         path,
@@ -570,7 +748,9 @@ enum Owner {
 }
 
 fn owner_of(name: &[u8]) -> Option<Owner> {
-    let rest = name.strip_prefix(DIR_PREFIX.as_bytes())?;
+    let rest = SWEPT_PREFIXES
+        .iter()
+        .find_map(|p| name.strip_prefix(p.as_bytes()))?;
     if rest.is_empty() {
         return None;
     }
@@ -621,7 +801,11 @@ fn sweep_base(base: &Path, uid: u32) -> rustix::io::Result<()> {
     let names: Vec<CString> = rustix::fs::Dir::read_from(&base_fd)?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_owned())
-        .filter(|n| n.as_bytes().starts_with(DIR_PREFIX.as_bytes()))
+        .filter(|n| {
+            SWEPT_PREFIXES
+                .iter()
+                .any(|p| n.as_bytes().starts_with(p.as_bytes()))
+        })
         .collect();
     for name in names {
         sweep_one(&base_fd, &name, uid);

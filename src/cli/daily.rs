@@ -646,6 +646,7 @@ pub fn exec(
     env: &str,
     overrides: &[String],
     override_all: bool,
+    files: &[crate::exec::FileVar],
     command: &[std::ffi::OsString],
 ) -> CliResult {
     use std::os::unix::process::CommandExt as _;
@@ -654,26 +655,76 @@ pub fn exec(
     require_env(&state, env)?;
     let identity = AgeIdentity::load(&ctx.home)?;
     let secrets = state.secrets(env, &identity)?;
-    let (child_env, replaced) = crate::exec::child_env(
+    let child = crate::exec::child_env(
         std::env::vars_os(),
         env,
         &secrets,
         &state.manifest().exec_allow_for(env),
         overrides,
         override_all,
+        files,
     )?;
-    for name in &replaced {
-        eprintln!("byreis: note: secret {name} replaces the inherited variable of the same name");
+    for name in &child.replaced {
+        if child.files.iter().any(|f| &f.var == name) {
+            eprintln!(
+                "byreis: note: {name} (--file) replaces the inherited variable of the same name"
+            );
+        } else {
+            eprintln!(
+                "byreis: note: secret {name} replaces the inherited variable of the same name"
+            );
+        }
+    }
+    let (program, args) = command.split_first().expect("clap requires a command");
+    if !child.files.is_empty() {
+        let values = child
+            .files
+            .iter()
+            .map(|f| crate::editor::FileValue {
+                var: f.var.clone(),
+                name: f.name.clone(),
+                value: Zeroizing::new(secrets[&f.name].expose().to_string()),
+            })
+            .collect();
+        drop(secrets);
+        drop(state);
+        // byreis stays to remove the files when the program ends.
+        return match crate::editor::run_with_files(program, args, child.vars, values) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(CliError::Exit(code)),
+            Err(e @ crate::editor::RunError::Spawn { .. }) => {
+                let exit = match &e {
+                    crate::editor::RunError::Spawn { source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        127
+                    }
+                    _ => 126,
+                };
+                super::render_error(
+                    &CliError::Refused(Refusal::ExecFailed, e.to_string()),
+                    Format::Text,
+                );
+                Err(CliError::Exit(exit))
+            }
+            Err(e) => Err(CliError::Refused(
+                match e {
+                    crate::editor::RunError::NoTmpfs(_) => Refusal::ExecRefused,
+                    _ => Refusal::IoFailed,
+                },
+                e.to_string(),
+            )),
+        };
     }
     // The verified state (and a treeless tree's scratch repository) is
     // dropped before the process is replaced: nothing would drop it after.
+    drop(secrets);
     drop(state);
-    let (program, args) = command.split_first().expect("clap requires a command");
     // Resolve the program with the caller's PATH, not one from a secret.
     let err = std::process::Command::new(program)
         .args(args)
         .env_clear()
-        .envs(&child_env)
+        .envs(&child.vars)
         .exec();
     // As env, sudo and docker do: 127 when the program is not found, 126
     // when it is there but cannot be run.
@@ -1100,37 +1151,13 @@ fn names_ever(state: &State, env: Option<&str>) -> std::collections::BTreeSet<St
     out
 }
 
-/// The closest of `known` to `name`, within two edits: a "did you mean".
-fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut prev = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let cur = row[j + 1];
-                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-                prev = cur;
-            }
-        }
-        row[b.len()]
-    }
-    known
-        .into_iter()
-        .map(|k| (distance(name, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| k)
-}
-
 pub fn exposure(ctx: &Context, name: &str, require_ack: bool, format: Format) -> CliResult {
     names::check(Kind::Member, name)?;
     let state = verified(ctx)?;
     // A typo must not give an auditor a clean "0 secret(s)" (issue 17).
     let ever = members_ever(&state);
     if !ever.contains(name) {
-        let hint = closest(name, &ever)
+        let hint = names::closest(name, &ever)
             .map(|k| format!(" Did you mean {k}?"))
             .unwrap_or_default();
         super::render_error(
@@ -1208,7 +1235,7 @@ pub fn exposure_ack(
     // into the audit log).
     let ever = members_ever(&state);
     if !ever.contains(name) {
-        let hint = closest(name, &ever)
+        let hint = names::closest(name, &ever)
             .map(|k| format!(" Did you mean {k}?"))
             .unwrap_or_default();
         return Err(CliError::Refused(
@@ -1225,7 +1252,7 @@ pub fn exposure_ack(
     let known = names_ever(&state, env);
     for k in keys {
         if !known.contains(k) {
-            let hint = closest(k, &known)
+            let hint = names::closest(k, &known)
                 .map(|c| format!(" Did you mean {c}?"))
                 .unwrap_or_default();
             return Err(CliError::Refused(

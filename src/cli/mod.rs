@@ -204,6 +204,12 @@ pub enum Command {
         /// Let every secret replace inherited variables.
         #[arg(long)]
         override_all: bool,
+        /// Hand secret NAME to the program as a file instead of a variable:
+        /// its value goes to a 0600 file on a tmpfs ($XDG_RUNTIME_DIR, else
+        /// /dev/shm) whose path is in PATH_VAR, removed when the program
+        /// ends (a kubeconfig, a PEM key). Repeatable.
+        #[arg(long = "file", value_name = "NAME=PATH_VAR")]
+        files: Vec<crate::exec::FileVar>,
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
     },
@@ -834,8 +840,9 @@ pub fn main() -> i32 {
             env,
             overrides,
             override_all,
+            files,
             command,
-        } => daily::exec(&ctx, &env, &overrides, override_all, &command),
+        } => daily::exec(&ctx, &env, &overrides, override_all, &files, &command),
         Command::ExecAllow { env, name, remove } => daily::exec_allow(&ctx, &env, &name, remove),
         Command::Rotate(args) => {
             if args.resume {

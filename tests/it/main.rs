@@ -17,6 +17,7 @@ mod cctv;
 mod crash;
 mod edit_signals;
 mod everyday;
+mod exec_files;
 mod export;
 mod exposure;
 mod github;

@@ -351,6 +351,56 @@ pub enum ExecError {
     Reserved(String),
     #[error("the inherited variable {0} would be overridden by a secret of the same name; unset it, or pass --override {0} (or --override-all) to let the secret win")]
     Inherited(String),
+    #[error("--file {name}={var}: environment {env} has no secret {name}{hint} (nothing was run)")]
+    FileUnknown {
+        env: String,
+        name: String,
+        var: String,
+        hint: String,
+    },
+    #[error("--file {0}: {1} (nothing was run)")]
+    FileUsage(String, String),
+}
+
+/// One `--file NAME=PATH_VAR` of `exec`: secret NAME goes to a private file
+/// whose path the child finds in PATH_VAR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileVar {
+    /// The secret whose value the file holds.
+    pub name: String,
+    /// The variable that holds the file's path.
+    pub var: String,
+}
+
+impl std::str::FromStr for FileVar {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FileVar, String> {
+        let Some((name, var)) = s.split_once('=') else {
+            return Err(format!(
+                "{s:?}: expected NAME=PATH_VAR (the secret NAME is written to a private file whose path the program finds in PATH_VAR)"
+            ));
+        };
+        for (what, n) in [("NAME", name), ("PATH_VAR", var)] {
+            crate::names::check(crate::names::Kind::SecretKey, n)
+                .map_err(|e| format!("{what} of {s:?}: {e}"))?;
+        }
+        Ok(FileVar {
+            name: name.to_string(),
+            var: var.to_string(),
+        })
+    }
+}
+
+/// What `exec` hands its child: the variables, the names where a secret
+/// replaced an inherited variable (for a notice on stderr), and the
+/// secrets that go to private files (the caller writes them and adds each
+/// `var` with the file's path; `vars` holds none of them).
+#[derive(Debug)]
+pub struct ChildEnv {
+    pub vars: BTreeMap<OsString, OsString>,
+    pub replaced: Vec<String>,
+    pub files: Vec<FileVar>,
 }
 
 impl ExecError {
@@ -360,14 +410,21 @@ impl ExecError {
             ExecError::Refused { .. } => crate::diag::Refusal::ExecRefused,
             ExecError::Reserved(_) => crate::diag::Refusal::ReservedName,
             ExecError::Inherited(_) => crate::diag::Refusal::InheritedVariable,
+            ExecError::FileUnknown { .. } => crate::diag::Refusal::UnknownKey,
+            ExecError::FileUsage(..) => crate::diag::Refusal::Usage,
         }
     }
 }
 
 /// Builds the child's environment from `inherited` and the secrets of
 /// `env`, where `exec_allow` lists the names the signed manifest allows
-/// there. Returns the environment and the names where a secret replaced an
-/// inherited value (allowed by `overrides`), for a notice on stderr.
+/// there and `files` the secrets the caller hands over as private files.
+///
+/// A secret that goes to a file is not a variable: its name is not judged
+/// by the families (it names nothing the program reads), the path variable
+/// is (the caller chose it on the command line, so it may replace an
+/// inherited variable of the same name, with a notice, but not another
+/// secret's variable, and never a `BYREIS_` name).
 pub fn child_env(
     inherited: impl IntoIterator<Item = (OsString, OsString)>,
     env_name: &str,
@@ -375,7 +432,8 @@ pub fn child_env(
     exec_allow: &[String],
     overrides: &[String],
     override_all: bool,
-) -> Result<(BTreeMap<OsString, OsString>, Vec<String>), ExecError> {
+    files: &[FileVar],
+) -> Result<ChildEnv, ExecError> {
     let mut env: BTreeMap<OsString, OsString> = inherited
         .into_iter()
         .filter(|(k, _)| {
@@ -386,8 +444,11 @@ pub fn child_env(
     if let Some(name) = secrets.keys().find(|n| n.starts_with(RESERVED_PREFIX)) {
         return Err(ExecError::Reserved(name.clone()));
     }
+    check_files(env_name, secrets, files)?;
+    let as_file = |n: &String| files.iter().any(|f| &f.name == n);
     let refused: Vec<(String, &'static Family)> = secrets
         .keys()
+        .filter(|n| !as_file(n))
         .filter(|n| !exec_allow.contains(n))
         .filter_map(|n| family_of(n).map(|f| (n.clone(), f)))
         .collect();
@@ -398,7 +459,12 @@ pub fn child_env(
         });
     }
     let mut replaced = Vec::new();
-    for (name, value) in secrets {
+    for f in files {
+        if env.contains_key(&OsString::from(&f.var)) {
+            replaced.push(f.var.clone());
+        }
+    }
+    for (name, value) in secrets.iter().filter(|(n, _)| !as_file(n)) {
         let key = OsString::from(name);
         if env.contains_key(&key) {
             if !(override_all || overrides.contains(name)) {
@@ -408,7 +474,64 @@ pub fn child_env(
         }
         env.insert(key, OsString::from(value.expose()));
     }
-    Ok((env, replaced))
+    for f in files {
+        env.remove(&OsString::from(&f.var));
+    }
+    Ok(ChildEnv {
+        vars: env,
+        replaced,
+        files: files.to_vec(),
+    })
+}
+
+/// Each `--file` names a secret of the environment once, and a path
+/// variable that is neither reserved, nor given twice, nor a variable
+/// another secret of the environment becomes.
+fn check_files(env_name: &str, secrets: &Secrets, files: &[FileVar]) -> Result<(), ExecError> {
+    for (i, f) in files.iter().enumerate() {
+        let spec = format!("{}={}", f.name, f.var);
+        if !secrets.contains_key(&f.name) {
+            let near = crate::names::closest(&f.name, secrets.keys());
+            return Err(ExecError::FileUnknown {
+                env: env_name.to_string(),
+                name: f.name.clone(),
+                var: f.var.clone(),
+                hint: match near {
+                    Some(n) => format!(" (did you mean {n}?)"),
+                    None => format!("; `byreis list {env_name}` shows its names"),
+                },
+            });
+        }
+        if f.var.starts_with(RESERVED_PREFIX) {
+            return Err(ExecError::FileUsage(
+                spec,
+                format!("names starting with {RESERVED_PREFIX} are byreis's own; choose another PATH_VAR"),
+            ));
+        }
+        if files[..i].iter().any(|g| g.name == f.name) {
+            return Err(ExecError::FileUsage(
+                spec,
+                format!("{} is given to --file twice", f.name),
+            ));
+        }
+        if files[..i].iter().any(|g| g.var == f.var) {
+            return Err(ExecError::FileUsage(
+                spec,
+                format!("{} holds the path of another --file already", f.var),
+            ));
+        }
+        if f.var != f.name && secrets.contains_key(&f.var) && !files.iter().any(|g| g.name == f.var)
+        {
+            return Err(ExecError::FileUsage(
+                spec,
+                format!(
+                    "{var} is also a secret of {env_name}, which exec passes as the variable {var}; choose another PATH_VAR, or pass {var} as a file too",
+                    var = f.var
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -558,7 +681,7 @@ mod tests {
             assert_eq!(f.pattern, *family, "{name}");
             assert!(loads_code(name), "{name}");
             let env = s(&[(name, "x"), ("DB", "1")]);
-            match child_env(Vec::new(), "prod", &env, &[], &[], false) {
+            match child_env(Vec::new(), "prod", &env, &[], &[], false, &[]) {
                 Err(ExecError::Refused { refused, .. }) => {
                     assert_eq!(refused.len(), 1, "{name}");
                     assert_eq!(refused[0].0, *name);
@@ -566,8 +689,17 @@ mod tests {
                 other => panic!("{name}: exec was not refused: {other:?}"),
             }
             // Allowed by name (for this environment): passed.
-            let (out, _) =
-                child_env(Vec::new(), "prod", &env, &[name.to_string()], &[], false).unwrap();
+            let out = child_env(
+                Vec::new(),
+                "prod",
+                &env,
+                &[name.to_string()],
+                &[],
+                false,
+                &[],
+            )
+            .unwrap()
+            .vars;
             assert_eq!(out[&OsString::from(*name)], OsString::from("x"));
         }
     }
@@ -582,6 +714,7 @@ mod tests {
             &[],
             &[],
             false,
+            &[],
         )
         .unwrap_err()
         .to_string();
@@ -692,7 +825,8 @@ mod tests {
             ("DB", "old"),
         ]);
         let run = |secrets: &Secrets, allow: &[String], overrides: &[String]| {
-            child_env(inh.clone(), "prod", secrets, allow, overrides, false)
+            child_env(inh.clone(), "prod", secrets, allow, overrides, false, &[])
+                .map(|c| (c.vars, c.replaced))
         };
         let (env, _) = run(&s(&[("API", "1")]), &[], &[]).unwrap();
         assert!(env.contains_key(&OsString::from("API")));
@@ -730,5 +864,50 @@ mod tests {
             run(&s(&[("HOME", "/evil")]), &["HOME".into()], &[]),
             Err(ExecError::Inherited(_))
         ));
+    }
+
+    /// `--file NAME=PATH_VAR`: the secret is no variable (its family does
+    /// not matter), the path variable may replace an inherited one (with a
+    /// notice) but never another secret's, a reserved name, or a second
+    /// `--file`; an unknown secret gets a "did you mean".
+    #[test]
+    fn files_rules() {
+        let f = |spec: &str| spec.parse::<FileVar>().unwrap();
+        let inh = os(&[("HOME", "/h"), ("KUBECONFIG", "/home/me/.kube/config")]);
+        let secrets = s(&[
+            ("KUBECONFIG", "apiVersion: v1"),
+            ("LD_PRELOAD", "not a path"),
+            ("DB", "d"),
+        ]);
+        let run =
+            |files: &[FileVar]| child_env(inh.clone(), "prod", &secrets, &[], &[], false, files);
+        // LD_PRELOAD as a variable is refused; as a file it is only bytes.
+        assert!(matches!(
+            run(&[f("KUBECONFIG=KUBECONFIG")]),
+            Err(ExecError::Refused { .. })
+        ));
+        let c = run(&[f("KUBECONFIG=KUBECONFIG"), f("LD_PRELOAD=PRELOAD_FILE")]).unwrap();
+        assert!(!c.vars.contains_key(&OsString::from("LD_PRELOAD")));
+        assert!(
+            !c.vars.contains_key(&OsString::from("KUBECONFIG")),
+            "the caller sets the path"
+        );
+        assert_eq!(c.vars[&OsString::from("DB")], OsString::from("d"));
+        assert_eq!(c.replaced, vec!["KUBECONFIG".to_string()]);
+        assert_eq!(c.files.len(), 2);
+        let err = |files: &[FileVar]| run(files).unwrap_err().to_string();
+        assert!(err(&[f("LD_PRELOAD=P"), f("KUBECONFI=K")]).contains("did you mean KUBECONFIG?"));
+        assert!(
+            err(&[f("LD_PRELOAD=P"), f("KUBECONFIG=DB")]).contains("DB is also a secret of prod")
+        );
+        assert!(err(&[f("LD_PRELOAD=P"), f("KUBECONFIG=P")]).contains("another --file"));
+        assert!(err(&[f("LD_PRELOAD=P"), f("LD_PRELOAD=Q")]).contains("twice"));
+        assert!(err(&[f("LD_PRELOAD=BYREIS_X")]).contains("byreis's own"));
+        // A secret passed as a file frees its name for another's path.
+        assert!(run(&[f("LD_PRELOAD=P"), f("KUBECONFIG=K"), f("DB=KUBECONFIG")]).is_ok());
+        assert!(run(&[f("LD_PRELOAD=DB"), f("DB=D"), f("KUBECONFIG=K")]).is_ok());
+        for bad in ["DB", "=X", "DB=", "DB=1X", "DB=a-b"] {
+            assert!(bad.parse::<FileVar>().is_err(), "{bad}");
+        }
     }
 }

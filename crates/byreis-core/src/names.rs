@@ -131,6 +131,33 @@ pub fn env_of_file(file_name: &str) -> Option<&str> {
     check(Kind::Environment, env).ok().map(|_| env)
 }
 
+/// The closest of `known` to `name`, within two edits (a "did you mean").
+pub fn closest<'a, S: AsRef<str> + ?Sized + 'a>(
+    name: &str,
+    known: impl IntoIterator<Item = &'a S>,
+) -> Option<&'a S> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    known
+        .into_iter()
+        .map(|k| (distance(name, k.as_ref()), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.as_ref().cmp(b.1.as_ref())))
+        .map(|(_, k)| k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
