@@ -24,16 +24,28 @@ byreis verify >&2
 umask 077
 work=$(mktemp -d "${RUNNER_TEMP:-${TMPDIR:-/tmp}}/byreis-action.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+if [ "$mode" = dotenv ]; then
+  # The path may be in the checkout (attacker input): a link or anything
+  # but a regular file there is refused rather than followed. The file is
+  # written in the private directory and then moved into place.
+  if [ -L "$BYREIS_ACTION_DOTENV" ] || { [ -e "$BYREIS_ACTION_DOTENV" ] && [ ! -f "$BYREIS_ACTION_DOTENV" ]; }; then
+    echo "byreis action: $BYREIS_ACTION_DOTENV is a link or not a regular file; refusing to write values there" >&2
+    exit 1
+  fi
+fi
 # Masks first, for every line of every value; then the values. The values
-# travel through a pipe, never a file; a refusal gives python nothing to
-# read, so nothing is masked or written.
+# travel through pipes, never a file but the dotenv file itself; a refusal
+# gives python nothing to read, so nothing is masked or written.
+# --as-env: the names become variables of later steps, so names exec
+# refuses (LD_PRELOAD, BASH_ENV, PATH, *PROXY*, …) are refused here too
+# unless the signed state allows them (byreis exec-allow).
 hand_over=$(cat <<'PY'
-import json, os, secrets, sys
+import json, os, secrets, subprocess, sys
 try:
     values = json.load(sys.stdin)
 except ValueError:  # byreis refused and said why; nothing to hand over
     sys.exit(1)
-mode = sys.argv[1]
+mode, env_name, work, only = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 def esc(s):  # workflow-command data escaping
     return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 for v in values.values():
@@ -41,6 +53,12 @@ for v in values.values():
         if line.strip():
             sys.stdout.write(f"::add-mask::{esc(line)}\n")
 sys.stdout.flush()
+def export(fmt):
+    r = subprocess.run(["byreis", "export", env_name, "--format", fmt, "--as-env", *only],
+                       stdout=subprocess.PIPE)
+    if r.returncode != 0:
+        sys.exit(r.returncode)
+    return r.stdout
 if mode == "github-env":
     with open(os.environ["GITHUB_ENV"], "a") as f:
         for k, v in values.items():
@@ -49,19 +67,22 @@ if mode == "github-env":
                 if d not in v:
                     break
             f.write(f"{k}<<{d}\n{v}\n{d}\n")
+else:
+    text = export("dotenv")
+    # A signed change landing between the exports would give the file
+    # values that were never masked: the state is read again after, and a
+    # difference hands over nothing.
+    if json.loads(export("json")) != values:
+        sys.stderr.write("byreis action: the secrets changed while they were handed over; nothing was written, run the step again\n")
+        sys.exit(1)
+    fd = os.open(os.path.join(work, "values.env"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text)
 PY
 )
-byreis export "$env_name" --format json "${only[@]}" | python3 -c "$hand_over" "$mode"
+byreis export "$env_name" --format json --as-env "${only[@]}" \
+  | python3 -c "$hand_over" "$mode" "$env_name" "$work" "${only[@]}"
 if [ "$mode" = dotenv ]; then
-  # Written in the private directory, then moved into place: the path may
-  # be in the checkout (attacker input), so a link or anything but a
-  # regular file there is refused rather than followed.
-  if [ -L "$BYREIS_ACTION_DOTENV" ] || { [ -e "$BYREIS_ACTION_DOTENV" ] && [ ! -f "$BYREIS_ACTION_DOTENV" ]; }; then
-    echo "byreis action: $BYREIS_ACTION_DOTENV is a link or not a regular file; refusing to write values there" >&2
-    exit 1
-  fi
-  byreis export "$env_name" --format dotenv "${only[@]}" > "$work/values.env"
-  chmod 600 "$work/values.env"
   mv -f -T "$work/values.env" "$BYREIS_ACTION_DOTENV"
 fi
 echo "byreis action: $mode: values of $env_name handed over after verification" >&2

@@ -39,8 +39,15 @@ pub fn export(
     format: ExportFormat,
     only: &[String],
     secret: SecretArgs,
+    as_env: bool,
 ) -> CliResult {
     super::daily::check_env(env)?;
+    if as_env && matches!(format, ExportFormat::K8sSecret) {
+        return Err(CliError::Refused(
+            Refusal::Usage,
+            "--as-env is for values that become environment variables (dotenv, json, shell); a Secret's keys are judged where it is mounted".into(),
+        ));
+    }
     if !matches!(format, ExportFormat::K8sSecret)
         && (secret.name.is_some() || secret.namespace.is_some() || secret.kind.is_some())
     {
@@ -64,6 +71,14 @@ pub fn export(
             .map_err(|e| CliError::Refused(Refusal::Usage, e.to_string()))?;
     }
     let (state, secrets) = verified_values(ctx, env, only)?;
+    if as_env {
+        crate::exec::check_variable_names(
+            "export --as-env refused (nothing was written)",
+            env,
+            secrets.keys(),
+            &state.manifest().exec_allow_for(env),
+        )?;
+    }
     let text = match format {
         ExportFormat::Dotenv => export::dotenv(&secrets),
         ExportFormat::Json => Ok(export::json(&secrets)),

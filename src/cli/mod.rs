@@ -147,6 +147,13 @@ pub enum Command {
         /// The Secret's type (k8s-secret; default Opaque)
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
+        /// The names will be environment variables of later programs (a
+        /// CI job's $GITHUB_ENV, `set -a`, `eval`): refuse, as `exec`
+        /// does, names that change how programs load code, whom they trust
+        /// or where they send data (LD_*, BASH_ENV, PATH, *PROXY*, …),
+        /// unless `byreis exec-allow` allows them.
+        #[arg(long = "as-env")]
+        as_env: bool,
     },
     /// Run as a kustomize KRM function: append a verified Secret
     ///
@@ -809,6 +816,7 @@ pub fn main() -> i32 {
             name,
             namespace,
             kind,
+            as_env,
         } => deploy::export(
             &ctx,
             &env,
@@ -819,6 +827,7 @@ pub fn main() -> i32 {
                 namespace,
                 kind,
             },
+            as_env,
         ),
         Command::Kustomize => deploy::kustomize(&ctx),
         Command::List { env, long, format } => daily::list(&ctx, env.as_deref(), long, format),

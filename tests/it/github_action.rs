@@ -171,3 +171,87 @@ fn the_dotenv_mode_never_follows_a_link() {
         "the link's target is untouched"
     );
 }
+
+// The action hands values to later steps as variables: names exec refuses
+// (BASH_ENV runs a file in every later bash step) are refused here too,
+// unless the signed state allows them.
+#[test]
+fn names_that_change_later_steps_are_refused_unless_allowed() {
+    let w = World::with_secrets();
+    w.set("prod", "BASH_ENV", "/tmp/evil.sh");
+    let log = w.root.join("job.log");
+    let o = run_action(&w, &log, &[]);
+    assert!(!o.status.success(), "refused\n{}", dump(&o));
+    assert!(
+        stderr(&o).contains("error[exec-refused]")
+            && stderr(&o).contains("BASH_ENV (family BASH_*"),
+        "{}",
+        dump(&o)
+    );
+    assert!(
+        stderr(&o).contains("export --as-env refused (nothing was written)"),
+        "{}",
+        dump(&o)
+    );
+    assert_eq!(
+        fs::read_to_string(&log).unwrap_or_default(),
+        "",
+        "nothing reached the job"
+    );
+    let o = w.alice_run(&["exec-allow", "prod", "BASH_ENV"]);
+    assert_ok(&o, "exec-allow");
+    let o = run_action(&w, &log, &[]);
+    assert!(o.status.success(), "allowed now\n{}", dump(&o));
+    let values = github_env_values(&fs::read_to_string(&log).unwrap());
+    assert!(values.contains(&("BASH_ENV".into(), "/tmp/evil.sh".into())));
+}
+
+// A signed change landing between the dotenv export and the masks' export
+// would hand over values never masked: the action reads the state again
+// and hands over nothing when it changed.
+#[test]
+fn a_change_while_handing_over_writes_no_dotenv_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::with_secrets();
+    let wrap = w.root.join("wrap");
+    fs::create_dir(&wrap).unwrap();
+    // A `byreis` that lands a change just before the dotenv export.
+    let fake = wrap.join("byreis");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *'--format dotenv'*) printf 'changed\\n' | '{bin}' set prod DB >/dev/null 2>&1 ;; esac\nexec '{bin}' \"$@\"\n",
+            bin = bin()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        wrap.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = w.root.join("job.log");
+    let file = w.root.join("prod.env");
+    let o = run_action(
+        &w,
+        &log,
+        &[
+            ("PATH", &path),
+            ("BYREIS_ACTION_MODE", "dotenv"),
+            ("BYREIS_ACTION_DOTENV", file.to_str().unwrap()),
+        ],
+    );
+    assert!(!o.status.success(), "refused\n{}", dump(&o));
+    assert!(
+        stderr(&o).contains("changed while they were handed over"),
+        "{}",
+        dump(&o)
+    );
+    assert!(!file.exists(), "no dotenv file with values never masked");
+    assert_eq!(
+        w.alice_run(&["get", "prod", "DB"]).stdout,
+        b"changed\n",
+        "control: the change landed"
+    );
+}

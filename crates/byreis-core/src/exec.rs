@@ -342,12 +342,14 @@ pub const TOKEN_NAMES: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("exec refused (nothing was run): {}. Secrets with these names would change how the program loads code, which servers it trusts or where it sends data. If a program really needs one, an admin allows it for this environment with `byreis exec-allow {env} NAME` (a signed, audited change); otherwise remove it with `byreis unset {env} NAME`", refused.iter().map(|(n, f)| format!("{n} ({f})")).collect::<Vec<_>>().join("; "))]
+    #[error("{head}: {}. Secrets with these names would change how the program loads code, which servers it trusts or where it sends data. If a program really needs one, an admin allows it for this environment with `byreis exec-allow {env} NAME` (a signed, audited change); otherwise remove it with `byreis unset {env} NAME`", refused.iter().map(|(n, f)| format!("{n} ({f})")).collect::<Vec<_>>().join("; "))]
     Refused {
+        /// What was refused and what did not happen.
+        head: &'static str,
         env: String,
         refused: Vec<(String, &'static Family)>,
     },
-    #[error("secret names starting with BYREIS_ are reserved ({0}); remove it with `byreis unset ENV {0}` (nothing was run)")]
+    #[error("secret names starting with BYREIS_ are reserved ({0}) and never become variables; remove it with `byreis unset ENV {0}` (nothing was run or written)")]
     Reserved(String),
     #[error("the inherited variable {0} would be overridden by a secret of the same name; unset it, or pass --override {0} (or --override-all) to let the secret win")]
     Inherited(String),
@@ -441,23 +443,14 @@ pub fn child_env(
             !k.starts_with(RESERVED_PREFIX) && !TOKEN_NAMES.contains(&k.as_ref())
         })
         .collect();
-    if let Some(name) = secrets.keys().find(|n| n.starts_with(RESERVED_PREFIX)) {
-        return Err(ExecError::Reserved(name.clone()));
-    }
     check_files(env_name, secrets, files)?;
     let as_file = |n: &String| files.iter().any(|f| &f.name == n);
-    let refused: Vec<(String, &'static Family)> = secrets
-        .keys()
-        .filter(|n| !as_file(n))
-        .filter(|n| !exec_allow.contains(n))
-        .filter_map(|n| family_of(n).map(|f| (n.clone(), f)))
-        .collect();
-    if !refused.is_empty() {
-        return Err(ExecError::Refused {
-            env: env_name.to_string(),
-            refused,
-        });
-    }
+    check_variable_names(
+        "exec refused (nothing was run)",
+        env_name,
+        secrets.keys().filter(|n| !as_file(n)),
+        exec_allow,
+    )?;
     let mut replaced = Vec::new();
     for f in files {
         if env.contains_key(&OsString::from(&f.var)) {
@@ -482,6 +475,36 @@ pub fn child_env(
         replaced,
         files: files.to_vec(),
     })
+}
+
+/// Refuses `names` that are to become environment variables of a program
+/// when one is reserved (`BYREIS_`) or in a family the signed `exec_allow`
+/// of `env_name` does not allow: `exec`'s rule, also applied by `export
+/// --as-env` (the GitHub Action hands values to later steps as variables).
+/// `head` says what was refused and what did not happen.
+pub fn check_variable_names<'a>(
+    head: &'static str,
+    env_name: &str,
+    names: impl IntoIterator<Item = &'a String>,
+    exec_allow: &[String],
+) -> Result<(), ExecError> {
+    let names: Vec<&String> = names.into_iter().collect();
+    if let Some(name) = names.iter().find(|n| n.starts_with(RESERVED_PREFIX)) {
+        return Err(ExecError::Reserved((*name).clone()));
+    }
+    let refused: Vec<(String, &'static Family)> = names
+        .into_iter()
+        .filter(|n| !exec_allow.contains(n))
+        .filter_map(|n| family_of(n).map(|f| (n.clone(), f)))
+        .collect();
+    if !refused.is_empty() {
+        return Err(ExecError::Refused {
+            head,
+            env: env_name.to_string(),
+            refused,
+        });
+    }
+    Ok(())
 }
 
 /// Each `--file` names a secret of the environment once, and a path
