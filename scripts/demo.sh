@@ -9,12 +9,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 # Every tool the story runs, checked before anything starts.
 missing=""
-for tool in cargo git age ssh-keygen; do
+for tool in cargo git age ssh-keygen python3; do
   command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
   echo "scripts/demo.sh: missing tools:$missing" >&2
-  echo "  Debian/Ubuntu: apt-get install age git openssh-client (cargo: https://rustup.rs)" >&2
+  echo "  Debian/Ubuntu: apt-get install age git openssh-client python3 (cargo: https://rustup.rs)" >&2
   exit 1
 fi
 cargo build --quiet --manifest-path "$here/Cargo.toml"
@@ -151,6 +151,16 @@ show alice get prod STRIPE_KEY
 step "Deploy: verified exports, and a copy without .git (issue 16)"
 show alice export prod --format dotenv --only STRIPE_KEY
 show alice export prod --format k8s-secret --name app-secrets --namespace shop --only STRIPE_KEY
+echo '$ alice kustomize < ResourceList   # as kustomize runs the KRM function'
+printf '%s\n' 'apiVersion: config.kubernetes.io/v1' 'kind: ResourceList' 'items: []' \
+  'functionConfig:' '  apiVersion: byreis.dev/v1' '  kind: ByreisSecret' \
+  '  metadata: {name: app-secrets}' '  spec: {environment: prod, only: [STRIPE_KEY]}' | alice kustomize
+echo '$ integrations/github-action/run.sh   # the GitHub Action, with a local $GITHUB_ENV'
+: > "$work/github_env"
+PATH="$(dirname "$BYREIS"):$PATH" BYREIS_HOME="$work/alice" GITHUB_ENV="$work/github_env" \
+  BYREIS_ACTION_ENV=prod BYREIS_ACTION_ONLY=STRIPE_KEY RUNNER_TEMP="$work" \
+  bash "$here/integrations/github-action/run.sh"
+echo "\$GITHUB_ENV now holds: $(grep -c '<<ghadelimiter_' "$work/github_env") value(s), masked above first"
 mkdir "$work/argocd-copy"
 git archive HEAD | tar -x -C "$work/argocd-copy"
 (cd "$work/argocd-copy" && show env BYREIS_HOME="$work/ci" BYREIS_ANCHOR="$anchor" BYREIS_REGISTRY="$work/registry" BYREIS_PROJECT=demo "$BYREIS" verify)
