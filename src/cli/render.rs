@@ -2,6 +2,7 @@
 //! so `snapshot_tests` can show every one of them.
 
 use super::CliError;
+use crate::diag::Refusal;
 use crate::doctor::{Check, Status};
 
 /// One `doctor` (or `registry verify`) check as a line of text:
@@ -33,7 +34,14 @@ fn parts(err: &CliError) -> Option<(&'static str, &str, Option<&'static str>, i3
             Some(e.code.fix()),
             super::EXIT_VERIFY,
         )),
-        CliError::Refused(r, msg) => Some((r.as_str(), msg.as_str(), None, 1)),
+        // A usage refusal exits as clap's usage errors do (2, as the help's
+        // exit codes say); every other refusal 1.
+        CliError::Refused(r, msg) => Some((
+            r.as_str(),
+            msg.as_str(),
+            None,
+            if *r == Refusal::Usage { 2 } else { 1 },
+        )),
     }
 }
 

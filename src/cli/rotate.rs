@@ -29,13 +29,20 @@ pub struct Args {
     /// does not take it back.
     #[arg(long, value_name = "NAME")]
     pub remove: Vec<String>,
+    /// Replace a member's key with a new one in every environment they read
+    /// (a lost laptop, a rotated key): NAME=age1… or NAME="ssh-ed25519
+    /// AAAA…". Prints the forward-secrecy warning for the old key. With
+    /// --from-request, `--replace` alone means the requester, who must
+    /// already be a member.
+    #[arg(long, value_name = "NAME=RECIPIENT", num_args = 0..=1, default_missing_value = "")]
+    pub replace: Vec<String>,
     /// Limit the change to these environments (default: all).
     #[arg(long = "env", value_name = "ENV")]
     pub envs: Vec<String>,
     /// Re-encrypt every file (or each `--env`) with fresh file keys to the
     /// same readers: after a suspected compromise of a file key, or on a
     /// schedule. Changes no value and no reader (audited as `rekey`).
-    #[arg(long, conflicts_with_all = ["add", "remove", "from_request"])]
+    #[arg(long, conflicts_with_all = ["add", "remove", "replace", "from_request"])]
     pub rekey: bool,
     /// Why (recorded in the signed audit entry).
     #[arg(long, value_name = "TEXT")]
@@ -45,10 +52,10 @@ pub struct Args {
     pub yes: bool,
     /// Finish the change a signed registry record names as pending
     /// (after an interruption); shows the change first.
-    #[arg(long, conflicts_with_all = ["add", "remove", "envs", "abort", "from_request"])]
+    #[arg(long, conflicts_with_all = ["add", "remove", "replace", "envs", "abort", "from_request"])]
     pub resume: bool,
     /// Abandon the pending change and return to the last complete state.
-    #[arg(long, conflicts_with_all = ["add", "remove", "envs", "from_request"])]
+    #[arg(long, conflicts_with_all = ["add", "remove", "replace", "envs", "from_request"])]
     pub abort: bool,
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -60,6 +67,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
         from_request,
         confirm_fingerprint,
         remove,
+        replace,
         envs,
         reason,
         yes,
@@ -82,26 +90,39 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
         rekey,
         ..Default::default()
     };
-    for a in &add {
-        if a.is_empty() {
-            if from_request.is_none() {
+    let replace_requester = replace.iter().any(String::is_empty);
+    if replace_requester && add.iter().any(String::is_empty) {
+        return Err(CliError::Refused(
+            Refusal::Usage,
+            "--from-request adds the requester (--add) or replaces their key (--replace), not both"
+                .into(),
+        ));
+    }
+    for (flag, list, out) in [
+        ("--add", &add, &mut req.add),
+        ("--replace", &replace, &mut req.replace),
+    ] {
+        for a in list {
+            if a.is_empty() {
+                if from_request.is_none() {
+                    return Err(CliError::Refused(
+                        Refusal::Usage,
+                        format!("{flag} takes NAME=RECIPIENT (or use {flag} --from-request REF)"),
+                    ));
+                }
+                continue;
+            }
+            let Some((name, key)) = a.split_once('=') else {
                 return Err(CliError::Refused(
                     Refusal::Usage,
-                    "--add takes NAME=RECIPIENT (or use --add --from-request REF)".into(),
+                    format!(
+                        "{flag} takes NAME=RECIPIENT, got {}",
+                        crate::names::quoted(a)
+                    ),
                 ));
-            }
-            continue;
+            };
+            out.push((name.to_string(), AgeRecipient::parse(key)?));
         }
-        let Some((name, key)) = a.split_once('=') else {
-            return Err(CliError::Refused(
-                Refusal::Usage,
-                format!(
-                    "--add takes NAME=RECIPIENT, got {}",
-                    crate::names::quoted(a)
-                ),
-            ));
-        };
-        req.add.push((name.to_string(), AgeRecipient::parse(key)?));
     }
     let state = verify::load(ctx)?;
     crate::timing::phase("state verified");
@@ -111,8 +132,33 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     let absorbing = match &from_request {
         Some(r) => {
             let loaded = super::requests::confirm_request(ctx, &state, r, confirm_fingerprint)?;
-            req.add
-                .push((loaded.doc.name.clone(), loaded.key().clone()));
+            let name = loaded.doc.name.clone();
+            match state.manifest().member(&name) {
+                // Never silently: a request in an existing member's name
+                // replaces their key only when --replace says so.
+                Some(existing) if !replace_requester => {
+                    return Err(CliError::Refused(
+                        Refusal::AlreadyExists,
+                        format!(
+                            "{name} is already a member, with key {}; the request carries another key ({}). If {name} replaced their key (a lost laptop, a rotated key), run `byreis rotate --from-request {r} --replace`: the old key's exposure is listed first. Nothing was changed",
+                            existing.fingerprint,
+                            loaded.key().fingerprint()
+                        ),
+                    ));
+                }
+                None if replace_requester => {
+                    return Err(CliError::Refused(
+                        Refusal::UnknownMember,
+                        format!("{name} is not a member, so there is no key to replace; to add them, run `byreis rotate --from-request {r} --add`. Nothing was changed"),
+                    ));
+                }
+                _ => {}
+            }
+            if replace_requester {
+                req.replace.push((name, loaded.key().clone()));
+            } else {
+                req.add.push((name, loaded.key().clone()));
+            }
             let mut r = json!({
                 "name": loaded.doc.name,
                 "fingerprint": loaded.key().fingerprint(),
@@ -141,6 +187,18 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
     for (n, envs) in &preview.removed {
         eprintln!("byreis: remove {n} from {}", envs.join(", "));
     }
+    for (n, r) in &preview.replaced {
+        eprintln!(
+            "byreis: replace the key of {n}: {} -> {} (re-encrypting {})",
+            r.old_fingerprint,
+            r.fingerprint,
+            if r.envs.is_empty() {
+                "no file: they read no environment now".to_string()
+            } else {
+                r.envs.join(", ")
+            }
+        );
+    }
     eprintln!(
         "byreis: files to re-encrypt: {}",
         if preview.files.is_empty() {
@@ -154,6 +212,13 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
         eprint!("{}", rotation::warning(e));
     }
     confirm(ctx, yes, "Rotate?")?;
+    if !preview.replaced.is_empty() && absorbing.is_some() && ctx.interactive && !yes {
+        confirm(
+            ctx,
+            false,
+            "Replace the member's key with the one in the request?",
+        )?;
+    }
     if !preview.readded.is_empty() && yes && !ctx.interactive {
         eprintln!("byreis: re-adding confirmed by --yes");
     } else if !preview.readded.is_empty() {
@@ -177,6 +242,7 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
                 "proposal": proposal,
                 "added": plan.added,
                 "removed": plan.removed,
+                "replaced": plan.replaced,
                 "files": plan.files,
                 "forward_secrecy_warnings": plan.exposures.iter().map(rotation::warning).collect::<Vec<_>>(),
                 "exposures": plan.exposures,
@@ -189,8 +255,16 @@ pub fn rotate(ctx: &Context, args: Args) -> CliResult {
             )
         }),
         Format::Text => super::report(landed, |counter| {
+            let replaced = if plan.replaced.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the old key of {} opens none of the current files, but every older commit still (see the warning above)",
+                    plan.replaced.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            };
             format!(
-                "byreis: rotated (counter {counter}): {} file(s) re-encrypted with fresh file keys",
+                "byreis: rotated (counter {counter}): {} file(s) re-encrypted with fresh file keys{replaced}",
                 plan.files.len()
             )
         }),

@@ -675,3 +675,160 @@ fn rekey_gives_every_file_fresh_keys_and_changes_nothing_else() {
     ]);
     assert_exit(&o, 2, "--rekey with --add");
 }
+
+// issue 19: `rotate --replace NAME=RECIPIENT` gives a member a new key in
+// every environment they read, one signed change; the old key opens none of
+// the current files (but every older commit, which the warning says, naming
+// the old key by fingerprint), and the audit entry records both keys.
+#[test]
+fn replace_gives_a_member_a_new_key_everywhere_they_read() {
+    let (w, bob, carol) = three_members();
+    let new_bob = keygen(&w.root, "bob-new-laptop");
+    let old_fp = whoami(&bob.home, &[])["age_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_fp = whoami(&new_bob.home, &[])["age_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_prod = fs::read(w.secrets_file("prod")).unwrap();
+    let readers = (w.manifest_readers("prod"), w.manifest_readers("staging"));
+    let counter = w.manifest_counter();
+    let o = w.rotate(&[
+        "--replace",
+        &format!("bob={}", new_bob.recipient),
+        "--reason",
+        "lost laptop",
+    ]);
+    assert_ok(&o, "rotate --replace bob");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("replace the key of bob: {old_fp} -> {new_fp}")),
+        "{}",
+        dump(&o)
+    );
+    assert!(
+        err.contains(&format!(
+            "WARNING: replacing bob's key {old_fp} does not take back what the old key could read"
+        )),
+        "{}",
+        dump(&o)
+    );
+    assert!(
+        err.contains("  prod: API, DB"),
+        "what the old key read\n{}",
+        dump(&o)
+    );
+    assert_eq!(w.manifest_counter(), counter + 1, "one signed change");
+    assert_eq!(
+        (w.manifest_readers("prod"), w.manifest_readers("staging")),
+        readers,
+        "the same readers"
+    );
+    assert_eq!(w.manifest_members(), ["alice", "bob", "carol"]);
+    // The new key reads everything bob read, the old one nothing current.
+    let new_as_bob = Person {
+        name: "bob".into(),
+        ..new_bob.clone()
+    };
+    assert_person_reads(&w, &new_as_bob, true);
+    assert_person_reads(&w, &bob, false);
+    assert_person_reads(&w, &carol, true);
+    let o = w.age_decrypt(&identity_file(&bob), &w.secrets_file("prod"));
+    assert_failed(&o, "the stock age CLI: the old key opens no current file");
+    let o = w.age_decrypt_bytes(&identity_file(&bob), &old_prod);
+    assert_ok(
+        &o,
+        "control: the old key still opens the old file (forward secrecy)",
+    );
+    let a = w.last_audit();
+    assert_eq!(a["action"], "rotate", "{a}");
+    assert_eq!(a["details"]["reason"], "lost laptop");
+    let r = &a["details"]["replaced"][0];
+    assert_eq!(r["name"], "bob", "{a}");
+    assert_eq!(r["old_fingerprint"], old_fp.as_str(), "{a}");
+    assert_eq!(r["fingerprint"], new_fp.as_str(), "{a}");
+    assert_eq!(r["envs"], serde_json::json!(["prod", "staging"]), "{a}");
+    let (o, v) = doctor_json(&w.alice.home, &w.proj, &[]);
+    assert_doctor_ok(&o, &v, "doctor after --replace");
+}
+
+// issue 19: what --replace refuses, each leaving everything as it was.
+#[test]
+fn replace_refuses_non_members_same_keys_admins_and_partial_use() {
+    let (w, bob, carol) = three_members();
+    let new_key = keygen(&w.root, "new-key");
+    let key = |n: &str| format!("{n}={}", new_key.recipient);
+    let counter = w.manifest_counter();
+    let prod = fs::read(w.secrets_file("prod")).unwrap();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec!["--replace".into(), key("dave")],
+            1,
+            "dave is not a member",
+        ),
+        (
+            vec!["--replace".into(), format!("bob={}", bob.recipient)],
+            1,
+            "bob already has that key",
+        ),
+        (
+            vec!["--replace".into(), format!("bob={}", carol.recipient)],
+            1,
+            "already belongs to member carol",
+        ),
+        (
+            vec![
+                "--replace".into(),
+                key("bob"),
+                "--env".into(),
+                "prod".into(),
+            ],
+            2,
+            "drop --env",
+        ),
+        (
+            vec![
+                "--replace".into(),
+                key("bob"),
+                "--remove".into(),
+                "bob".into(),
+            ],
+            2,
+            "bob is named twice",
+        ),
+        (
+            vec!["--replace".into(), key("alice")],
+            1,
+            "admin key of the registry roster",
+        ),
+        (
+            vec!["--replace".into(), key("bob"), "--rekey".into()],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec!["--replace".into()],
+            2,
+            "--replace takes NAME=RECIPIENT",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = w.rotate(&args);
+        assert_exit(&o, code, &format!("rotate {args:?}"));
+        assert_stderr_contains(&o, says, &format!("rotate {args:?}"));
+        assert_eq!(
+            w.manifest_counter(),
+            counter,
+            "rotate {args:?} changed the counter"
+        );
+        assert_eq!(fs::read(w.secrets_file("prod")).unwrap(), prod);
+    }
+    // A member added again under their name with another key is pointed
+    // to --replace.
+    let o = w.rotate(&["--add", &key("bob")]);
+    assert_failed(&o, "--add of an existing member with another key");
+    assert_stderr_contains(&o, "use --replace bob=RECIPIENT", "the hint");
+}

@@ -26,6 +26,9 @@ use crate::verify::{Context, State};
 pub struct Request {
     pub add: Vec<(String, AgeRecipient)>,
     pub remove: Vec<String>,
+    /// `rotate --replace NAME=RECIPIENT`: a member's new key replaces the
+    /// old one in every environment they read (issue 19).
+    pub replace: Vec<(String, AgeRecipient)>,
     /// Empty: every environment (and the default readers for new ones).
     pub envs: Vec<String>,
     /// Why, recorded in the audit entry.
@@ -37,11 +40,16 @@ pub struct Request {
     pub rekey: bool,
 }
 
-/// What a removed party could read before the rotation.
+/// What a removed party (or a replaced key) could read before the
+/// rotation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exposure {
     pub member: String,
+    /// The fingerprint of the key that could read it (for a replacement,
+    /// the old key).
     pub fingerprint: String,
+    /// `removed`, or `key-replaced` (the member reads on with a new key).
+    pub cause: &'static str,
     /// Environment → secret names the party could read in the current
     /// files (values still in use).
     pub could_read: BTreeMap<String, Vec<String>>,
@@ -60,6 +68,17 @@ pub struct Plan {
     /// Names or keys being added that an earlier rotation removed: when,
     /// by whom and why (from the verified audit log).
     pub readded: Vec<String>,
+    /// Member → the key replaced, the new one and the environments whose
+    /// files are re-encrypted to it.
+    pub replaced: BTreeMap<String, Replaced>,
+}
+
+/// One `--replace`: the old key, the new one, where it applies.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replaced {
+    pub old_fingerprint: String,
+    pub fingerprint: String,
+    pub envs: Vec<String>,
 }
 
 fn refuse<T>(code: Refusal, msg: impl Into<String>) -> Result<T, StoreError> {
@@ -75,8 +94,11 @@ pub struct NewReaders {
     pub members: Vec<Member>,
     pub readers: BTreeMap<String, Readers>,
     pub default_readers: Vec<String>,
-    /// Environments re-encrypted although their readers stay (`--rekey`).
+    /// Environments re-encrypted although their readers stay (`--rekey`,
+    /// or a reader's key replaced).
     pub rekey: BTreeSet<String>,
+    /// The change is a `--rekey` (audited as `rekey`).
+    pub rekey_only: bool,
 }
 
 impl NewReaders {
@@ -91,16 +113,22 @@ impl NewReaders {
 /// readers of every environment. Touches nothing.
 pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreError> {
     let m = &state.manifest();
-    if req.rekey && (!req.add.is_empty() || !req.remove.is_empty()) {
+    if req.rekey && (!req.add.is_empty() || !req.remove.is_empty() || !req.replace.is_empty()) {
         return refuse(
             Refusal::Usage,
-            "--rekey changes no reader: run it on its own, apart from --add and --remove",
+            "--rekey changes no reader: run it on its own, apart from --add, --remove and --replace",
         );
     }
-    if req.add.is_empty() && req.remove.is_empty() && !req.rekey {
+    if req.add.is_empty() && req.remove.is_empty() && req.replace.is_empty() && !req.rekey {
         return refuse(
             Refusal::NothingToDo,
-            "nothing to do: give --add NAME=RECIPIENT and/or --remove NAME, or --rekey",
+            "nothing to do: give --add NAME=RECIPIENT, --remove NAME or --replace NAME=RECIPIENT, or --rekey",
+        );
+    }
+    if !req.replace.is_empty() && !req.envs.is_empty() {
+        return refuse(
+            Refusal::Usage,
+            "--replace changes a member's key in every environment they read (a member has one key): drop --env",
         );
     }
     for e in &req.envs {
@@ -109,8 +137,56 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
             return refuse(Refusal::UnknownEnvironment, format!("no environment {e}"));
         }
     }
+    let admin_keys: Vec<AgeRecipient> = state
+        .roster()
+        .latest()
+        .admins
+        .iter()
+        .filter_map(|a| AgeRecipient::parse(&a.age_recipient).ok())
+        .collect();
     let mut members = m.members.clone();
     let mut seen = BTreeSet::new();
+    let mut replaced: BTreeMap<String, Replaced> = BTreeMap::new();
+    for (name, key) in &req.replace {
+        names::check(Kind::Member, name).map_err(StoreError::from)?;
+        if !seen.insert(name.clone()) || req.remove.contains(name) {
+            return refuse(Refusal::Usage, format!("{name} is named twice"));
+        }
+        if let Some(other) = members.iter().find(|mem| {
+            mem.name != *name && AgeRecipient::parse(&mem.recipient).is_ok_and(|r| r == *key)
+        }) {
+            return refuse(Refusal::AlreadyExists, format!("that key already belongs to member {} (keys are compared as bytes, whatever their spelling)", other.name));
+        }
+        let Some(mem) = members.iter_mut().find(|mem| mem.name == *name) else {
+            return refuse(
+                Refusal::UnknownMember,
+                format!("{name} is not a member, so there is no key to replace; to add them, use --add {name}=RECIPIENT"),
+            );
+        };
+        let old = AgeRecipient::parse(&mem.recipient).ok();
+        if old.as_ref() == Some(key) {
+            return refuse(
+                Refusal::NothingToDo,
+                format!("{name} already has that key ({})", key.fingerprint()),
+            );
+        }
+        if old.as_ref().is_some_and(|o| admin_keys.contains(o)) && !admin_keys.contains(key) {
+            return refuse(
+                Refusal::RosterRule,
+                format!("{name}'s key is an admin key of the registry roster, which --replace does not change; replace an admin's key in the roster (byreis admin remove {name}, then byreis admin add with the new keys), or give the key the roster already names"),
+            );
+        }
+        replaced.insert(
+            name.clone(),
+            Replaced {
+                old_fingerprint: mem.fingerprint.clone(),
+                fingerprint: key.fingerprint(),
+                envs: Vec::new(),
+            },
+        );
+        mem.recipient = key.as_str().to_string();
+        mem.fingerprint = key.fingerprint();
+    }
     for (name, key) in &req.add {
         names::check(Kind::Member, name).map_err(StoreError::from)?;
         if !seen.insert(name.clone()) || req.remove.contains(name) {
@@ -130,7 +206,7 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
             {
                 return refuse(
                     Refusal::AlreadyExists,
-                    format!("member {name} already exists with another key; remove them first"),
+                    format!("member {name} already exists with another key ({}); if this is their new key, use --replace {name}=RECIPIENT (or --replace with --from-request)", existing.fingerprint),
                 );
             }
             Some(_) => {}
@@ -152,13 +228,6 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
     } else {
         req.envs.clone()
     };
-    let admin_keys: Vec<AgeRecipient> = state
-        .roster()
-        .latest()
-        .admins
-        .iter()
-        .filter_map(|a| AgeRecipient::parse(&a.age_recipient).ok())
-        .collect();
     // Names whose key is an admin's, parsed once (not once per file).
     let admin_names: BTreeSet<&str> = members
         .iter()
@@ -177,7 +246,9 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
         files: Vec::new(),
         exposures: Vec::new(),
         readded: Vec::new(),
+        replaced: BTreeMap::new(),
     };
+    let mut rewritten_same = BTreeSet::new();
     for (env, e) in &m.environments {
         let mut r: BTreeSet<String> = e.readers.iter().cloned().collect();
         if targets.contains(env) {
@@ -203,7 +274,17 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
                     format!("{env} would be left without an admin who can decrypt it"),
                 );
             }
-            if !r.iter().eq(e.readers.iter()) || req.rekey {
+            let mut key_replaced = false;
+            for (n, rep) in replaced.iter_mut() {
+                if e.readers.contains(n) {
+                    rep.envs.push(env.clone());
+                    key_replaced = true;
+                }
+            }
+            if req.rekey || key_replaced {
+                rewritten_same.insert(env.clone());
+            }
+            if !r.iter().eq(e.readers.iter()) || req.rekey || key_replaced {
                 plan.files.push(names::env_file(env));
             }
         }
@@ -230,6 +311,7 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
         }
     }
     if plan.files.is_empty()
+        && replaced.is_empty()
         && default_readers.iter().cloned().collect::<Vec<_>>() == m.default_readers
     {
         return refuse(Refusal::NothingToDo, "the readers would not change");
@@ -240,22 +322,26 @@ pub fn plan(state: &State, req: &Request) -> Result<(Plan, NewReaders), StoreErr
     });
 
     plan.readded = removed_before(state, &req.add);
+    plan.replaced = replaced;
     Ok((
         plan,
         NewReaders {
             members,
             readers,
             default_readers: default_readers.into_iter().collect(),
-            rekey: if req.rekey {
-                targets.into_iter().collect()
-            } else {
-                BTreeSet::new()
-            },
+            rekey: rewritten_same,
+            rekey_only: req.rekey,
         },
     ))
 }
 
-/// The forward-secrecy warning for a removal, in plain words.
+/// [`Exposure::cause`] of a member removed.
+pub const CAUSE_REMOVED: &str = "removed";
+/// [`Exposure::cause`] of a member's key replaced.
+pub const CAUSE_REPLACED: &str = "key-replaced";
+
+/// The forward-secrecy warning for a removal or a replaced key, in plain
+/// words.
 pub fn warning(e: &Exposure) -> String {
     let list = |s: &mut String, map: &BTreeMap<String, Vec<String>>| {
         for (env, keys) in map {
@@ -269,14 +355,24 @@ pub fn warning(e: &Exposure) -> String {
             ));
         }
     };
-    let mut s = format!(
-        "WARNING: removing {} ({}) does not take back what they could read.\n\
-         - They know every value they could read before this rotation.\n\
-         - Every commit before this rotation stays decryptable with their key, for as long as they keep that key and any clone of the repository.\n\
-         - Removal is not remediation: if they may be compromised, rotate every value below at the system that issued it, and revoke the old value there.\n\
-         They could read (values still in use):\n",
-        e.member, e.fingerprint
-    );
+    let mut s = if e.cause == CAUSE_REPLACED {
+        format!(
+            "WARNING: replacing {}'s key {} does not take back what the old key could read.\n\
+             - Every commit before this rotation stays decryptable with the old key, for as long as anyone holds it and any clone of the repository.\n\
+             - If the old key was lost or stolen, whoever holds it can read every value below: rotate each at the system that issued it, and revoke the old value there.\n\
+             The old key could read (values still in use):\n",
+            e.member, e.fingerprint
+        )
+    } else {
+        format!(
+            "WARNING: removing {} ({}) does not take back what they could read.\n\
+             - They know every value they could read before this rotation.\n\
+             - Every commit before this rotation stays decryptable with their key, for as long as they keep that key and any clone of the repository.\n\
+             - Removal is not remediation: if they may be compromised, rotate every value below at the system that issued it, and revoke the old value there.\n\
+             They could read (values still in use):\n",
+            e.member, e.fingerprint
+        )
+    };
     if e.could_read.is_empty() && e.earlier.still_in_use.is_empty() {
         s.push_str("  (nothing in the current files)\n");
     }
@@ -359,6 +455,15 @@ pub struct Prepared {
 pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, StoreError> {
     let (mut plan, new) = plan(state, req)?;
     let m = &state.manifest();
+    // Whose reading this rotation ends: removed members, and the old keys
+    // of replaced ones.
+    let exposed: Vec<(&String, &'static str)> = req
+        .remove
+        .iter()
+        .map(|n| (n, CAUSE_REMOVED))
+        .chain(req.replace.iter().map(|(n, _)| (n, CAUSE_REPLACED)))
+        .collect();
+    let exposed_reads = |e: &Environment| exposed.iter().any(|(n, _)| e.readers.contains(*n));
     let me = actor.identity.recipient();
     let affected: BTreeSet<String> = m
         .environments
@@ -370,7 +475,7 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
     // and the others a removed party could read, where the caller can.
     let mut needed = Vec::new();
     for (env, e) in &m.environments {
-        let removed_reads = req.remove.iter().any(|n| e.readers.contains(n));
+        let removed_reads = exposed_reads(e);
         let hint = state.readers(env).iter().position(|r| *r == me);
         if affected.contains(env) && hint.is_none() {
             return Err(crate::verify::VerifyError {
@@ -406,17 +511,13 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
             if affected.contains(*env) {
                 plaintexts.insert(env.to_string(), plaintext);
             }
-            if req
-                .remove
-                .iter()
-                .any(|n| m.environments[*env].readers.contains(n))
-            {
+            if exposed_reads(&m.environments[*env]) {
                 names_read.insert(env.to_string(), secrets.into_keys().collect());
             }
         }
     }
     crate::timing::phase("current files decrypted");
-    for name in &req.remove {
+    for &(name, cause) in &exposed {
         let mut could_read = BTreeMap::new();
         for (env, e) in &m.environments {
             if e.readers.contains(name) {
@@ -454,11 +555,12 @@ pub fn prepare(state: &State, actor: &Actor, req: &Request) -> Result<Prepared, 
         plan.exposures.push(Exposure {
             member: name.clone(),
             fingerprint: mem.fingerprint.clone(),
+            cause,
             could_read,
             earlier,
         });
     }
-    if !req.remove.is_empty() {
+    if !exposed.is_empty() {
         crate::timing::phase("older versions walked (exposure inventory)");
     }
     Ok(Prepared {
@@ -493,7 +595,7 @@ pub fn execute(
         .filter(|(env, e)| new.rewrites(env, &e.readers))
         .map(|(env, _)| env.clone())
         .collect();
-    let rekey = !new.rekey.is_empty();
+    let rekey = new.rekey_only;
     let NewReaders {
         members,
         readers,
@@ -585,6 +687,13 @@ pub fn execute(
         "removed": plan.removed.iter().map(|(n, envs)| serde_json::json!({"name": n, "fingerprint": fp(n), "envs": envs})).collect::<Vec<_>>(),
         "files": plan.files,
     });
+    if !plan.replaced.is_empty() {
+        details["replaced"] = serde_json::json!(plan
+            .replaced
+            .iter()
+            .map(|(n, r)| serde_json::json!({"name": n, "old_fingerprint": r.old_fingerprint, "fingerprint": r.fingerprint, "envs": r.envs}))
+            .collect::<Vec<_>>());
+    }
     if let Some(r) = request {
         details["request"] = r;
     }
