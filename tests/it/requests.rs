@@ -672,7 +672,12 @@ fn a_request_under_a_members_name_with_another_key_is_flagged() {
         warned < confirmed,
         "the warning came after the fingerprint\n{err}"
     );
-    assert_stderr_contains(&o, "already exists with another key", "refused as before");
+    assert_stderr_contains(&o, "the request carries another key", "refused as before");
+    assert_stderr_contains(
+        &o,
+        "--replace",
+        "the refusal names the way to replace a key",
+    );
     assert_eq!(w.heads(), heads, "nothing changed");
 }
 

@@ -217,7 +217,7 @@ refusals! {
         "your age identity is not the one the roster lists for your admin entry";
     // What was asked.
     Usage => "usage",
-        "a flag or argument is missing, malformed, or does not go with another (the argument parser's own errors exit 2 instead)";
+        "a flag or argument is missing, malformed, or does not go with another (exit 2, as the argument parser's own errors)";
     BadName => "bad-name",
         "a project, environment, member or secret name uses characters its kind does not allow";
     BadLocation => "bad-location",

@@ -594,7 +594,7 @@ pub fn conflicts(
         Some(theirs) if theirs != key => out.push(Conflict {
             flag: "member-key-differs",
             message: format!(
-                "{shown} is already a member with key {} (fingerprint {}); this request carries a DIFFERENT key: absorbing it would be a key replacement, not a new member (byreis refuses it unless {shown} is removed first). Ask {shown} over another channel whether they changed keys; anyone can make a request under any name",
+                "{shown} is already a member with key {} (fingerprint {}); this request carries a DIFFERENT key: absorbing it would be a key replacement, not a new member (a plain absorb refuses it; `rotate --from-request BRANCH --replace` does it). Ask {shown} over another channel whether they changed keys; anyone can make a request under any name",
                 theirs.as_str(),
                 theirs.fingerprint()
             ),
